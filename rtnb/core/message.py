@@ -1,0 +1,221 @@
+"""The message envelope and the wire codecs.
+
+A :class:`Message` is what the hub stores in history and fans out. It keeps its
+encodings once made, so a message going to a thousand subscribers is serialised
+once per wire format, not once per subscriber. JSON goes through orjson and
+MessagePack through msgpack; both produce the same envelope::
+
+    {"op": "message", "topic": T, "offset": N, "epoch": E, "ts": SECONDS, "data": ANY}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgpack
+import orjson
+
+from .errors import BadField, BadJson, TooDeep
+
+__all__ = [
+    "DEFAULT_MAX_NESTING",
+    "Format",
+    "Message",
+    "check_nesting",
+    "decode_frame",
+    "encode_json",
+    "encode_msgpack",
+    "join_json",
+    "join_msgpack",
+]
+
+Format = Literal["json", "msgpack"]
+
+#: Deepest nesting of lists and objects accepted in a payload.
+DEFAULT_MAX_NESTING = 32
+
+
+def encode_json(obj: Any) -> bytes:
+    """Serialise ``obj`` as compact JSON bytes.
+
+    Raises:
+        BadField: ``obj`` holds something JSON cannot carry (bytes, NaN keys...).
+    """
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError) as error:
+        raise BadField(f"Payload cannot be encoded as JSON: {error}.") from None
+
+
+def encode_msgpack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def decode_frame(frame: str | bytes, binary_format: Format = "msgpack") -> Any:
+    """Decode one client frame: text is JSON, binary is ``binary_format``.
+
+    Raises:
+        BadJson: the frame is not valid JSON / MessagePack.
+    """
+    if isinstance(frame, str) or binary_format == "json":
+        try:
+            return orjson.loads(frame)
+        except orjson.JSONDecodeError as error:
+            raise BadJson(f"Frame is not valid JSON: {error}.") from None
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise BadJson(f"Frame is not valid MessagePack: {error}.") from None
+
+
+def check_nesting(obj: Any, max_depth: int = DEFAULT_MAX_NESTING) -> None:
+    """Refuse payloads nested deeper than ``max_depth`` lists/objects.
+
+    Deep nesting costs the hub and every subscriber's decoder stack; bounding
+    it stops a tiny frame from becoming an expensive one.
+
+    Raises:
+        TooDeep: the payload is nested too deeply.
+    """
+    if not isinstance(obj, (dict, list)):
+        return
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            raise TooDeep(f"Payload is nested more than {max_depth} levels deep.")
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+
+
+class Message:
+    """One published message with its place in its topic's history.
+
+    Attributes:
+        topic: the concrete topic.
+        offset: position in the topic, gap-free, starting at 1.
+        epoch: the topic history's identity; changes when history is reset.
+        ts: hub timestamp, UNIX seconds.
+        data: the payload, any JSON value.
+    """
+
+    __slots__ = ("_data_json", "_json", "_msgpack", "data", "epoch", "offset", "topic", "ts")
+
+    def __init__(
+        self,
+        topic: str,
+        offset: int,
+        epoch: int,
+        ts: float,
+        data: Any,
+        *,
+        json: bytes | None = None,
+        data_json: bytes | None = None,
+    ) -> None:
+        self.topic = topic
+        self.offset = offset
+        self.epoch = epoch
+        self.ts = ts
+        self.data = data
+        self._json = json
+        self._data_json = data_json
+        self._msgpack: bytes | None = None
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "op": "message",
+            "topic": self.topic,
+            "offset": self.offset,
+            "epoch": self.epoch,
+            "ts": self.ts,
+            "data": self.data,
+        }
+
+    @property
+    def json(self) -> bytes:
+        """The envelope as JSON bytes, encoded on first use and then reused."""
+        encoded = self._json
+        if encoded is None:
+            data_json = self._data_json
+            if data_json is None:
+                encoded = encode_json(self.envelope())
+            else:
+                # The payload was encoded (and so validated) when it was published:
+                # splice it into the envelope instead of encoding it again.
+                encoded = b"".join(
+                    (
+                        b'{"op":"message","topic":',
+                        orjson.dumps(self.topic),
+                        b',"offset":%d,"epoch":%d,"ts":' % (self.offset, self.epoch),
+                        orjson.dumps(self.ts),
+                        b',"data":',
+                        data_json,
+                        b"}",
+                    )
+                )
+                self._data_json = None
+            self._json = encoded
+        return encoded
+
+    @property
+    def msgpack(self) -> bytes:
+        """The envelope as MessagePack bytes, encoded on first use and then reused."""
+        encoded = self._msgpack
+        if encoded is None:
+            encoded = self._msgpack = encode_msgpack(self.envelope())
+        return encoded
+
+    def encoded(self, fmt: Format) -> bytes:
+        return self.json if fmt == "json" else self.msgpack
+
+    @property
+    def size(self) -> int:
+        """Bytes this message accounts for in history limits (its JSON form)."""
+        return len(self.json)
+
+    @classmethod
+    def from_envelope(cls, envelope: dict[str, Any], *, json: bytes | None = None) -> Message:
+        """Rebuild a message from its envelope (as received from a hub).
+
+        Raises:
+            BadField: a required envelope field is missing or mistyped.
+        """
+        try:
+            return cls(
+                envelope["topic"],
+                int(envelope["offset"]),
+                int(envelope["epoch"]),
+                float(envelope["ts"]),
+                envelope.get("data"),
+                json=json,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise BadField(f"Not a message envelope: {error!r}.") from None
+
+    def __repr__(self) -> str:
+        return f"Message({self.topic!r}, offset={self.offset}, epoch={self.epoch}, data={self.data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.topic, self.offset, self.epoch, self.ts, self.data) == (
+            other.topic,
+            other.offset,
+            other.epoch,
+            other.ts,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def join_json(parts: list[bytes]) -> bytes:
+    """Pack several JSON objects into one text frame, ``\\n``-separated."""
+    return parts[0] if len(parts) == 1 else b"\n".join(parts)
+
+
+def join_msgpack(parts: list[bytes]) -> bytes:
+    """Pack several MessagePack objects into one binary frame, back to back."""
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,224 @@
+"""The wire contract, version 1: typed frames and the parser for client requests.
+
+Client frames are JSON objects (or MessagePack maps) with an ``op``. The parser
+turns each into a typed request or raises the :mod:`rtnb.core.errors` error that
+the hub sends back, carrying the request's ``id`` when it had one. It does no
+I/O; adapters call :func:`parse_request` and act on the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict, Union
+
+from .errors import BadField, BadJson, MissingField, RtnbError, UnknownOp
+from .limits import Limits
+from .message import check_nesting
+from .topics import Pattern, validate_pattern, validate_topic
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL_JSON",
+    "SUBPROTOCOL_MSGPACK",
+    "Auth",
+    "ErrorFrame",
+    "GapFrame",
+    "MessageFrame",
+    "Ping",
+    "Publish",
+    "Request",
+    "RequestId",
+    "SinceCursor",
+    "Subscribe",
+    "Unsubscribe",
+    "WelcomeFrame",
+    "parse_request",
+    "parse_since",
+]
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL_MSGPACK = "rtnb.msgpack"
+SUBPROTOCOL_JSON = "rtnb.json"
+
+#: a request's ``id``, echoed in its ``ack`` or ``error``
+RequestId = Union[str, int]
+
+#: topic -> (last seen offset, epoch or None when the client does not know it)
+SinceCursor = dict[str, tuple[int, Union[int, None]]]
+
+
+# -- hub -> client frames (for type checkers and documentation) ----------------------
+
+
+class WelcomeFrame(TypedDict):
+    op: Literal["welcome"]
+    client: str
+    version: int
+
+
+class MessageFrame(TypedDict):
+    op: Literal["message"]
+    topic: str
+    offset: int
+    epoch: int
+    ts: float
+    data: Any
+
+
+class GapFrame(TypedDict, total=False):
+    op: Literal["gap"]
+    topic: str
+    to: int | None
+    reason: str
+    epoch: int
+    # "from" is a keyword in Python; it is present on every gap frame.
+
+
+class ErrorFrame(TypedDict, total=False):
+    op: Literal["error"]
+    code: str
+    message: str
+    id: str
+
+
+# -- client -> hub requests ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    pattern: Pattern
+    last: int | None = None
+    since: SinceCursor | None = None
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    pattern: str
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    data: Any
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: RequestId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+    id: RequestId | None = None
+
+
+Request = Union[Subscribe, Unsubscribe, Publish, Ping, Auth]
+
+_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth")
+MAX_LAST = 100_000
+
+
+def _request_id(frame: dict[str, Any]) -> RequestId | None:
+    """The request's ``id``, echoed back as given (a string, or an integer)."""
+    value = frame.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadField("Field 'id' must be a string or an integer.")
+    if isinstance(value, str) and len(value) > 128:
+        raise BadField("Field 'id' must be at most 128 characters.")
+    return value
+
+
+def _required(frame: dict[str, Any], field: str, op: str) -> Any:
+    if field not in frame:
+        raise MissingField(f"Op '{op}' needs the field '{field}'.")
+    return frame[field]
+
+
+def parse_since(value: object, limits: Limits | None = None) -> SinceCursor:
+    """Read a ``since`` cursor: ``{TOPIC: OFFSET}`` or ``{TOPIC: {"offset": N, "epoch": E}}``.
+
+    The object form lets the hub tell a client whose offsets belong to an old
+    epoch; the plain form is accepted for hand-written clients.
+    """
+    limits = limits or Limits()
+    if not isinstance(value, dict):
+        raise BadField("Field 'since' must be an object of topic -> offset.")
+    cursor: SinceCursor = {}
+    for topic, position in value.items():
+        validate_topic(topic, allow_system=True, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
+        epoch: int | None = None
+        if isinstance(position, dict):
+            epoch = position.get("epoch")
+            position = position.get("offset")
+            if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
+                raise BadField(f"since[{topic!r}].epoch must be an integer.")
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise BadField(f"since[{topic!r}] must be a non-negative integer offset.")
+        cursor[topic] = (position, epoch)
+    return cursor
+
+
+def parse_request(frame: Any, limits: Limits | None = None) -> Request:
+    """Validate one decoded client frame and return the typed request.
+
+    Raises:
+        BadJson: the frame is not an object.
+        UnknownOp / MissingField / BadField / InvalidTopic / InvalidPattern /
+        WildcardPublish / TooDeep: as named, with ``request_id`` set.
+    """
+    limits = limits or Limits()
+    if not isinstance(frame, dict):
+        raise BadJson("A frame must be a JSON object such as {\"op\": \"ping\"}.")
+    request_id = _request_id(frame)
+    op = frame.get("op")
+    if op not in _OPS:
+        known = ", ".join(_OPS)
+        shown = op if isinstance(op, str) else type(op).__name__
+        raise UnknownOp(f"Unknown op {shown!r}; expected one of: {known}.")
+    try:
+        if op == "publish":
+            topic = validate_topic(
+                _required(frame, "topic", op),
+                max_length=limits.max_topic_length,
+                max_depth=limits.max_topic_depth,
+            )
+            data = _required(frame, "data", op)
+            check_nesting(data, limits.max_nesting)
+            return Publish(topic, data, request_id)
+        if op == "subscribe":
+            text = validate_pattern(
+                _required(frame, "topic", op),
+                max_length=limits.max_topic_length,
+                max_depth=limits.max_topic_depth,
+            )
+            last = frame.get("last")
+            if last is not None and (isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= MAX_LAST):
+                raise BadField(f"Field 'last' must be an integer from 0 to {MAX_LAST}.")
+            since = frame.get("since")
+            cursor = parse_since(since, limits) if since is not None else None
+            if last is not None and cursor is not None:
+                raise BadField("Give either 'last' or 'since', not both.")
+            return Subscribe(Pattern.parse(text), last, cursor, request_id)
+        if op == "unsubscribe":
+            text = validate_pattern(
+                _required(frame, "topic", op),
+                max_length=limits.max_topic_length,
+                max_depth=limits.max_topic_depth,
+            )
+            return Unsubscribe(text, request_id)
+        if op == "auth":
+            token = _required(frame, "token", op)
+            if not isinstance(token, str):
+                raise BadField("Field 'token' must be a string.")
+            return Auth(token, request_id)
+        return Ping(request_id)
+    except RtnbError as error:
+        if error.request_id is None:
+            error.request_id = request_id
+        raise

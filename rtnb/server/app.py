@@ -1,0 +1,48 @@
+"""Assemble the hub's HTTP routes into a Tornado application.
+
+:func:`make_handlers` gives the routes alone, so the Jupyter server extension
+(and any Tornado app) can mount them under its own prefix; :func:`make_app`
+wraps them in a standalone application for ``rtnb serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tornado.web
+
+from .hub import Hub
+from .metrics import HealthHandler, MetricsHandler
+from .websocket import HubWebSocket
+
+__all__ = ["make_app", "make_handlers"]
+
+
+def make_handlers(
+    hub: Hub, prefix: str = "", *, allowed_origins: Sequence[str] = ()
+) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+    """The hub's routes as ``(path, handler, kwargs)`` tuples under ``prefix``.
+
+    Args:
+        hub: the hub the handlers serve.
+        prefix: URL prefix without a trailing slash, e.g. ``"/rtnb"``.
+        allowed_origins: extra browser origins allowed to open WebSockets
+            (same-origin is always allowed; ``"*"`` allows any).
+    """
+    prefix = prefix.rstrip("/")
+    return [
+        (f"{prefix}/ws", HubWebSocket, {"hub": hub, "allowed_origins": tuple(allowed_origins)}),
+        (f"{prefix}/healthz", HealthHandler, {"hub": hub}),
+        (f"{prefix}/metrics", MetricsHandler, {"hub": hub}),
+    ]
+
+
+def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Application:
+    """A standalone Tornado application serving ``hub`` under ``prefix``.
+
+    Returns:
+        The application; its routes are the ones :func:`make_handlers` returns.
+    """
+    return tornado.web.Application(make_handlers(hub, prefix, allowed_origins=settings.pop("allowed_origins", ())),
+                                   **settings)

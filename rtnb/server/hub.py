@@ -1,0 +1,423 @@
+"""The hub: one object every transport talks to.
+
+Transports (WebSocket, SSE, long polling, HTTP publish) are thin adapters. Each
+connection registers a :class:`Sink` (how to write to it) and gets a
+:class:`~rtnb.core.fanout.Member`; then it calls :meth:`Hub.publish`,
+:meth:`Hub.subscribe` and :meth:`Hub.unsubscribe`. The hub owns the fan-out,
+the backplane and the counters, and it runs on one asyncio event loop.
+
+Flow of a message: ``publish`` -> backplane assigns the offset and stores it ->
+``deliver`` -> fan-out queues it on every interested group -> at the end of the
+loop turn ``flush`` hands each group's batch to its members' sinks, which write
+the same pre-encoded bytes to every member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..backplane import Backplane, MemoryBackplane
+from ..core.errors import RtnbError, TooManySubscriptions, Unavailable
+from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
+from ..core.history import Gap, HistoryLimits
+from ..core.limits import Limits
+from ..core.message import Message, check_nesting, encode_json
+from ..core.errors import MessageTooBig
+from ..core.protocol import Subscribe
+from ..core.topics import validate_topic
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY", "Hub", "HubConfig", "HubStats", "Sink"]
+
+log = logging.getLogger("rtnb.hub")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+class Sink(Protocol):
+    """How the hub writes to one subscriber; implemented by each transport."""
+
+    transport: str
+
+    def send_batch(self, batch: Batch) -> bool:
+        """Write a group batch; return False, writing nothing, when over the queue limit."""
+
+    def send_items(self, items: Sequence[Message | Gap]) -> None:
+        """Write messages and gaps meant for this subscriber alone (replay, catch-up)."""
+
+    def send_control(self, frame: dict[str, Any]) -> None:
+        """Write a control frame (welcome, subscribed, ack, error, pong...)."""
+
+    def buffered_bytes(self) -> int:
+        """Bytes written but not yet accepted by the peer's socket."""
+
+    async def drained(self) -> None:
+        """Return once everything written so far has left the buffer."""
+
+    def close(self, code: int, reason: str) -> None:
+        """End the connection (WebSocket close code; others map it as they can)."""
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Everything a hub can be told. Defaults suit a local notebook.
+
+    Attributes:
+        limits: input and queue bounds, see :class:`~rtnb.core.limits.Limits`.
+        history: history bounds, see :class:`~rtnb.core.history.HistoryLimits`.
+        ping_interval: seconds between WebSocket pings (0 disables them).
+        ping_timeout: seconds without a pong before a peer is declared dead.
+        close_timeout: seconds to wait for clients' close handshakes at shutdown.
+        trim_interval: seconds between applications of ``history.max_age``.
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    history: HistoryLimits = field(default_factory=HistoryLimits)
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 2.0
+    trim_interval: float = 1.0
+
+
+@dataclass
+class HubStats:
+    """Counters exported on ``/metrics``; plain ints so the hot path stays cheap."""
+
+    messages_in: int = 0
+    messages_out: int = 0
+    batches_out: int = 0
+    lag_events: int = 0
+    slow_consumer_closes: int = 0
+    gaps_sent: int = 0
+    connections_opened: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class Hub:
+    """Topics, subscriptions, history and fan-out behind every transport.
+
+    Args:
+        config: limits and timings.
+        backplane: where offsets and history live; in-memory by default.
+        clock: seconds since the epoch, for message timestamps.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig | None = None,
+        backplane: Backplane | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or HubConfig()
+        self.limits = self.config.limits
+        self.clock = clock
+        self.backplane: Backplane = backplane or MemoryBackplane(self.config.history, clock)
+        self.fanout = Fanout(on_dirty=self._schedule_flush)
+        self.stats = HubStats()
+        self.started_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._trim_handle: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind to the running loop and start the backplane."""
+        self._loop = asyncio.get_running_loop()
+        await self.backplane.start(self.fanout.route)
+        self.started_at = self.clock()
+        if self.config.history.max_age is not None and isinstance(self.backplane, MemoryBackplane):
+            self._trim_handle = self._loop.call_later(self.config.trim_interval, self._trim_by_age)
+
+    async def stop(self) -> None:
+        """Close every connection with 1001 and stop the backplane."""
+        self._closing = True
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+        self.flush()
+        for member in list(self.fanout.members.values()):
+            if member.sink is not None:
+                member.sink.close(CLOSE_GOING_AWAY, "hub shutting down")
+        deadline = time.monotonic() + self.config.close_timeout
+        while self.fanout.members and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.backplane.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and not self._closing
+
+    def _trim_by_age(self) -> None:
+        assert self._loop is not None and isinstance(self.backplane, MemoryBackplane)
+        self.backplane.trim_by_age()
+        self._trim_handle = self._loop.call_later(self.config.trim_interval, self._trim_by_age)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- connections -----------------------------------------------------------------
+
+    def connect(self, sink: Sink, member_id: str | None = None) -> Member:
+        """Register a connection; returns its member (its ``id`` is the client id)."""
+        if self._closing:
+            raise Unavailable("The hub is shutting down.")
+        member = Member(sink, member_id)
+        self.fanout.add(member)
+        self.stats.connections_opened += 1
+        return member
+
+    def disconnect(self, member: Member) -> None:
+        """Forget a connection and its subscriptions; safe to call twice."""
+        if member.state is MemberState.CLOSED:
+            return
+        self.fanout.remove(member)
+        self._watch_patterns()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.fanout.members)
+
+    # -- publish ---------------------------------------------------------------------
+
+    def _prepare(self, topic: str, data: Any, trusted: bool) -> bytes:
+        if not trusted:
+            limits = self.limits
+            validate_topic(topic, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
+            check_nesting(data, limits.max_nesting)
+        data_json = encode_json(data)
+        if len(data_json) > self.limits.max_frame_bytes:
+            raise MessageTooBig(
+                f"Payload is {len(data_json)} bytes; the limit is {self.limits.max_frame_bytes}."
+            )
+        return data_json
+
+    def publish_now(self, topic: str, data: Any, *, trusted: bool = False) -> Message:
+        """Publish synchronously on a local backplane (the fast path).
+
+        Args:
+            topic: a concrete topic.
+            data: any JSON value.
+            trusted: the caller already validated topic and nesting.
+
+        Raises:
+            RtnbError: invalid input, or :class:`Unavailable` on a shared backplane
+                (use :meth:`publish` there).
+        """
+        data_json = self._prepare(topic, data, trusted)
+        backplane = self.backplane
+        if not backplane.is_local:
+            raise Unavailable("This hub's backplane is shared; use 'await hub.publish(...)'.")
+        message = backplane.append(topic, data, self.clock(), data_json)  # type: ignore[attr-defined]
+        self.stats.messages_in += 1
+        return message
+
+    async def publish(self, topic: str, data: Any, *, trusted: bool = False) -> Message:
+        """Publish ``data`` on ``topic``; returns the stored message with its offset.
+
+        Raises:
+            RtnbError: invalid input (see :func:`~rtnb.core.topics.validate_topic`),
+                or :class:`Unavailable` when the backplane cannot take it.
+        """
+        if self.backplane.is_local:
+            return self.publish_now(topic, data, trusted=trusted)
+        data_json = self._prepare(topic, data, trusted)
+        message = await self.backplane.publish(topic, data, self.clock(), data_json)
+        self.stats.messages_in += 1
+        return message
+
+    # -- subscribe -------------------------------------------------------------------
+
+    async def subscribe(self, member: Member, request: Subscribe) -> None:
+        """Add ``request.pattern`` to ``member``, reply ``subscribed``, replay, go live.
+
+        Replay (``last`` or ``since``) and live messages meet without loss or
+        duplicates: the member is fed from history until it reaches its group's
+        position, then joins the group's batches. A topic already covered by
+        another of the member's patterns is not replayed twice.
+
+        Raises:
+            TooManySubscriptions: the connection holds ``max_subscriptions`` patterns.
+        """
+        pattern = request.pattern
+        if pattern.text not in member.patterns and len(member.patterns) >= self.limits.max_subscriptions:
+            raise TooManySubscriptions(
+                f"A connection may hold at most {self.limits.max_subscriptions} subscriptions.",
+                request_id=request.id,
+            )
+        await self.backplane.watch({*self._all_patterns(), pattern})
+        if member.state is MemberState.CLOSED:
+            return
+        self.flush()
+        start: Cursor = member.position()
+        patterns = dict(member.patterns)
+        patterns[pattern.text] = pattern
+        group = self.fanout.set_patterns(member, patterns)
+        assert group is not None
+        lost: list[Gap] = []
+        positions = self.backplane.positions(pattern)
+        for known in group.patterns:
+            for topic, position in (positions if known is pattern else self.backplane.positions(known)).items():
+                group.cursor.setdefault(topic, (position.epoch, position.last_offset))
+        for topic, position in positions.items():
+            if topic in start:
+                continue
+            if request.since is not None and topic in request.since:
+                offset, epoch = request.since[topic]
+                start[topic] = (position.epoch if epoch is None else epoch, offset)
+            elif request.last is not None:
+                start[topic] = (position.epoch, max(position.first_offset - 1, position.last_offset - request.last))
+            else:
+                start[topic] = (position.epoch, position.last_offset)
+        if request.since is not None:
+            for topic, (offset, _epoch) in request.since.items():
+                if offset and topic not in positions and pattern.matches(topic):
+                    lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
+        reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
+        if request.id is not None:
+            reply["id"] = request.id
+        member.sink.send_control(reply)
+        if lost:
+            self.stats.gaps_sent += len(lost)
+            member.sink.send_items(lost)
+        was_live = member.state is MemberState.LIVE
+        member.cursor = start
+        if was_live:
+            member.transition(MemberState.CATCHING_UP)
+            await self._catch_up(member)
+        # Otherwise a recovery is already under way and will read the new cursor.
+
+    def unsubscribe(self, member: Member, pattern: str) -> bool:
+        """Drop ``pattern`` from ``member``; returns False if it was not subscribed."""
+        if pattern not in member.patterns:
+            return False
+        self.flush()
+        if member.state is MemberState.LIVE:
+            member.cursor = {}
+        patterns = dict(member.patterns)
+        del patterns[pattern]
+        self.fanout.set_patterns(member, patterns)
+        self._watch_patterns()
+        return True
+
+    def _all_patterns(self) -> set[Any]:
+        return {pattern for group in self.fanout.groups.values() for pattern in group.patterns}
+
+    def _watch_patterns(self) -> None:
+        if not self.backplane.is_local and not self._closing:
+            self._spawn(self.backplane.watch(self._all_patterns()))
+
+    # -- delivery --------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every pending batch to its group's live members."""
+        self._flush_scheduled = False
+        fanout = self.fanout
+        if not fanout.has_pending:
+            return
+        live = MemberState.LIVE
+        delivered = 0
+        batches = fanout.take_batches()
+        for batch in batches:
+            count = len(batch.messages)
+            for member in tuple(batch.group.members):
+                if member.state is live:
+                    if member.sink.send_batch(batch):
+                        delivered += count
+                    else:
+                        self._lag(member, batch.messages)
+        self.stats.messages_out += delivered
+        self.stats.batches_out += len(batches)
+
+    def _lag(self, member: Member, skipped: list[Message]) -> None:
+        Fanout.mark_lagging(member, skipped)
+        self.stats.lag_events += 1
+        log.info("subscriber %s is slow; skipping it until it drains", member.id)
+        self._spawn(self._recover(member))
+
+    async def _recover(self, member: Member) -> None:
+        """Wait for a lagging member to drain, then catch it up from history."""
+        sink = member.sink
+        limit = self.limits.max_lag_seconds
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        while member.state is MemberState.LAGGING:
+            try:
+                if deadline is None:
+                    await sink.drained()
+                else:
+                    await asyncio.wait_for(sink.drained(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                self.stats.slow_consumer_closes += 1
+                log.warning("closing subscriber %s: over its queue limit for %ss", member.id, limit)
+                sink.close(CLOSE_POLICY, "slow consumer: outbound queue over its limit")
+                return
+            except RtnbError:
+                return
+            if member.state is not MemberState.LAGGING:
+                return
+            member.transition(MemberState.CATCHING_UP)
+            await self._catch_up(member)
+
+    async def _catch_up(self, member: Member) -> None:
+        """Feed a CATCHING_UP member from history until it meets its group."""
+        sink = member.sink
+        while member.state is MemberState.CATCHING_UP:
+            self.flush()
+            behind = Fanout.behind(member)
+            if not behind:
+                member.cursor = {}
+                member.transition(MemberState.LIVE)
+                return
+            for topic, (epoch, offset) in behind.items():
+                gaps, messages, position = await self.backplane.read_since(topic, offset, epoch)
+                if member.state is not MemberState.CATCHING_UP:
+                    return
+                if gaps or messages:
+                    sink.send_items([*gaps, *messages])
+                    self.stats.gaps_sent += len(gaps)
+                    self.stats.messages_out += len(messages)
+                group_position = member.group.cursor.get(topic) if member.group is not None else None
+                member.cursor[topic] = position or group_position or (epoch, offset)
+                if sink.buffered_bytes() > self.limits.max_queue_bytes:
+                    member.transition(MemberState.LAGGING)
+                    self.stats.lag_events += 1
+                    self._spawn(self._recover(member))
+                    return
+
+    # -- introspection ---------------------------------------------------------------
+
+    def queue_depths(self) -> list[int]:
+        """Buffered outbound bytes of every connection."""
+        return [member.sink.buffered_bytes() for member in self.fanout.members.values() if member.sink is not None]
+
+    def record_error(self, code: str) -> None:
+        self.stats.errors[code] += 1
+
+    def health(self) -> dict[str, Any]:
+        backplane = self.backplane.health()
+        return {
+            "status": "ok" if backplane.get("ok") and self.running else "degraded",
+            "connections": self.connection_count,
+            "uptime": 0.0 if self.started_at is None else round(self.clock() - self.started_at, 3),
+            **backplane,
+        }

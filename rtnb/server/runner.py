@@ -1,0 +1,142 @@
+"""Run a hub with its HTTP server: in a script, in ``rtnb serve``, in tests.
+
+:class:`HubServer` binds the listening sockets and owns the shutdown order:
+stop accepting, close every WebSocket with 1001 (going away), then close the
+remaining HTTP connections. :func:`serve` adds signal handling for the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+
+from .app import make_app
+from .hub import Hub, HubConfig
+
+__all__ = ["HubServer", "serve"]
+
+log = logging.getLogger("rtnb.server")
+
+
+class HubServer:
+    """A :class:`Hub` listening on ``host:port`` (port 0 picks a free one).
+
+    Args:
+        hub: the hub to serve; a default one when omitted.
+        host: address to bind, ``127.0.0.1`` unless told otherwise.
+        port: TCP port; 0 lets the OS choose (see :attr:`port` after start).
+        prefix: URL prefix of every route.
+        ssl_context: serve https/wss with this context.
+        allowed_origins: extra browser origins allowed for WebSockets.
+        app_settings: extra Tornado application settings.
+    """
+
+    def __init__(
+        self,
+        hub: Hub | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        prefix: str = "",
+        ssl_context: ssl.SSLContext | None = None,
+        allowed_origins: Sequence[str] = (),
+        **app_settings: Any,
+    ) -> None:
+        self.hub = hub or Hub()
+        self.host = host
+        self.requested_port = port
+        self.prefix = prefix.rstrip("/")
+        self.ssl_context = ssl_context
+        self.allowed_origins = tuple(allowed_origins)
+        self.app_settings = app_settings
+        self.port: int | None = None
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._sockets: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8765``; clients add ``/ws``, ``/sse``..."""
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        scheme = "https" if self.ssl_context else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{self.prefix}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1) + "/ws"
+
+    def make_app(self) -> Any:
+        return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins, **self.app_settings)
+
+    async def start(self) -> HubServer:
+        await self.hub.start()
+        limits = self.hub.limits
+        self._http = tornado.httpserver.HTTPServer(
+            self.make_app(),
+            ssl_options=self.ssl_context,
+            idle_connection_timeout=60,
+            body_timeout=60,
+            max_body_size=max(limits.max_frame_bytes, 16 * 2**20),
+        )
+        self._sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
+        self._http.add_sockets(self._sockets)
+        self.port = self._sockets[0].getsockname()[1]
+        log.info("rtnb hub listening on %s", self.url)
+        return self
+
+    async def stop(self) -> None:
+        """Stop accepting, close clients with 1001, then drop what is left."""
+        if self._http is None:
+            return
+        http, self._http = self._http, None
+        http.stop()
+        await self.hub.stop()
+        try:
+            await asyncio.wait_for(http.close_all_connections(), self.hub.config.close_timeout)
+        except asyncio.TimeoutError:
+            log.warning("some HTTP connections did not close in time")
+
+    async def __aenter__(self) -> HubServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: HubConfig | None = None,
+    *,
+    on_ready: Callable[[HubServer], Any] | None = None,
+    stop_event: asyncio.Event | None = None,
+    **server_options: Any,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop_event``), then shut down cleanly."""
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
+            pass
+    server = HubServer(Hub(config), host=host, port=port, **server_options)
+    await server.start()
+    try:
+        if on_ready is not None:
+            result = on_ready(server)
+            if asyncio.iscoroutine(result):
+                await result
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()

@@ -1,0 +1,298 @@
+"""``GET /ws``: the WebSocket transport, a thin adapter over :class:`~rtnb.server.hub.Hub`.
+
+The handler parses frames with :func:`~rtnb.core.protocol.parse_request`, calls
+the hub, and writes what the hub hands it. For speed, outbound frames are built
+once per batch and written straight to the connection's stream as bytes: a
+thousand subscribers of one group get the very same ``bytes`` object, instead
+of a thousand ``write_message`` calls each re-framing the payload (the classic
+Tornado broadcast loop). Compression is off by default, so pre-framed bytes
+are valid on every connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import tornado.iostream
+import tornado.websocket
+
+from ..core.errors import ConnectionClosed, RtnbError
+from ..core.fanout import Batch, Member
+from ..core.history import Gap
+from ..core.message import Format, Message, decode_frame, encode_msgpack
+from ..core.protocol import (
+    PROTOCOL_VERSION,
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    Auth,
+    Ping,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    parse_request,
+)
+from .hub import Hub
+
+__all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
+
+log = logging.getLogger("rtnb.ws")
+frame_log = logging.getLogger("rtnb.frames")
+
+_TEXT = 0x1
+_BINARY = 0x2
+_SEPARATOR = {"json": b"\n", "msgpack": b""}
+
+
+def frame_bytes(payload: bytes, opcode: int) -> bytes:
+    """One unmasked, final WebSocket frame (server to client) around ``payload``."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
+    return header + payload
+
+
+def split_frames(parts: Sequence[bytes], fmt: Format, max_frame: int) -> list[bytes]:
+    """Pack encoded objects into as few frames as fit in ``max_frame`` bytes each.
+
+    JSON objects are ``\\n``-separated in a text frame; MessagePack objects are
+    concatenated in a binary frame. An object larger than ``max_frame`` gets a
+    frame of its own.
+    """
+    opcode = _TEXT if fmt == "json" else _BINARY
+    if len(parts) == 1:
+        return [frame_bytes(parts[0], opcode)]
+    separator = _SEPARATOR[fmt]
+    frames: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part) + 1 > max_frame:
+            frames.append(frame_bytes(separator.join(chunk), opcode))
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part) + 1
+    frames.append(frame_bytes(separator.join(chunk), opcode))
+    return frames
+
+
+def _encode_item(item: Message | Gap, fmt: Format) -> bytes:
+    if isinstance(item, Message):
+        return item.encoded(fmt)
+    return orjson.dumps(item.to_wire()) if fmt == "json" else encode_msgpack(item.to_wire())
+
+
+def _batch_builder(fmt: Format, max_frame: int) -> Callable[[Batch], list[bytes]]:
+    if fmt == "json":
+
+        def build(batch: Batch) -> list[bytes]:
+            return split_frames([message.json for message in batch.messages], "json", max_frame)
+
+    else:
+
+        def build(batch: Batch) -> list[bytes]:
+            return split_frames([message.msgpack for message in batch.messages], "msgpack", max_frame)
+
+    return build
+
+
+def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
+    """Bytes handed to ``stream`` that the socket has not taken yet.
+
+    Tornado keeps this as two private counters; reading them costs nothing,
+    where asking through futures would cost an allocation per write.
+    """
+    try:
+        return stream._total_write_index - stream._total_write_done_index  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - a future Tornado without the counters
+        return len(stream._write_buffer)  # type: ignore[attr-defined]
+
+
+class HubWebSocket(tornado.websocket.WebSocketHandler):
+    """One WebSocket client of the hub. Implements :class:`~rtnb.server.hub.Sink`."""
+
+    transport = "ws"
+
+    def initialize(self, hub: Hub, allowed_origins: Sequence[str] | None = None) -> None:
+        self.hub = hub
+        self.allowed_origins = set(allowed_origins or ())
+        self.member: Member | None = None
+        self.format: Format = "json"
+        self._stream: tornado.iostream.BaseIOStream | None = None
+        self._builder: Callable[[Batch], list[bytes]] | None = None
+        self._batch_key = "ws:json"
+        self._opcode = _TEXT
+        self._closed = False
+
+    # -- settings taken from the hub, so mounting elsewhere keeps them ------------------
+
+    @property
+    def ping_interval(self) -> float | None:
+        return self.hub.config.ping_interval or None
+
+    @property
+    def ping_timeout(self) -> float | None:
+        return self.hub.config.ping_timeout or None
+
+    @property
+    def max_message_size(self) -> int:
+        return self.hub.limits.max_frame_bytes
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return None
+
+    def check_origin(self, origin: str) -> bool:
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        return super().check_origin(origin)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        for offered in subprotocols:
+            if offered in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
+                return offered
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        connection = self.ws_connection
+        assert connection is not None
+        self._stream = connection.stream
+        if self.selected_subprotocol == SUBPROTOCOL_MSGPACK:
+            self.format, self._opcode = "msgpack", _BINARY
+        self._batch_key = f"ws:{self.format}"
+        self._builder = _batch_builder(self.format, self.hub.limits.max_batch_bytes)
+        try:
+            self.member = self.hub.connect(self)
+        except RtnbError as error:
+            self.send_control(error.to_wire())
+            self.close(1013, error.message)
+            return
+        self.send_control({"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION})
+        log.debug("client %s connected from %s (%s)", self.member.id, self.request.remote_ip, self.format)
+
+    def on_close(self) -> None:
+        self._closed = True
+        if self.member is not None:
+            self.hub.disconnect(self.member)
+            log.debug("client %s closed (%s %s)", self.member.id, self.close_code, self.close_reason)
+
+    # -- input -----------------------------------------------------------------------
+
+    def on_message(self, frame: str | bytes) -> Any:
+        member = self.member
+        if member is None:
+            return None
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("<- %s %r", member.id, frame)
+        try:
+            request = parse_request(decode_frame(frame, self.format), self.hub.limits)
+            if isinstance(request, Publish):
+                if self.hub.backplane.is_local:
+                    message = self.hub.publish_now(request.topic, request.data, trusted=True)
+                    if request.id is not None:
+                        self._ack(request.id, message)
+                    return None
+                return self._publish_async(request)
+            if isinstance(request, Subscribe):
+                return self._subscribe(member, request)
+            if isinstance(request, Unsubscribe):
+                self.hub.unsubscribe(member, request.pattern)
+                self._reply({"op": "unsubscribed", "topic": request.pattern}, request.id)
+            elif isinstance(request, Ping):
+                self._reply({"op": "pong"}, request.id)
+            elif isinstance(request, Auth):
+                self._reply({"op": "authenticated"}, request.id)
+        except RtnbError as error:
+            self._report(error)
+        return None
+
+    def _reply(self, frame: dict[str, Any], request_id: Any) -> None:
+        if request_id is not None:
+            frame["id"] = request_id
+        self.send_control(frame)
+
+    def _ack(self, request_id: Any, message: Message) -> None:
+        self.send_control(
+            {"op": "ack", "id": request_id, "topic": message.topic, "offset": message.offset, "epoch": message.epoch}
+        )
+
+    def _report(self, error: RtnbError) -> None:
+        self.hub.record_error(error.code)
+        self.send_control(error.to_wire())
+
+    async def _publish_async(self, request: Publish) -> None:
+        try:
+            message = await self.hub.publish(request.topic, request.data, trusted=True)
+        except RtnbError as error:
+            if error.request_id is None:
+                error.request_id = request.id
+            self._report(error)
+            return
+        if request.id is not None:
+            self._ack(request.id, message)
+
+    async def _subscribe(self, member: Member, request: Subscribe) -> None:
+        try:
+            await self.hub.subscribe(member, request)
+        except RtnbError as error:
+            if error.request_id is None:
+                error.request_id = request.id
+            self._report(error)
+
+    # -- Sink ------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        stream = self._stream
+        if stream is None or self._closed:
+            return
+        try:
+            stream.write(data)
+        except tornado.iostream.StreamClosedError:
+            self._closed = True
+
+    def send_batch(self, batch: Batch) -> bool:
+        stream = self._stream
+        if stream is None or self._closed:
+            return True
+        if buffered_bytes(stream) > self.hub.limits.max_queue_bytes:
+            return False
+        for frame in batch.encoded(self._batch_key, self._builder):  # type: ignore[arg-type]
+            self._write(frame)
+        return True
+
+    def send_items(self, items: Sequence[Message | Gap]) -> None:
+        fmt = self.format
+        parts = [_encode_item(item, fmt) for item in items]
+        if parts:
+            for frame in split_frames(parts, fmt, self.hub.limits.max_batch_bytes):
+                self._write(frame)
+
+    def send_control(self, frame: dict[str, Any]) -> None:
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("-> %s %r", self.member.id if self.member else "-", frame)
+        payload = orjson.dumps(frame) if self.format == "json" else encode_msgpack(frame)
+        self._write(frame_bytes(payload, self._opcode))
+
+    def buffered_bytes(self) -> int:
+        return 0 if self._stream is None else buffered_bytes(self._stream)
+
+    async def drained(self) -> None:
+        stream = self._stream
+        if stream is None or self._closed or stream.closed():
+            raise ConnectionClosed("The connection is closed.")
+        try:
+            await stream.write(b"")
+        except tornado.iostream.StreamClosedError:
+            raise ConnectionClosed("The connection is closed.") from None
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.ws_connection is not None:
+            super().close(code, reason)
