@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
-from ..core.errors import RtnbError, TooManySubscriptions, Unavailable
+from ..core.errors import MessageTooBig, RtnbError, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
 from ..core.message import Message, check_nesting, encode_json
-from ..core.errors import MessageTooBig
 from ..core.protocol import Subscribe
 from ..core.topics import validate_topic
+from .heartbeat import Heartbeat
 
-__all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY", "Hub", "HubConfig", "HubStats", "Sink"]
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY", "Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
 
 log = logging.getLogger("rtnb.hub")
 
@@ -65,6 +65,38 @@ class Sink(Protocol):
 
 
 @dataclass(frozen=True)
+class ComponentMetric:
+    """One number a component exports on ``/metrics`` (labelled with the component's name)."""
+
+    name: str
+    documentation: str
+    kind: str  # "counter" or "gauge"
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Component(Protocol):
+    """A part that runs beside the hub on its loop (e.g. an MQTT bridge).
+
+    Registered with :meth:`Hub.add_component`; the hub starts it with itself,
+    stops it first at shutdown, merges its :meth:`health` into ``/healthz``
+    (``"ok": False`` makes the hub ``degraded``) and exports its :meth:`metrics`.
+    """
+
+    async def start(self, hub: Hub) -> None:
+        """Begin work on the running loop; must not wait for remote peers."""
+
+    async def stop(self) -> None:
+        """End work and release connections; safe to call twice."""
+
+    def health(self) -> dict[str, Any]:
+        """State for ``/healthz``, with at least ``"ok": bool``."""
+
+    def metrics(self) -> Sequence[ComponentMetric]:
+        """Numbers for ``/metrics``."""
+
+
+@dataclass(frozen=True)
 class HubConfig:
     """Everything a hub can be told. Defaults suit a local notebook.
 
@@ -75,6 +107,10 @@ class HubConfig:
         ping_timeout: seconds without a pong before a peer is declared dead.
         close_timeout: seconds to wait for clients' close handshakes at shutdown.
         trim_interval: seconds between applications of ``history.max_age``.
+        keepalive_interval: seconds between SSE keep-alive comments (0 disables them).
+        sse_retry: seconds an SSE client should wait before reconnecting (sent as ``retry:``).
+        poll_timeout: seconds a long poll waits when the client gives no ``timeout``.
+        poll_max_timeout: longest wait a long poll may ask for; larger requests are capped.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -83,6 +119,10 @@ class HubConfig:
     ping_timeout: float = 20.0
     close_timeout: float = 2.0
     trim_interval: float = 1.0
+    keepalive_interval: float = 15.0
+    sse_retry: float = 2.0
+    poll_timeout: float = 25.0
+    poll_max_timeout: float = 60.0
 
 
 @dataclass
@@ -125,6 +165,8 @@ class Hub:
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._trim_handle: asyncio.TimerHandle | None = None
+        self._heartbeats: dict[str, Heartbeat] = {}
+        self.components: dict[str, Component] = {}
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -134,12 +176,16 @@ class Hub:
         self._loop = asyncio.get_running_loop()
         await self.backplane.start(self.fanout.route)
         self.started_at = self.clock()
+        for component in list(self.components.values()):
+            await component.start(self)
         if self.config.history.max_age is not None and isinstance(self.backplane, MemoryBackplane):
             self._trim_handle = self._loop.call_later(self.config.trim_interval, self._trim_by_age)
 
     async def stop(self) -> None:
         """Close every connection with 1001 and stop the backplane."""
         self._closing = True
+        for component in list(self.components.values()):
+            await component.stop()
         if self._trim_handle is not None:
             self._trim_handle.cancel()
         self.flush()
@@ -149,15 +195,42 @@ class Hub:
         deadline = time.monotonic() + self.config.close_timeout
         while self.fanout.members and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        for heartbeat in self._heartbeats.values():
+            heartbeat.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.backplane.stop()
 
+    async def add_component(self, name: str, component: Component) -> None:
+        """Register ``component`` under ``name``; start it now if the hub runs.
+
+        Raises:
+            ValueError: a component already has that name.
+        """
+        if name in self.components:
+            raise ValueError(f"a component named {name!r} is already registered")
+        self.components[name] = component
+        if self.running:
+            await component.start(self)
+
+    async def remove_component(self, name: str) -> None:
+        """Stop and forget the component ``name``; no-op when there is none."""
+        component = self.components.pop(name, None)
+        if component is not None:
+            await component.stop()
+
     @property
     def running(self) -> bool:
         return self._loop is not None and not self._closing
+
+    def heartbeat(self, kind: str, interval: float, timeout: float | None) -> Heartbeat:
+        """The shared keep-alive timer for connections of ``kind`` (``"ws"``, ``"sse"``...)."""
+        heartbeat = self._heartbeats.get(kind)
+        if heartbeat is None:
+            heartbeat = self._heartbeats[kind] = Heartbeat(interval, timeout)
+        return heartbeat
 
     def _trim_by_age(self) -> None:
         assert self._loop is not None and isinstance(self.backplane, MemoryBackplane)
@@ -281,6 +354,11 @@ class Hub:
                 start[topic] = (position.epoch if epoch is None else epoch, offset)
             elif request.last is not None:
                 start[topic] = (position.epoch, max(position.first_offset - 1, position.last_offset - request.last))
+            elif request.since is not None:
+                # A resuming client lists every topic it has seen; a matching topic it
+                # does not list is new to it (e.g. created while it was offline), so it
+                # gets that topic's retained history rather than losing it silently.
+                start[topic] = (position.epoch, 0)
             else:
                 start[topic] = (position.epoch, position.last_offset)
         if request.since is not None:
@@ -290,6 +368,12 @@ class Hub:
         reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
         if request.id is not None:
             reply["id"] = request.id
+        # Where this subscription starts on each matching topic, so a client can
+        # resume later from there even on topics it has not received anything from.
+        # Omitted when no topic matches yet.
+        starts = {topic: {"offset": start[topic][1], "epoch": start[topic][0]} for topic in positions if topic in start}
+        if starts:
+            reply["positions"] = starts
         member.sink.send_control(reply)
         if lost:
             self.stats.gaps_sent += len(lost)
@@ -392,17 +476,46 @@ class Hub:
                 gaps, messages, position = await self.backplane.read_since(topic, offset, epoch)
                 if member.state is not MemberState.CATCHING_UP:
                     return
-                if gaps or messages:
-                    sink.send_items([*gaps, *messages])
+                if gaps:
+                    sink.send_items(gaps)
                     self.stats.gaps_sent += len(gaps)
-                    self.stats.messages_out += len(messages)
                 group_position = member.group.cursor.get(topic) if member.group is not None else None
-                member.cursor[topic] = position or group_position or (epoch, offset)
-                if sink.buffered_bytes() > self.limits.max_queue_bytes:
-                    member.transition(MemberState.LAGGING)
-                    self.stats.lag_events += 1
-                    self._spawn(self._recover(member))
-                    return
+                reached = self._send_bounded(member, messages)
+                if reached is None:
+                    member.cursor[topic] = position or group_position or (epoch, offset)
+                    continue
+                member.cursor[topic] = reached
+                member.transition(MemberState.LAGGING)
+                self.stats.lag_events += 1
+                self._spawn(self._recover(member))
+                return
+
+    def _send_bounded(self, member: Member, messages: list[Message]) -> tuple[int, int] | None:
+        """Send ``messages`` in chunks while the member's buffer stays under its limit.
+
+        Returns:
+            ``None`` when everything was sent, else the (epoch, offset) of the last
+            message sent: the member went over its limit and must wait to drain.
+        """
+        sink, limits = member.sink, self.limits
+        chunk: list[Message] = []
+        size = 0
+        for message in messages:
+            chunk.append(message)
+            size += message.size
+            if size >= limits.max_batch_bytes:
+                sink.send_items(chunk)
+                self.stats.messages_out += len(chunk)
+                chunk, size = [], 0
+                if sink.buffered_bytes() > limits.max_queue_bytes:
+                    return message.epoch, message.offset
+        if chunk:
+            sink.send_items(chunk)
+            self.stats.messages_out += len(chunk)
+        if sink.buffered_bytes() > limits.max_queue_bytes and messages:
+            last = messages[-1]
+            return last.epoch, last.offset
+        return None
 
     # -- introspection ---------------------------------------------------------------
 
@@ -415,9 +528,15 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         backplane = self.backplane.health()
-        return {
+        health = {
             "status": "ok" if backplane.get("ok") and self.running else "degraded",
             "connections": self.connection_count,
             "uptime": 0.0 if self.started_at is None else round(self.clock() - self.started_at, 3),
             **backplane,
         }
+        if self.components:
+            components = {name: component.health() for name, component in self.components.items()}
+            health["components"] = components
+            if not all(report.get("ok") for report in components.values()):
+                health["status"] = "degraded"
+        return health

@@ -11,6 +11,7 @@ are valid on every connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -130,16 +131,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._batch_key = "ws:json"
         self._opcode = _TEXT
         self._closed = False
+        self._abort_handle: Any = None
+        self.awaiting_pong_since: float | None = None
 
     # -- settings taken from the hub, so mounting elsewhere keeps them ------------------
 
     @property
     def ping_interval(self) -> float | None:
-        return self.hub.config.ping_interval or None
-
-    @property
-    def ping_timeout(self) -> float | None:
-        return self.hub.config.ping_timeout or None
+        # Tornado's own per-connection ping task is off: the hub's shared
+        # Heartbeat pings every connection from one timer (see heartbeat.py).
+        return None
 
     @property
     def max_message_size(self) -> int:
@@ -176,17 +177,42 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.close(1013, error.message)
             return
         self.send_control({"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION})
+        config = self.hub.config
+        if config.ping_interval:
+            self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).add(self)
         log.debug("client %s connected from %s (%s)", self.member.id, self.request.remote_ip, self.format)
 
     def on_close(self) -> None:
         self._closed = True
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+        config = self.hub.config
+        if config.ping_interval:
+            self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).discard(self)
         if self.member is not None:
             self.hub.disconnect(self.member)
             log.debug("client %s closed (%s %s)", self.member.id, self.close_code, self.close_reason)
 
     # -- input -----------------------------------------------------------------------
 
+    # -- heartbeat (see rtnb.server.heartbeat) -------------------------------------------
+
+    def send_heartbeat(self) -> None:
+        if not self._closed and self.ws_connection is not None:
+            try:
+                self.ping(b"")
+            except tornado.websocket.WebSocketClosedError:
+                self._closed = True
+
+    def on_pong(self, data: bytes) -> None:
+        self.awaiting_pong_since = None
+
+    def heartbeat_timed_out(self) -> None:
+        log.info("client %s did not answer a ping in time; closing", self.member.id if self.member else "-")
+        self.close(1011, "ping timeout")
+
     def on_message(self, frame: str | bytes) -> Any:
+        self.awaiting_pong_since = None  # any frame proves the peer is alive
         member = self.member
         if member is None:
             return None
@@ -294,5 +320,12 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             raise ConnectionClosed("The connection is closed.") from None
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if self.ws_connection is not None:
-            super().close(code, reason)
+        """Start the closing handshake; drop the TCP connection if the peer does
+        not finish it within the hub's ``close_timeout`` (Tornado waits 5 s)."""
+        connection = self.ws_connection
+        if connection is None:
+            return
+        super().close(code, reason)
+        if self._abort_handle is None and self._stream is not None:
+            stream = self._stream
+            self._abort_handle = asyncio.get_running_loop().call_later(self.hub.config.close_timeout, stream.close)
