@@ -1,0 +1,232 @@
+"""A hub inside the kernel: :func:`start_hub` runs one on its own thread and loop.
+
+Why a thread: a notebook cell can block the kernel's main thread for minutes
+(a long computation, ``time.sleep``). Devices, browsers and other kernels must
+keep talking to the hub meanwhile, so the hub gets a private asyncio loop on a
+daemon thread and never waits for the kernel. Code on other threads reaches the
+hub through :meth:`EmbeddedHub.call`, which runs a function on the hub's loop.
+
+One hub per process: :func:`start_hub` returns the running one when called
+again, and the hub stops when the interpreter exits. This module imports
+neither ipywidgets nor plotly, so clients can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from ..core.errors import Timeout, Unavailable
+from ..server.hub import Hub, HubConfig
+from ..server.runner import HubServer
+
+__all__ = ["EmbeddedHub", "current_hub", "start_hub"]
+
+log = logging.getLogger("rtnb.embedded")
+
+Result = TypeVar("Result")
+
+#: seconds :func:`start_hub` waits for the hub to listen before giving up
+START_TIMEOUT = 10.0
+
+_HUB_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(HubConfig))
+
+_lock = threading.Lock()
+_current: EmbeddedHub | None = None
+
+
+class EmbeddedHub:
+    """A :class:`~rtnb.server.runner.HubServer` running on its own thread and event loop.
+
+    Create it with :func:`start_hub`, not directly.
+
+    Attributes:
+        server: the HTTP server, with its :class:`~rtnb.server.hub.Hub` as ``server.hub``.
+        loop: the hub's private event loop.
+        thread: the daemon thread running ``loop``.
+    """
+
+    def __init__(self, server: HubServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="rtnb-hub", daemon=True)
+        self._started: Future[None] = Future()
+        self._stopped = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start_server())
+            if self._started.exception() is None:
+                self.loop.run_forever()
+        finally:
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+                self._stopped.set()
+
+    async def _start_server(self) -> None:
+        try:
+            await self.server.start()
+        except BaseException as error:  # reported to the starting thread, which re-raises it
+            self._started.set_exception(error)
+            return
+        self._started.set_result(None)
+
+    def _start(self, timeout: float) -> None:
+        self.thread.start()
+        try:
+            self._started.result(timeout)
+        except FutureTimeout:
+            raise Timeout(f"The embedded hub did not start within {timeout} seconds.") from None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every client connection (code 1001), stop the loop and join the thread.
+
+        Safe to call twice, and from any thread but the hub's own.
+        """
+        global _current
+        with _lock:
+            if _current is self:
+                _current = None
+        if self._stopped.is_set() or not self.thread.is_alive():
+            return
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("EmbeddedHub.stop() cannot run on the hub's own thread")
+        future = asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop)
+        try:
+            future.result(timeout)
+        except FutureTimeout:
+            log.warning("the embedded hub did not stop within %ss; stopping its loop anyway", timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the hub serves requests."""
+        return self.thread.is_alive() and not self._stopped.is_set() and self.server.port is not None
+
+    # -- where it listens ------------------------------------------------------------
+
+    @property
+    def hub(self) -> Hub:
+        return self.server.hub
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8765``; what clients and ``rtnb.connect`` take."""
+        return self.server.url
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket endpoint, ``ws://127.0.0.1:PORT/ws``."""
+        return self.server.ws_url
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None
+        return self.server.port
+
+    # -- running code on the hub's loop ----------------------------------------------
+
+    def call(self, function: Callable[..., Result], *args: Any, timeout: float | None = 10.0) -> Result:
+        """Run ``function(*args)`` on the hub's loop and return its result.
+
+        Hub objects are not thread-safe; this is how other threads use them,
+        e.g. ``hub.call(hub.hub.publish_now, "plant/boiler/temp", {"value": 71})``.
+        A coroutine result is awaited on the hub's loop.
+
+        Raises:
+            Unavailable: the hub is stopped.
+            Timeout: no result within ``timeout`` seconds.
+            Exception: whatever ``function`` raised.
+        """
+        if threading.current_thread() is self.thread:
+            result = function(*args)
+            if asyncio.iscoroutine(result):
+                raise RuntimeError("EmbeddedHub.call() on the hub thread cannot await; await the coroutine instead")
+            return result
+        if not self.running:
+            raise Unavailable("The embedded hub is stopped.")
+
+        async def run() -> Result:
+            result = function(*args)
+            if asyncio.iscoroutine(result):
+                return await result  # type: ignore[no-any-return]
+            return result
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise Timeout(f"The hub did not run {getattr(function, '__name__', function)!r} within {timeout}s.") from None
+
+    def __repr__(self) -> str:
+        if self.server.port is None:
+            return "<EmbeddedHub (not listening)>"
+        state = "running" if self.running else "stopped"
+        return f"<EmbeddedHub {state} at {self.url} (WebSocket {self.ws_url})>"
+
+
+def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> EmbeddedHub:
+    """Start the process's embedded hub, or return the one already running.
+
+    Args:
+        port: TCP port; 0 (the default) lets the OS pick a free one.
+        host: address to bind; loopback unless told otherwise.
+        **options: :class:`~rtnb.server.hub.HubConfig` fields (``history=``,
+            ``limits=``, ``ping_interval=``...), or ``config=`` a whole
+            HubConfig, ``backplane=``, and :class:`~rtnb.server.runner.HubServer`
+            options (``prefix=``, ``allowed_origins=``, ``ssl_context=``).
+
+    Returns:
+        The running :class:`EmbeddedHub`.
+
+    Raises:
+        Unavailable: a hub already runs on another address than the one asked for.
+        OSError: the port cannot be bound.
+        Timeout: the hub did not start within :data:`START_TIMEOUT` seconds.
+    """
+    global _current
+    with _lock:
+        existing = _current
+        if existing is not None and existing.running:
+            if (port and port != existing.port) or host != existing.server.host:
+                raise Unavailable(
+                    f"An embedded hub already runs at {existing.url}; stop it before starting one on {host}:{port}."
+                )
+            return existing
+        config_fields = {name: options.pop(name) for name in list(options) if name in _HUB_CONFIG_FIELDS}
+        config = options.pop("config", None) or HubConfig()
+        if config_fields:
+            config = dataclasses.replace(config, **config_fields)
+        hub = Hub(config, backplane=options.pop("backplane", None))
+        embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options))
+        embedded._start(START_TIMEOUT)
+        _current = embedded
+        log.info("embedded rtnb hub listening on %s", embedded.url)
+        return embedded
+
+
+def current_hub() -> EmbeddedHub | None:
+    """The running embedded hub of this process, or None."""
+    hub = _current
+    return hub if hub is not None and hub.running else None
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    hub = _current
+    if hub is not None:
+        hub.stop(timeout=2.0)

@@ -1,0 +1,264 @@
+"""The Jupyter server extension: the hub inside Jupyter, behind Jupyter's auth.
+
+Installing rtnb drops ``jupyter_server_config.d/rtnb.json`` into
+``etc/jupyter``, which enables the ``rtnb.notebook`` extension point. When the
+server loads it, this module builds a :class:`~rtnb.server.hub.Hub` that runs
+on Jupyter's own event loop and mounts the hub's routes (the same ones ``rtnb
+serve`` has, from :func:`rtnb.server.app.make_handlers`) under
+``{base_url}rtnb/``. That is what makes Binder and JupyterHub work: browsers,
+kernels and devices all reach one hub through the one port the server exposes.
+
+Security: every mounted handler is rebuilt as a subclass mixing in Jupyter's
+``JupyterHandler``, so a request must carry what Jupyter accepts (its login
+cookie, or the server token as ``?token=`` or ``Authorization: token ...``),
+is checked by Jupyter's authorizer (resource ``"rtnb"``), and obeys Jupyter's
+origin rules (``allow_origin``, ``allow_origin_pat``; WebSockets from a foreign
+``Origin`` are refused even with a token). The extension then writes a runtime
+file (see :mod:`rtnb.notebook.discovery`) so kernels find the hub.
+
+Settings (``jupyter_server_config.py``): ``c.RtnbExtension.mount = "rtnb"``,
+``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+from traitlets import Int, List, Unicode
+from traitlets.config import Configurable
+
+from ..core.errors import Forbidden, Unauthorized
+from ..core.history import HistoryLimits
+from ..server.app import make_handlers
+from ..server.hub import Hub, HubConfig
+from .discovery import HUB_INFO_ENV, hub_info_path
+
+__all__ = ["HubExtension", "RtnbExtension", "jupyter_handler_class", "load_jupyter_server_extension"]
+
+log = logging.getLogger("rtnb.extension")
+
+#: key of the running :class:`HubExtension` in the Jupyter web app's settings
+SETTINGS_KEY = "rtnb_hub_extension"
+#: Jupyter authorizer resource checked on every request
+AUTH_RESOURCE = "rtnb"
+
+
+class RtnbExtension(Configurable):
+    """Options of the rtnb Jupyter server extension (``c.RtnbExtension.*``)."""
+
+    mount = Unicode("rtnb", help="Path under the server's base_url where the hub's routes live.").tag(config=True)
+    history_messages = Int(1000, help="Messages kept per topic in the hub's history.").tag(config=True)
+    allowed_origins = List(
+        Unicode(),
+        help="Browser origins allowed to open hub WebSockets besides those Jupyter's own rules allow.",
+    ).tag(config=True)
+
+
+class HubExtension:
+    """The hub of one Jupyter server, its routes and its runtime file.
+
+    Args:
+        serverapp: the Jupyter ``ServerApp`` loading the extension.
+        settings: the extension's options.
+    """
+
+    def __init__(self, serverapp: Any, settings: RtnbExtension) -> None:
+        from jupyter_server.utils import url_path_join
+
+        self.serverapp = serverapp
+        self.settings = settings
+        self.hub = Hub(HubConfig(history=HistoryLimits(max_messages=settings.history_messages)))
+        self.prefix = url_path_join(serverapp.base_url, settings.mount).rstrip("/")
+        self.runtime_file: Path | None = None
+        self._start_task: asyncio.Task[None] | None = None
+
+    def handlers(self) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+        """The hub's routes, each handler wrapped in Jupyter's authentication."""
+        routes = make_handlers(self.hub, self.prefix, allowed_origins=tuple(self.settings.allowed_origins))
+        return [(path, jupyter_handler_class(handler, self), kwargs) for path, handler, kwargs in routes]
+
+    async def ensure_started(self) -> None:
+        """Start the hub on the running (Jupyter's) loop, once."""
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self.hub.start())
+        await asyncio.shield(self._start_task)
+
+    # -- runtime file ------------------------------------------------------------------
+
+    def hub_url(self) -> str | None:
+        """The hub's base URL as a kernel on this machine reaches it, or None (Unix socket)."""
+        app = self.serverapp
+        if getattr(app, "sock", ""):
+            return None
+        host = app.ip or "127.0.0.1"
+        if host in ("localhost", "0.0.0.0", "*", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if getattr(app, "certfile", None) else "http"
+        return f"{scheme}://{host}:{app.port}{self.prefix}"
+
+    def write_runtime_file(self) -> Path | None:
+        """Write ``rtnb-hub-<pid>.json`` (owner-only) for kernels; returns its path."""
+        from jupyter_core.paths import secure_write
+
+        url = self.hub_url()
+        if url is None:
+            log.info("rtnb: the Jupyter server listens on a Unix socket; kernels will not find its hub")
+            return None
+        path = hub_info_path(os.getpid(), Path(self.serverapp.runtime_dir))
+        info = {"url": url, "token": self.serverapp.identity_provider.token or None, "pid": os.getpid()}
+        with secure_write(str(path)) as file:
+            json.dump(info, file)
+        self.runtime_file = path
+        atexit.register(self.remove_runtime_file)
+        return path
+
+    def remove_runtime_file(self) -> None:
+        if self.runtime_file is not None:
+            self.runtime_file.unlink(missing_ok=True)
+            self.runtime_file = None
+
+
+# -- handlers behind Jupyter's auth ----------------------------------------------------
+
+
+class _JupyterAuthentication:
+    """Mixed in front of a hub handler: Jupyter's login, authorizer and origin rules."""
+
+    rtnb_extension: HubExtension
+    rtnb_handler_class: type[tornado.web.RequestHandler]
+    auth_resource = AUTH_RESOURCE
+
+    def _rtnb_action(self) -> str:
+        request = self.request  # type: ignore[attr-defined]
+        websocket = isinstance(self, tornado.websocket.WebSocketHandler)
+        return "read" if request.method in ("GET", "HEAD") and not websocket else "write"
+
+    async def prepare(self) -> None:
+        from jupyter_core.utils import ensure_async
+        from jupyter_server.base.handlers import JupyterHandler
+
+        # Jupyter's own checks: Host header, identity (cookie or token), CORS, XSRF for writes.
+        # No redirect to the login page: devices and WebSockets need a plain 403.
+        outcome = JupyterHandler.prepare(self, _redirect_to_login=False)  # type: ignore[arg-type]
+        if inspect.isawaitable(outcome):
+            await outcome
+        user = self.current_user  # type: ignore[attr-defined]
+        if user is None:
+            raise tornado.web.HTTPError(403, "rtnb: not authenticated")
+        authorized = await ensure_async(
+            self.authorizer.is_authorized(self, user, self._rtnb_action(), AUTH_RESOURCE)  # type: ignore[attr-defined]
+        )
+        if not authorized:
+            raise tornado.web.HTTPError(403, "rtnb: not authorized")
+        origin = self.request.headers.get("Origin")  # type: ignore[attr-defined]
+        if origin is not None and not self.rtnb_origin_allowed(origin):
+            raise tornado.web.HTTPError(403, f"rtnb: cross-origin request from {origin} refused")
+        await self.rtnb_extension.ensure_started()
+        own_prepare = self.rtnb_handler_class.prepare
+        if own_prepare is not tornado.web.RequestHandler.prepare:
+            outcome = own_prepare(self)  # type: ignore[arg-type]
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def rtnb_origin_allowed(self, origin: str) -> bool:
+        """Same origin, Jupyter's ``allow_origin``/``allow_origin_pat``, or the extension's list.
+
+        Stricter than Jupyter on one point: a token does not excuse a foreign
+        ``Origin``. A page on another site holding a token is still another
+        site; browsers on other origins must be allowed by configuration.
+        Requests without ``Origin`` (devices, scripts, kernels) pass.
+        """
+        from urllib.parse import urlparse
+
+        from jupyter_server.utils import origin_matches_pat
+
+        allowed = self.rtnb_extension.settings.allowed_origins
+        jupyter_allow = self.allow_origin  # type: ignore[attr-defined]
+        if jupyter_allow == "*" or "*" in allowed or origin in allowed:
+            return True
+        host = self.request.headers.get("Host")  # type: ignore[attr-defined]
+        if host is not None and urlparse(origin.lower()).netloc == host.lower():
+            return True
+        if jupyter_allow:
+            return bool(jupyter_allow == origin)
+        pattern = self.allow_origin_pat  # type: ignore[attr-defined]
+        return bool(pattern and origin_matches_pat(pattern, origin))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code in (401, 403):
+            if self.current_user is None:  # type: ignore[attr-defined]
+                error: Unauthorized | Forbidden = Unauthorized(
+                    "Log in to Jupyter or pass its token (?token= or 'Authorization: token ...')."
+                )
+            else:
+                exc_info = kwargs.get("exc_info")
+                reason = getattr(exc_info[1], "log_message", None) if exc_info else None
+                error = Forbidden(f"{(reason or 'rtnb: not allowed').removeprefix('rtnb: ').capitalize()}.")
+            self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+            self.finish(json.dumps(error.to_http_body()))  # type: ignore[attr-defined]
+            return
+        super().write_error(status_code, **kwargs)  # type: ignore[misc]
+
+
+class _JupyterWebSocketAuthentication(_JupyterAuthentication):
+    def check_origin(self, origin: str) -> bool:
+        """Checked in :meth:`prepare` already (see :meth:`rtnb_origin_allowed`)."""
+        return self.rtnb_origin_allowed(origin)
+
+    def set_default_headers(self) -> None:
+        """No page headers (CSP...) on a WebSocket upgrade, as Jupyter's own kernel sockets."""
+
+
+def jupyter_handler_class(
+    handler: type[tornado.web.RequestHandler], extension: HubExtension
+) -> type[tornado.web.RequestHandler]:
+    """``handler`` rebuilt to require Jupyter's authentication and origin rules."""
+    from jupyter_server.base.handlers import JupyterHandler
+
+    websocket = issubclass(handler, tornado.websocket.WebSocketHandler)
+    mixin = _JupyterWebSocketAuthentication if websocket else _JupyterAuthentication
+    return type(
+        f"Jupyter{handler.__name__}",
+        (mixin, handler, JupyterHandler),
+        {"rtnb_extension": extension, "rtnb_handler_class": handler, "__module__": __name__},
+    )
+
+
+# -- Jupyter's entry points ------------------------------------------------------------
+
+
+def load_jupyter_server_extension(serverapp: Any) -> HubExtension:
+    """Mount the hub's routes in ``serverapp``; called by Jupyter when the server starts."""
+    extension = HubExtension(serverapp, RtnbExtension(config=serverapp.config))
+    serverapp.web_app.add_handlers(".*$", extension.handlers())
+    serverapp.web_app.settings[SETTINGS_KEY] = extension
+    # Kernels inherit the server's environment: this tells them where the runtime file is.
+    os.environ[HUB_INFO_ENV] = str(hub_info_path(os.getpid(), Path(serverapp.runtime_dir)))
+    serverapp.log.info("rtnb hub mounted at %s/", extension.prefix)
+    return extension
+
+
+async def start_jupyter_server_extension(serverapp: Any) -> None:
+    """Start the hub on Jupyter's running loop and publish its address to kernels."""
+    extension: HubExtension = serverapp.web_app.settings[SETTINGS_KEY]
+    await extension.ensure_started()
+    path = extension.write_runtime_file()
+    if path is not None:
+        serverapp.log.info("rtnb hub address for kernels written to %s", path)
+
+
+_load_jupyter_server_extension = load_jupyter_server_extension
+_start_jupyter_server_extension = start_jupyter_server_extension
