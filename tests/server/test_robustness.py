@@ -134,9 +134,9 @@ async def test_a_slow_consumer_gets_gaps_for_what_history_no_longer_holds() -> N
 
 
 async def test_a_consumer_stuck_past_max_lag_is_closed_with_1008() -> None:
-    config = HubConfig(limits=Limits(max_queue_bytes=16 * 1024, max_lag_seconds=0.3))
+    config = HubConfig(limits=Limits(max_queue_bytes=16 * 1024, max_lag_seconds=0.3), close_timeout=0.3)
     async with running_hub(config) as server:
-        stuck = await connect(server.ws_url, sock=small_buffer_socket(server), max_queue=1)
+        stuck = await connect(server.ws_url, sock=small_buffer_socket(server), max_queue=1, close_timeout=0.1)
         await stuck.recv()
         await stuck.send(orjson.dumps({"op": "subscribe", "topic": "flood"}).decode())
         async with WirePeer(server.ws_url) as publisher:
