@@ -1,0 +1,140 @@
+"""What the plain-HTTP transports (SSE, long polling, publish) share.
+
+* Errors: a handler raises an :class:`~rtnb.core.errors.RtnbError`; the client
+  gets its HTTP status and ``{"error": {"code": ..., "message": ...}}``, the
+  same codes as on WebSocket, and the hub counts it. Nothing is logged as an
+  uncaught exception, because bad input is expected, not a bug.
+* Query parsing for subscriptions: ``topic`` (repeatable), ``last``, the resume
+  cursor, each refused with a typed error when malformed.
+* :func:`resume_requests`: turning a cursor into ``since`` subscriptions that
+  also replay topics created after the cursor was issued, so that resuming is
+  lossless for them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import tornado.web
+
+from ..core.cursor import decode_cursor
+from ..core.errors import BadField, MissingField, RtnbError, TooManySubscriptions, UnknownOp
+from ..core.protocol import MAX_LAST, SinceCursor, Subscribe
+from ..core.topics import Pattern, validate_pattern
+from .hub import Hub
+
+__all__ = ["HubRequestHandler", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
+
+log = logging.getLogger("rtnb.http")
+
+
+class HubRequestHandler(tornado.web.RequestHandler):
+    """Base of the hub's HTTP handlers: the hub passed in, errors as typed JSON."""
+
+    def initialize(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if not isinstance(error, RtnbError):
+            error = self._error_for_status(status_code, error)
+        self.hub.record_error(error.code)
+        self.set_status(error.http_status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(orjson.dumps(error.to_http_body()))
+
+    def _error_for_status(self, status_code: int, error: object) -> RtnbError:
+        reason = getattr(error, "log_message", None)
+        if status_code == 405:
+            found: RtnbError = UnknownOp(
+                f"{self.request.method} is not supported on {self.request.path}; see docs/transports.md."
+            )
+        elif status_code == 400:
+            found = BadField(f"{reason or 'The request is malformed'}.")
+        else:
+            reason = getattr(error, "log_message", None) or self._reason
+            found = RtnbError(f"{reason}.")
+        found.http_status = status_code  # type: ignore[misc]
+        return found
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, RtnbError):
+            log.debug("%s %s refused: %s %s", self.request.method, self.request.path, value.code, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+
+def parse_patterns(handler: tornado.web.RequestHandler, hub: Hub) -> list[Pattern]:
+    """The ``topic`` query arguments as compiled patterns, duplicates removed.
+
+    Raises:
+        MissingField: no ``topic`` argument.
+        InvalidPattern: a pattern breaks the naming rules.
+        TooManySubscriptions: more patterns than ``max_subscriptions``.
+    """
+    texts = handler.get_query_arguments("topic")
+    if not texts:
+        raise MissingField("Give at least one 'topic' query argument, e.g. ?topic=plant/%2B/temp.")
+    limits = hub.limits
+    if len(set(texts)) > limits.max_subscriptions:
+        raise TooManySubscriptions(f"A request may hold at most {limits.max_subscriptions} topic patterns.")
+    patterns: dict[str, Pattern] = {}
+    for text in texts:
+        validate_pattern(text, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
+        patterns.setdefault(text, Pattern.parse(text))
+    return list(patterns.values())
+
+
+def parse_last(value: str | None) -> int | None:
+    """The ``last`` query argument: replay this many messages per matching topic.
+
+    Raises:
+        BadField: not an integer from 0 to ``MAX_LAST``.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        last = int(value)
+    except ValueError:
+        raise BadField(f"'last' must be an integer from 0 to {MAX_LAST}, got {value[:40]!r}.") from None
+    if not 0 <= last <= MAX_LAST:
+        raise BadField(f"'last' must be an integer from 0 to {MAX_LAST}, got {last}.")
+    return last
+
+
+def parse_cursor(value: str | None) -> SinceCursor | None:
+    """A resume cursor from a header or query argument; ``None`` when absent.
+
+    Raises:
+        BadCursor: present but malformed.
+    """
+    if value is None or value == "":
+        return None
+    return decode_cursor(value)
+
+
+def resume_requests(hub: Hub, patterns: Sequence[Pattern], since: SinceCursor | None, last: int | None) -> list[Subscribe]:
+    """One :class:`Subscribe` per pattern, resuming from ``since`` when given.
+
+    A cursor covers every topic the subscriber knew of; a matching topic it does
+    not name was created after it was issued (or the pattern is new), so it is
+    replayed from its start — or only its last ``last`` messages when ``last``
+    is given — rather than joined live. Without a cursor, ``last`` applies as on
+    WebSocket.
+    """
+    if since is None:
+        return [Subscribe(pattern, last=last) for pattern in patterns]
+    requests = []
+    for pattern in patterns:
+        wanted = dict(since)
+        for topic, position in hub.backplane.positions(pattern).items():
+            if topic not in wanted:
+                start = 0 if last is None else max(0, position.first_offset - 1, position.last_offset - last)
+                wanted[topic] = (start, position.epoch)
+        requests.append(Subscribe(pattern, since=wanted))
+    return requests

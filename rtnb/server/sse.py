@@ -1,0 +1,236 @@
+"""``GET /sse``: Server-Sent Events, for browsers and dashboards that only listen.
+
+``GET /sse?topic=PATTERN[&topic=PATTERN...][&last=N]`` answers ``text/event-stream``:
+
+* ``retry: MS`` first, then ``event: welcome`` and one ``event: subscribed`` per pattern;
+* ``event: ready`` once the stream is live, with ``id:`` set to the resume cursor;
+* ``event: message`` whose ``data:`` is the same envelope JSON as on WebSocket;
+* ``event: gap`` and ``event: error`` carrying the WebSocket ``gap`` / ``error`` objects;
+* a ``: keepalive`` comment every ``HubConfig.keepalive_interval`` seconds.
+
+The ``id:`` of an event is a cursor (see :mod:`rtnb.core.cursor`) covering every
+topic of the stream. Browsers send it back as ``Last-Event-ID`` when they
+reconnect (clients that cannot set headers pass ``lastEventId=`` in the query),
+and the hub resumes with the same ``since`` catch-up as WebSocket: exactly what
+was missed, or ``gap`` events for what history no longer holds.
+
+Each stream is a :class:`~rtnb.server.hub.Sink`. Streams with the same patterns
+share a fan-out group, and a group's batch is turned into SSE bytes once
+(:func:`build_batch_events`) and written to all of them; only the last event of
+a batch carries the ``id:``, since the cursor after the batch covers the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import tornado.iostream
+
+from ..core.cursor import MAX_CURSOR_LENGTH, encode_cursor
+from ..core.errors import ConnectionClosed
+from ..core.fanout import Batch, Member, MemberState
+from ..core.history import Gap
+from ..core.message import Message
+from ..core.protocol import PROTOCOL_VERSION
+from ._http import HubRequestHandler, parse_cursor, parse_last, parse_patterns, resume_requests
+from .websocket import buffered_bytes
+
+__all__ = ["SSEHandler", "build_batch_events", "cursor_for", "format_event"]
+
+log = logging.getLogger("rtnb.sse")
+
+KEEPALIVE_COMMENT = b": keepalive\n\n"
+
+
+def cursor_for(positions: Mapping[str, tuple[int, int]]) -> bytes | None:
+    """The ``id:`` value for ``positions``, or ``None`` when it would exceed the cursor limit.
+
+    A stream covering so many topics that its cursor does not fit a header
+    sends events without ids; it cannot resume losslessly (use WebSocket with
+    ``since`` for that many topics).
+    """
+    text = encode_cursor(positions)
+    if len(text) > MAX_CURSOR_LENGTH:
+        return None
+    return text.encode("ascii")
+
+
+def format_event(event: str, data: bytes, event_id: bytes | None = None) -> bytes:
+    """One SSE event. ``data`` must be a single line (compact JSON always is)."""
+    if event_id is None:
+        return b"event: %s\ndata: %s\n\n" % (event.encode("ascii"), data)
+    return b"event: %s\nid: %s\ndata: %s\n\n" % (event.encode("ascii"), event_id, data)
+
+
+def build_batch_events(batch: Batch) -> bytes:
+    """A group batch as SSE bytes, built once and shared by every stream of the group.
+
+    Called at flush time, when the group cursor already includes the batch, so
+    the cursor on the last event is where every live member of the group stands.
+    """
+    messages = batch.messages
+    parts = [b"event: message\ndata: %s\n\n" % message.json for message in messages[:-1]]
+    parts.append(format_event("message", messages[-1].json, cursor_for(batch.group.cursor)))
+    return b"".join(parts)
+
+
+def _item_event(item: Message | Gap) -> tuple[str, bytes]:
+    if isinstance(item, Message):
+        return "message", item.json
+    return "gap", orjson.dumps(item.to_wire())
+
+
+def _advance(position: dict[str, tuple[int, int]], items: Sequence[Message | Gap]) -> None:
+    """Move ``position`` past ``items``, as a client that received them stands."""
+    for item in items:
+        if isinstance(item, Message):
+            position[item.topic] = (item.epoch, item.offset)
+        elif item.epoch is None:
+            position.pop(item.topic, None)  # the topic is gone: nothing to resume there
+        elif item.to_offset is None:
+            position[item.topic] = (item.epoch, 0)  # new epoch: resume from its start
+        else:
+            position[item.topic] = (item.epoch, item.to_offset)
+
+
+class SSEHandler(HubRequestHandler):
+    """One SSE stream. Implements :class:`~rtnb.server.hub.Sink`."""
+
+    transport = "sse"
+
+    def initialize(self, hub: Any) -> None:
+        super().initialize(hub)
+        self.member: Member | None = None
+        self.awaiting_pong_since: float | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._closed = False
+        self._streaming = False  # headers sent: events may be written
+        self._heartbeat: Any = None
+
+    async def get(self) -> None:
+        hub = self.hub
+        patterns = parse_patterns(self, hub)
+        last = parse_last(self.get_query_argument("last", None))
+        since = parse_cursor(self.request.headers.get("Last-Event-ID") or self.get_query_argument("lastEventId", None))
+        config = hub.config
+        self.member = hub.connect(self)
+        self._done = asyncio.get_running_loop().create_future()
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        try:
+            self.write(b"retry: %d\n\n" % round(config.sse_retry * 1000))
+            welcome = {"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION}
+            self.write(format_event("welcome", orjson.dumps(welcome)))
+            await self.flush()
+            self._streaming = True
+            for request in resume_requests(hub, patterns, since, last):
+                await hub.subscribe(self.member, request)
+                if self._closed:
+                    return
+            ready = self.member.position()
+            cursor = cursor_for(ready)
+            body = {"op": "ready", "topics": [pattern.text for pattern in patterns], "cursor": cursor and cursor.decode()}
+            self._send(format_event("ready", orjson.dumps(body), cursor))
+            if config.keepalive_interval:
+                self._heartbeat = hub.heartbeat("sse", config.keepalive_interval, None)
+                self._heartbeat.add(self)
+            await self._done
+        except tornado.iostream.StreamClosedError:
+            pass
+        finally:
+            self._release()
+        if not self._finished and not self.request.connection.stream.closed():  # type: ignore[union-attr]
+            try:
+                self.finish()
+            except tornado.iostream.StreamClosedError:
+                pass
+
+    def on_connection_close(self) -> None:
+        self._end()
+        self._release()
+
+    def _end(self) -> None:
+        self._closed = True
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _release(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.discard(self)
+            self._heartbeat = None
+        if self.member is not None:
+            self.hub.disconnect(self.member)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        if self._closed or not self._streaming:
+            return
+        connection = self.request.connection
+        try:
+            connection.write(data)  # type: ignore[union-attr]
+        except tornado.iostream.StreamClosedError:
+            self._end()
+
+    def _stream(self) -> tornado.iostream.IOStream | None:
+        return getattr(self.request.connection, "stream", None)
+
+    # -- Sink --------------------------------------------------------------------------
+
+    def send_batch(self, batch: Batch) -> bool:
+        if self._closed:
+            return True
+        stream = self._stream()
+        if stream is not None and buffered_bytes(stream) > self.hub.limits.max_queue_bytes:
+            return False
+        self._send(batch.encoded("sse", build_batch_events))
+        return True
+
+    def send_items(self, items: Sequence[Message | Gap]) -> None:
+        if not items or self._closed:
+            return
+        member = self.member
+        event_id = None
+        if member is not None and member.state is not MemberState.LIVE:
+            # Catching up: the member's own cursor says what it has been given.
+            position = member.position()
+            _advance(position, items)
+            event_id = cursor_for(position)
+        parts = [format_event(*_item_event(item)) for item in items[:-1]]
+        parts.append(format_event(*_item_event(items[-1]), event_id))
+        self._send(b"".join(parts))
+
+    def send_control(self, frame: dict[str, Any]) -> None:
+        self._send(format_event(str(frame.get("op", "control")), orjson.dumps(frame)))
+
+    def buffered_bytes(self) -> int:
+        stream = self._stream()
+        return 0 if stream is None else buffered_bytes(stream)
+
+    async def drained(self) -> None:
+        stream = self._stream()
+        if stream is None or self._closed or stream.closed():
+            raise ConnectionClosed("The SSE stream is closed.")
+        try:
+            await stream.write(b"")
+        except tornado.iostream.StreamClosedError:
+            raise ConnectionClosed("The SSE stream is closed.") from None
+
+    def close(self, code: int, reason: str) -> None:
+        """End the stream; the client reconnects with its last event id."""
+        error = {"op": "error", "code": "closed", "message": f"The hub ended the stream ({code}): {reason}."}
+        self._send(format_event("error", orjson.dumps(error)))
+        self._end()
+
+    # -- keep-alive (see rtnb.server.heartbeat) -------------------------------------------
+
+    def send_heartbeat(self) -> None:
+        self._send(KEEPALIVE_COMMENT)
+
+    def heartbeat_timed_out(self) -> None:  # pragma: no cover - SSE keep-alives expect no answer
+        self._end()
