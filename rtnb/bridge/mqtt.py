@@ -1,0 +1,562 @@
+"""The MQTT bridge: broker topics into the hub, hub commands out to the broker.
+
+:class:`MqttBridge` is a hub component (:class:`~rtnb.server.hub.Component`):
+it runs on the hub's event loop and talks to the :class:`~rtnb.server.hub.Hub`
+object directly, with no WebSocket in between.
+
+* **In**: it subscribes to the ``inbound`` filters on the broker; each MQTT
+  message on ``T`` is decoded (:mod:`rtnb.bridge.payloads`) and published on
+  hub topic ``prefix/T``. A message the hub refuses (bad name, too big, not
+  JSON in ``json`` mode) is counted by error code on ``/metrics``, logged, and
+  shown as ``last_error`` in the status; MQTT has no way to tell the device.
+* **Out**: it is a subscriber of the hub for the ``outbound`` filters
+  (:class:`~rtnb.bridge.outbound.OutboundQueue`) and publishes what arrives to
+  the broker with the configured QoS and retain flag, ``publish_window``
+  publishes in flight at a time.
+* **No loops**: hub messages that came from MQTT are recognised by their
+  (topic, epoch, offset) and never sent back (:class:`~rtnb.bridge.mapping.OriginLedger`);
+  the bridge's own publishes are not echoed back in by the broker (MQTT 5
+  *no local*, or :class:`~rtnb.bridge.mapping.EchoFilter` on MQTT 3.1.1).
+* **Outages**: the connection is retried with exponential backoff and jitter.
+  The state is on ``/healthz`` (``components.mqtt``; the hub reports
+  ``degraded`` while the broker is unreachable), on ``/metrics``
+  (``rtnb_mqtt_*``), and published on the status topic ``$rtnb/bridge/mqtt``.
+
+Delivery is at least once at QoS >= 1: around a reconnect a message may be
+delivered twice, never silently lost while the hub and broker keep it (use a
+``client_id`` so the broker queues messages for the bridge while it is away).
+
+``aiomqtt`` is imported only when a bridge starts (``pip install rtnb[mqtt]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import ssl
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import BadField, RtnbError
+from ..core.fanout import Member
+from ..core.message import Message
+from ..core.protocol import Subscribe
+from ..core.topics import Pattern
+from .mapping import EchoFilter, OriginLedger, TopicMap
+from .options import MqttOptions
+from .outbound import OutboundQueue
+from .payloads import decode_payload, encode_payload
+
+if TYPE_CHECKING:
+    from ..server.hub import ComponentMetric, Hub
+
+__all__ = ["BridgeState", "MqttBridge", "start_mqtt_bridge"]
+
+log = logging.getLogger("rtnb.bridge.mqtt")
+
+_CLOSE_GOING_AWAY = 1001
+
+
+class BridgeState(enum.Enum):
+    """Lifecycle of a bridge: ``created -> connecting <-> connected/disconnected -> stopped``."""
+
+    CREATED = "created"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+_ALLOWED = {
+    BridgeState.CREATED: {BridgeState.CONNECTING, BridgeState.STOPPED},
+    BridgeState.CONNECTING: {BridgeState.CONNECTED, BridgeState.DISCONNECTED, BridgeState.STOPPED},
+    BridgeState.CONNECTED: {BridgeState.DISCONNECTED, BridgeState.STOPPED},
+    BridgeState.DISCONNECTED: {BridgeState.CONNECTING, BridgeState.STOPPED},
+    BridgeState.STOPPED: set(),
+}
+
+
+class MqttBridge:
+    """Bridges an MQTT broker and a hub, in both directions.
+
+    Args:
+        options: broker, topics, QoS and security; see :class:`MqttOptions`.
+        name: the component name on ``/healthz`` and the ``component`` label on ``/metrics``.
+
+    Use :func:`start_mqtt_bridge`, or ``await hub.add_component("mqtt", MqttBridge(options))``.
+    """
+
+    def __init__(self, options: MqttOptions, *, name: str = "mqtt") -> None:
+        self.options = options
+        self.name = name
+        self.address = options.address
+        self.state = BridgeState.CREATED
+        self.hub: Hub | None = None
+        self.messages_in = 0
+        self.messages_out = 0
+        self.loops_prevented = 0
+        self.echoes_dropped = 0
+        self.connects = 0
+        self.connect_failures = 0
+        self.refused: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self.state_since: float | None = None
+        self._member: Member | None = None
+        self._outbound: OutboundQueue | None = None
+        self._topic_map: TopicMap | None = None
+        self._ledger: OriginLedger | None = None
+        self._echo: EchoFilter | None = None
+        self._inbound_queue: Any = None
+        self._inbound_pending: asyncio.Future[None] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connected_event = asyncio.Event()
+        self._random = random.Random()
+        self._status_counters: tuple[int, ...] = ()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _transition(self, new_state: BridgeState, error: str | None = None) -> None:
+        if new_state not in _ALLOWED[self.state]:
+            raise RuntimeError(f"MQTT bridge: illegal transition {self.state.value} -> {new_state.value}")
+        self.state = new_state
+        if error is not None:
+            self.last_error = error
+        if new_state is BridgeState.CONNECTED:
+            self._connected_event.set()
+        else:
+            self._connected_event.clear()
+        if self.hub is not None:
+            self.state_since = self.hub.clock()
+            if new_state is not BridgeState.CONNECTING:
+                self._report_status()
+
+    async def start(self, hub: Hub) -> None:
+        """Join ``hub`` (subscribe the outbound patterns) and start connecting to the broker."""
+        if self.state is not BridgeState.CREATED:
+            raise RuntimeError("an MqttBridge can be started once")
+        import aiomqtt  # noqa: F401  (fail at start, with the install hint, not in the reconnect loop)
+
+        self.hub = hub
+        options = self.options
+        try:
+            client = self._make_client()  # reused across reconnects: its inbound queue survives them
+        except (OSError, ssl.SSLError) as error:
+            raise BadField(f"MQTT bridge TLS files cannot be loaded: {error}.") from None
+        self._topic_map = TopicMap(options.prefix, hub.limits)
+        outbound_patterns = [self._topic_map.hub_pattern(mqtt_filter) for mqtt_filter in options.outbound]
+        self._ledger = OriginLedger(outbound_patterns)
+        if options.protocol == "3.1.1" and options.outbound:
+            self._echo = EchoFilter(Pattern.parse(mqtt_filter) for mqtt_filter in options.inbound)
+        if options.outbound:
+            self._outbound = OutboundQueue(hub.limits.max_queue_bytes, self._outbound_closed)
+            await self._join_hub()
+        self._run_task = asyncio.ensure_future(self._run(client))
+        if options.status_interval is not None:
+            self._status_task = asyncio.ensure_future(self._report_periodically(options.status_interval))
+
+    async def stop(self) -> None:
+        """Disconnect from the broker and leave the hub; safe to call twice."""
+        if self.state is BridgeState.STOPPED:
+            return
+        for task in (self._status_task, self._run_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._status_task, self._run_task, *self._tasks):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._outbound is not None:
+            self._outbound.finish()
+        if self._member is not None and self.hub is not None:
+            self.hub.disconnect(self._member)
+            self._member = None
+        self._transition(BridgeState.STOPPED)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the bridge is connected and subscribed; raises ``TimeoutError``."""
+        await asyncio.wait_for(self._connected_event.wait(), timeout)
+
+    # -- the hub side ------------------------------------------------------------------
+
+    async def _join_hub(self, resume: bool = False) -> None:
+        """Subscribe to the outbound patterns; after an eviction, resume where we were."""
+        hub, outbound, topic_map = self.hub, self._outbound, self._topic_map
+        assert hub is not None and outbound is not None and topic_map is not None
+        outbound.closed = False
+        member = self._member = hub.connect(outbound, member_id=f"bridge-{self.name}-{id(self):x}")
+        since = {topic: (offset, epoch) for topic, (epoch, offset) in outbound.positions.items()}
+        for mqtt_filter in self.options.outbound:
+            pattern = topic_map.hub_pattern(mqtt_filter)
+            cursor = {topic: position for topic, position in since.items() if pattern.matches(topic)}
+            await hub.subscribe(member, Subscribe(pattern, since=cursor if resume else None))
+
+    def _outbound_closed(self, code: int, reason: str) -> None:
+        """The hub ended our subscription (shutdown, or too long over the queue limit)."""
+        if self._member is None or self.hub is None:
+            return
+        self.hub.disconnect(self._member)
+        self._member = None
+        if code != _CLOSE_GOING_AWAY and self.state is not BridgeState.STOPPED:
+            self.last_error = f"hub closed the bridge's subscription ({code}: {reason}); resuming from history"
+            log.warning("MQTT bridge: %s", self.last_error)
+            self._spawn(self._rejoin_when_connected())
+
+    async def _rejoin_when_connected(self) -> None:
+        await self._connected_event.wait()
+        if self._member is None and self.state is BridgeState.CONNECTED:
+            await self._join_hub(resume=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the broker side ---------------------------------------------------------------
+
+    def _make_client(self) -> Any:
+        import aiomqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        options, address = self.options, self.address
+        tls_context = None
+        if options.uses_tls:
+            tls_context = ssl.create_default_context(cafile=options.ca_file)
+            if options.cert_file is not None:
+                tls_context.load_cert_chain(options.cert_file, options.key_file)
+            if options.tls_insecure:
+                tls_context.check_hostname = False
+                tls_context.verify_mode = ssl.CERT_NONE
+        persistent = options.client_id is not None
+        settings: dict[str, Any] = {}
+        if options.protocol == "5":
+            settings["protocol"] = aiomqtt.ProtocolVersion.V5
+            settings["clean_start"] = not persistent
+            if persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = options.session_expiry
+                settings["properties"] = properties
+        else:
+            settings["protocol"] = aiomqtt.ProtocolVersion.V311
+            settings["clean_session"] = not persistent
+        def make_queue(maxsize: int) -> _CountingQueue:
+            # aiomqtt builds its inbound queue through this; keep it to export its depth and drops
+            queue = self._inbound_queue = _CountingQueue(maxsize=maxsize)
+            return queue
+
+        client = aiomqtt.Client(
+            address.host,
+            address.port,
+            username=address.username,
+            password=address.password,
+            identifier=options.client_id,
+            keepalive=options.keepalive,
+            timeout=options.connect_timeout,
+            tls_context=tls_context,
+            max_inflight_messages=options.publish_window,
+            max_queued_incoming_messages=options.max_inbound_queue or 0,
+            queue_type=make_queue,  # type: ignore[arg-type]
+            logger=logging.getLogger("rtnb.bridge.mqtt.client"),
+            **settings,
+        )
+        client.pending_calls_threshold = options.publish_window + 16
+        return client
+
+    async def _run(self, client: Any) -> None:
+        """Connect, serve the session, and on any loss retry with backoff, until stopped."""
+        import aiomqtt
+
+        options = self.options
+        delay = options.reconnect_initial
+        while True:
+            self._transition(BridgeState.CONNECTING)
+            try:
+                async with client:
+                    await self._subscribe_broker(client)
+                    self.connects += 1
+                    delay = options.reconnect_initial
+                    log.info("MQTT bridge connected to %s", self.address.display)
+                    self._transition(BridgeState.CONNECTED)
+                    await self._serve_session(client)
+                message = "the session ended"
+            except aiomqtt.MqttError as error:
+                message = str(error) or type(error).__name__
+            except Exception as error:  # a bug must not end the bridge for good: report, retry
+                log.exception("MQTT bridge session failed")
+                message = f"{type(error).__name__}: {error}"
+            if self.state is BridgeState.CONNECTING:
+                self.connect_failures += 1
+                message = f"cannot connect to {self.address.display}: {message}"
+            else:
+                message = f"lost connection to {self.address.display}: {message}"
+            log.warning("MQTT bridge %s; retrying in %.1fs", message, delay)
+            self._transition(BridgeState.DISCONNECTED, message)
+            await asyncio.sleep(delay * self._random.uniform(0.8, 1.2))
+            delay = min(delay * 2, options.reconnect_max)
+
+    async def _subscribe_broker(self, client: Any) -> None:
+        options = self.options
+        if not options.inbound:
+            return
+        if options.protocol == "5":
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            subscribe_options = SubscribeOptions(qos=options.qos, noLocal=True)
+            await client.subscribe([(mqtt_filter, subscribe_options) for mqtt_filter in options.inbound])
+        else:
+            await client.subscribe([(mqtt_filter, options.qos) for mqtt_filter in options.inbound])
+
+    async def _serve_session(self, client: Any) -> None:
+        """Run the inbound and outbound pumps until one fails (the connection is gone)."""
+        pumps = [asyncio.ensure_future(self._pump_inbound(client))]
+        if self._outbound is not None:
+            pumps.append(asyncio.ensure_future(self._pump_outbound(client)))
+        try:
+            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+        for pump in done:
+            pump.result()
+
+    # -- in: MQTT -> hub ---------------------------------------------------------------
+
+    async def _pump_inbound(self, client: Any) -> None:
+        queue = self._inbound_queue
+        async for message in client.messages:
+            await self._bring_in(message.topic.value, message.payload)
+            # Take what else is already queued without a round trip through the
+            # iterator, yielding now and then so the hub keeps flushing to clients.
+            taken = 0
+            while queue is not None and not queue.empty():
+                message = queue.get_nowait()
+                await self._bring_in(message.topic.value, message.payload)
+                taken += 1
+                if taken % 512 == 0:
+                    await asyncio.sleep(0)
+
+    async def _bring_in(self, mqtt_topic: str, payload: Any) -> None:
+        """Publish one MQTT message into the hub, or count why it was refused."""
+        hub, topic_map, ledger = self.hub, self._topic_map, self._ledger
+        assert hub is not None and topic_map is not None and ledger is not None
+        if not isinstance(payload, bytes):
+            payload = b"" if payload is None else str(payload).encode()
+        if self._echo is not None and self._echo.is_echo(mqtt_topic, payload):
+            self.echoes_dropped += 1
+            return
+        try:
+            hub_topic = topic_map.to_hub(mqtt_topic)
+            data = decode_payload(payload, self.options.payload)
+            if hub.backplane.is_local:
+                message = hub.publish_now(hub_topic, data)
+            else:
+                message = await self._publish_shared(hub, hub_topic, data)
+        except RtnbError as error:
+            self._refuse(mqtt_topic, error)
+            return
+        if ledger.could_return(message.topic):
+            ledger.record(message.topic, message.epoch, message.offset)
+        self.messages_in += 1
+
+    async def _publish_shared(self, hub: Hub, hub_topic: str, data: Any) -> Message:
+        # On a shared backplane the hub may deliver the message to our outbound
+        # side before this await returns; the outbound pump waits on this future
+        # so it checks the ledger only once the offset is recorded.
+        pending = self._inbound_pending = asyncio.get_running_loop().create_future()
+        try:
+            return await hub.publish(hub_topic, data)
+        finally:
+            self._inbound_pending = None
+            pending.set_result(None)
+
+    def _refuse(self, mqtt_topic: str, error: RtnbError) -> None:
+        self.refused[error.code] += 1
+        self.last_error = f"MQTT topic {mqtt_topic!r}: {error.message}"
+        count = self.refused[error.code]
+        if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th... so a flood cannot flood the log
+            log.warning("MQTT bridge refused a message (%s, %d so far): %s", error.code, count, self.last_error)
+        if self.hub is not None:
+            self.hub.record_error(error.code)
+
+    # -- out: hub -> MQTT --------------------------------------------------------------
+
+    async def _pump_outbound(self, client: Any) -> None:
+        outbound, options = self._outbound, self.options
+        assert outbound is not None
+        while True:
+            await outbound.wait_not_empty()
+            if outbound.closed:
+                return
+            pending = self._inbound_pending
+            if pending is not None:
+                await asyncio.shield(pending)
+            batch = self._prepare_out(outbound.take(options.publish_window))
+            if not batch:
+                continue
+            sends = []
+            for _message, mqtt_topic, payload in batch:
+                if self._echo is not None:
+                    self._echo.sent(mqtt_topic, payload)
+                sends.append(
+                    asyncio.ensure_future(client.publish(mqtt_topic, payload, qos=options.qos, retain=options.retain))
+                )
+            try:
+                await asyncio.gather(*sends)
+            except BaseException:
+                unsent = [
+                    message
+                    for (message, _topic, _payload), send in zip(batch, sends, strict=True)
+                    if not send.done() or send.cancelled() or send.exception() is not None
+                ]
+                for send in sends:
+                    send.cancel()
+                await asyncio.gather(*sends, return_exceptions=True)
+                outbound.put_back(unsent)
+                self.messages_out += len(batch) - len(unsent)
+                raise
+            self.messages_out += len(batch)
+
+    def _prepare_out(self, messages: list[Message]) -> list[tuple[Message, str, bytes]]:
+        """Drop what came from MQTT, map topics, encode payloads."""
+        ledger, topic_map = self._ledger, self._topic_map
+        assert ledger is not None and topic_map is not None
+        prepared = []
+        for message in messages:
+            if ledger.claim(message.topic, message.epoch, message.offset):
+                self.loops_prevented += 1
+                continue
+            mqtt_topic = topic_map.to_mqtt(message.topic)
+            if mqtt_topic is None:
+                continue
+            try:
+                prepared.append((message, mqtt_topic, encode_payload(message.data)))
+            except RtnbError as error:
+                self._refuse(message.topic, error)
+        return prepared
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """State for ``/healthz`` and the status topic; ``ok`` while connected."""
+        outbound = self._outbound
+        inbound_queue = self._inbound_queue
+        return {
+            "ok": self.state is BridgeState.CONNECTED,
+            "state": self.state.value,
+            "since": self.state_since,
+            "broker": self.address.display,
+            "inbound": list(self.options.inbound),
+            "outbound": list(self.options.outbound),
+            "prefix": self.options.prefix,
+            "connects": self.connects,
+            "connect_failures": self.connect_failures,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "refused": dict(self.refused),
+            "loops_prevented": self.loops_prevented + self.echoes_dropped,
+            "gaps": 0 if outbound is None else outbound.gap_count,
+            "inbound_queue": 0 if inbound_queue is None else inbound_queue.qsize(),
+            "inbound_dropped": 0 if inbound_queue is None else inbound_queue.dropped,
+            "outbound_queue": 0 if outbound is None else len(outbound),
+            "last_error": self.last_error,
+        }
+
+    def metrics(self) -> list[ComponentMetric]:
+        from ..server.hub import ComponentMetric
+
+        health = self.health()
+        metrics = [
+            ComponentMetric("rtnb_mqtt_connected", "1 while the bridge is connected to its broker.", "gauge",
+                            int(health["ok"])),
+            ComponentMetric("rtnb_mqtt_connects", "Successful connections to the broker.", "counter", self.connects),
+            ComponentMetric("rtnb_mqtt_connect_failures", "Failed connection attempts.", "counter",
+                            self.connect_failures),
+            ComponentMetric("rtnb_mqtt_messages_in", "MQTT messages published into the hub.", "counter",
+                            self.messages_in),
+            ComponentMetric("rtnb_mqtt_messages_out", "Hub messages published to the broker.", "counter",
+                            self.messages_out),
+            ComponentMetric("rtnb_mqtt_loops_prevented", "Messages not bridged back where they came from.",
+                            "counter", health["loops_prevented"]),
+            ComponentMetric("rtnb_mqtt_gaps", "Gap notices: hub messages that never reached the broker.", "counter",
+                            health["gaps"]),
+            ComponentMetric("rtnb_mqtt_inbound_dropped", "MQTT messages dropped over max_inbound_queue.", "counter",
+                            health["inbound_dropped"]),
+            ComponentMetric("rtnb_mqtt_inbound_queue", "MQTT messages read but not yet in the hub.", "gauge",
+                            health["inbound_queue"]),
+            ComponentMetric("rtnb_mqtt_outbound_queue", "Hub messages waiting for the broker.", "gauge",
+                            health["outbound_queue"]),
+        ]
+        metrics.extend(
+            ComponentMetric("rtnb_mqtt_refused", "MQTT messages the hub refused, by error code.", "counter", count,
+                            {"code": code})
+            for code, count in sorted(self.refused.items())
+        )
+        return metrics
+
+    def _report_status(self) -> None:
+        """Publish the current state on the status topic (a hub system topic)."""
+        hub = self.hub
+        if hub is None or not hub.running:
+            return
+        status = self.health()
+        self._status_counters = self._counters()
+        if hub.backplane.is_local:
+            hub.publish_now(self.options.status_topic, status, trusted=True)
+        else:
+            self._spawn(hub.publish(self.options.status_topic, status, trusted=True))
+
+    def _counters(self) -> tuple[int, ...]:
+        outbound = self._outbound
+        return (
+            self.messages_in,
+            self.messages_out,
+            sum(self.refused.values()),
+            0 if outbound is None else outbound.gap_count,
+        )
+
+    async def _report_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self._counters() != self._status_counters:
+                self._report_status()
+
+
+class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """aiomqtt's inbound queue, counting what it drops when full (aiomqtt only logs it)."""
+
+    dropped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        try:
+            super().put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            raise
+
+
+async def start_mqtt_bridge(hub: Hub, options: MqttOptions | None = None, *, name: str = "mqtt",
+                            **fields: Any) -> MqttBridge:
+    """Bridge ``hub`` and an MQTT broker; call on the hub's loop.
+
+    Args:
+        hub: a started (or about to start) hub.
+        options: the bridge's options; or give their fields as keywords, e.g.
+            ``url="mqtt://127.0.0.1:1883", inbound=["factory/#"], outbound=["factory/+/cmd"]``.
+        name: component name (``/healthz``, ``/metrics``).
+
+    Returns:
+        The bridge, registered with the hub (stopped with it, or by
+        ``await hub.remove_component(name)``).
+
+    Raises:
+        BadField / InvalidPattern / InvalidTopic: invalid options.
+    """
+    bridge = MqttBridge(options or MqttOptions(**fields), name=name)
+    await hub.add_component(name, bridge)
+    return bridge

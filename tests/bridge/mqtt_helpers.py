@@ -1,0 +1,155 @@
+"""Helpers for the MQTT bridge tests (imported by conftest and the test modules)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rtnb.core.fanout import Batch
+from rtnb.core.history import Gap
+from rtnb.core.message import Message
+from rtnb.core.protocol import Subscribe
+from rtnb.core.topics import Pattern
+from rtnb.server.hub import Hub
+
+SHARED_HOST, SHARED_PORT = "127.0.0.1", 1883
+
+
+def broker_reachable(host: str = SHARED_HOST, port: int = SHARED_PORT, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class RecordingSink:
+    """A hub subscriber that keeps everything it is sent (implements the hub's Sink)."""
+
+    transport = "test"
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.gaps: list[Gap] = []
+        self.leave: Any = None  # set by record(): leaves the hub when the hub closes us
+
+    def send_batch(self, batch: Batch) -> bool:
+        self.messages.extend(batch.messages)
+        return True
+
+    def send_items(self, items: Sequence[Message | Gap]) -> None:
+        for item in items:
+            (self.messages if isinstance(item, Message) else self.gaps).append(item)  # type: ignore[arg-type]
+
+    def send_control(self, frame: dict[str, Any]) -> None:
+        pass
+
+    def buffered_bytes(self) -> int:
+        return 0
+
+    async def drained(self) -> None:
+        return None
+
+    def close(self, code: int, reason: str) -> None:
+        if self.leave is not None:
+            self.leave()
+
+    def on(self, topic: str) -> list[Any]:
+        return [message.data for message in self.messages if message.topic == topic]
+
+
+async def record(hub: Hub, pattern: str) -> RecordingSink:
+    """Subscribe a :class:`RecordingSink` to ``pattern`` on ``hub``."""
+    sink = RecordingSink()
+    member = hub.connect(sink)
+    sink.leave = lambda: hub.disconnect(member)
+    await hub.subscribe(member, Subscribe(Pattern.parse(pattern)))
+    return sink
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateBroker:
+    """A ``mosquitto`` process of our own on a free port, which tests may stop and restart."""
+
+    def __init__(self, binary: str, directory: Path, extra_config: str = "") -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {directory}/\n"
+            "max_queued_messages 0\n"
+            f"log_dest file {directory}/mosquitto.log\n" + extra_config
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> PrivateBroker:
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(500):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.process.stderr.read().decode()!r}")  # type: ignore[union-attr]
+            if broker_reachable("127.0.0.1", self.port, 0.1):
+                return self
+            await asyncio.sleep(0.01)
+        raise RuntimeError("mosquitto did not start listening within 5s")
+
+    async def stop(self) -> None:
+        """SIGTERM (mosquitto saves its persistence file) and wait for the exit."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        for _ in range(500):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@contextlib.asynccontextmanager
+async def mqtt_client(url: str, **options: Any) -> AsyncIterator[Any]:
+    """A plain aiomqtt client (a "device") connected to ``url``."""
+    import aiomqtt
+
+    from rtnb.bridge.options import parse_broker_url
+
+    address = parse_broker_url(url)
+    async with aiomqtt.Client(address.host, address.port, **options) as client:
+        yield client
+
+
+async def next_messages(client: Any, count: int, timeout: float = 5.0) -> list[Any]:
+    """The next ``count`` MQTT messages a client receives, or ``TimeoutError``."""
+    found: list[Any] = []
+
+    async def collect() -> None:
+        async for message in client.messages:
+            found.append(message)
+            if len(found) >= count:
+                return
+
+    await asyncio.wait_for(collect(), timeout)
+    return found
