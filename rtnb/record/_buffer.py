@@ -108,7 +108,7 @@ class ColumnBuffer:
             raise ValueError("chunk_rows must be >= 1")
         self.chunk_rows = chunk_rows
         self.keep_raw = keep_raw
-        self.pending: list[Message] = []
+        self.pending: list[Message | Gap] = []
         self.gaps: list[RecordedGap] = []
         self.duplicates = 0
         self.rows = 0  # messages accepted so far (pending ones counted after sealing)
@@ -130,7 +130,7 @@ class ColumnBuffer:
             )
         )
         # messages before the gap may still be pending: expectations change at seal time
-        self.pending.append(gap)  # type: ignore[arg-type]
+        self.pending.append(gap)
 
     def seal(self) -> Chunk | None:
         """Turn the pending messages into a chunk; None when nothing is pending."""
@@ -146,8 +146,8 @@ class ColumnBuffer:
         scalar_topics = self.scalar_topics
         gaps = self.gaps
         for item in items:
-            if type(item) is not Message:
-                self._expect_after_gap(item)  # type: ignore[arg-type]
+            if isinstance(item, Gap):
+                self._expect_after_gap(item)
                 continue
             topic, offset, epoch = item.topic, item.offset, item.epoch
             previous = last.get(topic)

@@ -73,6 +73,8 @@ class Recorder:
             the file. ``None`` keeps everything in memory.
         raw: also keep each payload as JSON in a ``data`` column.
         last: ask the hub for the last N retained messages of each topic first.
+        since: ``{topic: last offset seen}``: resume from there (a recording that
+            continues another); what the hub no longer has comes as gaps.
         chunk_rows: rows per sealed chunk / Parquet row group.
 
     Raises:
@@ -88,6 +90,7 @@ class Recorder:
         spill: str | os.PathLike[str] | None = None,
         raw: bool = False,
         last: int | None = None,
+        since: dict[str, int] | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
         if source is not None and not patterns:
@@ -104,6 +107,7 @@ class Recorder:
         self.patterns = tuple(patterns)
         self.max_rows = max_rows
         self.last = last
+        self.since = dict(since) if since else None
         self.state = RecorderState.NEW
         self.started_at: float | None = None
         self.stopped_at: float | None = None
@@ -132,7 +136,7 @@ class Recorder:
             if self._full or self.state is RecorderState.STOPPED:
                 return
             buffer = self._buffer
-            if type(item) is Message:
+            if type(item) is Message or isinstance(item, Message):
                 buffer.pending.append(item)
                 self._accepted += 1
                 if self.max_rows is not None and self._accepted >= self.max_rows:
@@ -192,7 +196,9 @@ class Recorder:
         try:
             self._client, self._owns_client = self._sync_client()
             for pattern in self.patterns:
-                self._subscriptions.append(self._client.subscribe(pattern, callback=self.add, last=self.last))
+                self._subscriptions.append(
+                    self._client.subscribe(pattern, callback=self.add, last=self.last, since=self.since)
+                )
         except BaseException:
             self._close_subscriptions()
             with self._lock:
@@ -233,7 +239,9 @@ class Recorder:
             else:
                 self._client, self._owns_client = self.source, False
             for pattern in self.patterns:
-                self._subscriptions.append(await self._client.subscribe(pattern, last=self.last, callback=self.add))
+                self._subscriptions.append(
+                    await self._client.subscribe(pattern, last=self.last, since=self.since, callback=self.add)
+                )
         except BaseException:
             await self._aclose_client()
             with self._lock:
@@ -279,7 +287,7 @@ class Recorder:
         if client is not None and not self._owns_client:
             for subscription in subscriptions:
                 try:
-                    await client.unsubscribe(subscription.pattern)
+                    await subscription.close()
                 except RtnbError:
                     pass  # the connection is already gone: nothing left to unsubscribe
         if self._owns_client and client is not None:

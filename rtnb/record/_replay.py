@@ -208,10 +208,12 @@ class Replay:
 
     @property
     def progress(self) -> float:
-        """Fraction of the current pass published, 0.0 to 1.0."""
+        """Fraction of the recording published, 0.0 to 1.0 (of the current pass when looping)."""
         if not self.total:
             return 1.0
-        done = (self.published + self.skipped) - self.loops * self.total
+        done = self.published + self.skipped
+        if self.loop:
+            done -= self.loops * self.total
         return min(1.0, max(0.0, done / self.total))
 
     @property
