@@ -1,0 +1,350 @@
+"""RFC 6455 frame reading, strict where Tornado is lenient.
+
+Tornado's :class:`~tornado.websocket.WebSocketProtocol13` echoes whatever close
+code a peer sends (RFC 6455 section 7.4 requires a peer sending an invalid
+one to be failed with 1002), drops the TCP connection without a word on
+protocol errors and on invalid UTF-8, validates UTF-8 only once a whole
+message has arrived, accepts unmasked client frames, and waits a fixed 5 s for
+the closing handshake. :class:`HubWebSocketProtocol` reads frames itself so that:
+
+* every protocol error *fails the connection* (section 7.1.7): a close frame
+  with 1002 (protocol error), 1007 (invalid UTF-8) or 1009 (too big) goes out
+  first, the rest of the peer's input is discarded without buffering, and the
+  TCP connection ends when the peer answers with its close frame or after the
+  hub's ``close_timeout``, whichever comes first;
+* text is validated as it arrives, fragment by fragment and chunk by chunk,
+  so a bad byte fails the connection at once (Autobahn cases 6.4.x);
+* close frames are checked: a 1-byte payload or a code that may not be sent on
+  the wire (0-999, 1004-1006, 1015, 1016-2999, 5000 and up) gets 1002, a
+  reason that is not UTF-8 gets 1007; a valid code is echoed;
+* the closing handshake waits ``close_timeout`` seconds, not Tornado's fixed 5;
+* a close reason is cut to fit a control frame (125 bytes), where Tornado
+  would raise.
+
+Everything else — the opening handshake, writing, pings, compression — is
+Tornado's. :mod:`tests.reliability.test_autobahn` runs the Autobahn cases
+against it; ``docs/compliance.md`` lists the results.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import struct
+from typing import Any
+
+from tornado.util import _websocket_mask
+from tornado.websocket import WebSocketProtocol13, _DecompressTooLargeError, _WebSocketParams
+
+__all__ = [
+    "CLOSE_INVALID_PAYLOAD",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "HubWebSocketProtocol",
+    "is_valid_close_code",
+    "truncate_reason",
+]
+
+log = logging.getLogger("rtnb.ws")
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_TOO_BIG = 1009
+
+_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_DATA_OPCODES = frozenset({_CONTINUATION, _TEXT, _BINARY})
+_CONTROL_OPCODES = frozenset({_CLOSE, _PING, _PONG})
+_MAX_CONTROL_PAYLOAD = 125
+#: bytes read at a time when streaming a text payload or discarding input
+_CHUNK = 64 * 1024
+#: codes defined by RFC 6455 or registered with IANA that a peer may send
+_DEFINED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Whether a peer may put ``code`` in a close frame (RFC 6455 section 7.4).
+
+    1004-1006 and 1015 are reserved and must never be sent; 3000-4999 belong to
+    libraries and applications; everything else is undefined.
+    """
+    return code in _DEFINED_CLOSE_CODES or 3000 <= code <= 4999
+
+
+def truncate_reason(reason: str, limit: int = _MAX_CONTROL_PAYLOAD - 2) -> str:
+    """``reason`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= limit:
+        return reason
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
+def _mask_at(mask: bytes, offset: int) -> bytes:
+    """The 4-byte mask as it applies to a chunk starting ``offset`` bytes into a payload."""
+    shift = offset % 4
+    return mask if shift == 0 else mask[shift:] + mask[:shift]
+
+
+class _Failed(Exception):
+    """Raised inside frame reading to fail the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class HubWebSocketProtocol(WebSocketProtocol13):
+    """Tornado's protocol-13 implementation with strict frame reading (see the module doc).
+
+    Args:
+        handler: the :class:`~tornado.websocket.WebSocketHandler` it serves.
+        params: Tornado's ping, size and compression parameters.
+        close_timeout: seconds to wait for the peer's close frame once ours is
+            sent, and to discard input after failing the connection.
+    """
+
+    def __init__(self, handler: Any, params: _WebSocketParams, close_timeout: float) -> None:
+        super().__init__(handler, False, params)
+        self.close_timeout = close_timeout
+        #: set once this side failed the connection: input is discarded until the peer's close
+        self.failed = False
+        self._text_decoder: codecs.IncrementalDecoder | None = None
+        self._text_parts: list[str] = []
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Send a close frame (once) and end the TCP connection after the peer's
+        answer or ``close_timeout`` seconds."""
+        already_sent = self.server_terminated
+        waiting = self._waiting
+        if reason is not None:
+            reason = truncate_reason(reason)
+        super().close(code, reason)
+        if not already_sent:
+            on_close_sent = getattr(self.handler, "on_close_frame_sent", None)
+            if on_close_sent is not None:
+                on_close_sent()
+        if waiting is None and self._waiting is not None:
+            # Tornado waits a fixed 5 s for the peer's close frame; use the hub's timeout.
+            io_loop = self.stream.io_loop
+            io_loop.remove_timeout(self._waiting)
+            self._waiting = io_loop.add_timeout(io_loop.time() + self.close_timeout, self._abort)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): close frame now, then wait for the peer's."""
+        log.debug("failing WebSocket connection: %s %s", code, reason)
+        self.failed = True
+        self._fragmented_message_buffer = None
+        self._text_decoder = None
+        self._text_parts = []
+        self.close(code, reason)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _receive_frame(self) -> None:
+        header = await self._read_bytes(2)
+        first, second = header[0], header[1]
+        final = bool(first & self.FIN)
+        opcode = first & self.OPCODE_MASK
+        reserved = first & self.RSV_MASK
+        compressed = False
+        if self._decompressor is not None and opcode != _CONTINUATION and reserved & self.RSV1:
+            compressed = True
+            reserved &= ~self.RSV1
+        masked = bool(second & 0x80)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await self._read_bytes(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await self._read_bytes(8))[0]
+        mask = await self._read_bytes(4) if masked else b""
+
+        if self.failed:
+            # After failing the connection only the peer's close frame matters.
+            if opcode == _CLOSE and length <= _MAX_CONTROL_PAYLOAD:
+                await self._read_bytes(length)
+                self.client_terminated = True
+                self.close()
+            else:
+                await self._discard(length)
+            return
+        try:
+            self._check_header(final, opcode, reserved, masked, length)
+            if opcode != _CONTINUATION and opcode in _DATA_OPCODES:
+                self._frame_compressed = compressed
+            payload = await self._read_payload(opcode, final, length, mask)
+        except _Failed as failure:
+            self._fail(failure.code, failure.reason)
+            await self._discard(length)
+            return
+        if payload is None:
+            return  # the payload was bad and discarded; the connection is failing
+        await self._dispatch(opcode, final, payload)
+
+    def _check_header(self, final: bool, opcode: int, reserved: int, masked: bool, length: int) -> None:
+        if reserved:
+            raise _Failed(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
+        if not masked:
+            raise _Failed(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        if opcode in _CONTROL_OPCODES:
+            if not final:
+                raise _Failed(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
+            if length > _MAX_CONTROL_PAYLOAD:
+                raise _Failed(CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes")
+            return
+        if opcode not in _DATA_OPCODES:
+            raise _Failed(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+        in_message = self._fragmented_message_buffer is not None
+        if opcode == _CONTINUATION and not in_message:
+            raise _Failed(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
+        if opcode != _CONTINUATION and in_message:
+            raise _Failed(CLOSE_PROTOCOL_ERROR, "new message before the fragmented one ended")
+        buffered = len(self._fragmented_message_buffer) if self._fragmented_message_buffer is not None else 0
+        if buffered + length > self.params.max_message_size:
+            raise _Failed(CLOSE_TOO_BIG, "message too big")
+
+    async def _read_payload(self, opcode: int, final: bool, length: int, mask: bytes) -> bytes | None:
+        """The unmasked payload; text is validated as it streams in.
+
+        Returns ``None`` after failing the connection on invalid UTF-8 (the rest
+        of the frame has then been discarded).
+        """
+        is_text = opcode == _TEXT or (opcode == _CONTINUATION and self._fragmented_message_opcode == _TEXT)
+        if not is_text or self._frame_compressed:
+            data = await self._read_bytes(length) if length else b""
+            return _websocket_mask(mask, data) if data else data
+        if opcode == _TEXT:
+            self._text_decoder = None
+            self._text_parts = []
+        if final and opcode == _TEXT:
+            # The common case: one unfragmented text frame, often already buffered whole.
+            chunk = await self._read_chunk(length)
+            if len(chunk) == length:
+                data = _websocket_mask(mask, chunk) if chunk else chunk
+                try:
+                    self._text_parts = [data.decode("utf-8")]
+                except UnicodeDecodeError:
+                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    return None
+                return data
+            return await self._stream_text(final, length, mask, chunk)
+        return await self._stream_text(final, length, mask, b"")
+
+    async def _stream_text(self, final: bool, length: int, mask: bytes, first_chunk: bytes) -> bytes | None:
+        decoder = self._text_decoder
+        if decoder is None:
+            decoder = self._text_decoder = codecs.getincrementaldecoder("utf-8")()
+        pieces: list[bytes] = []
+        received = 0
+        chunk = first_chunk
+        while True:
+            if chunk:
+                data = _websocket_mask(_mask_at(mask, received), chunk)
+                received += len(chunk)
+                try:
+                    self._text_parts.append(decoder.decode(data, final and received == length))
+                except UnicodeDecodeError:
+                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    await self._discard(length - received)
+                    return None
+                pieces.append(data)
+            elif final and received == length:
+                try:
+                    self._text_parts.append(decoder.decode(b"", True))
+                except UnicodeDecodeError:
+                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    return None
+            if received == length:
+                return b"".join(pieces)
+            chunk = await self._read_chunk(length - received)
+
+    async def _read_chunk(self, remaining: int) -> bytes:
+        if remaining <= 0:
+            return b""
+        data = await self.stream.read_bytes(min(remaining, _CHUNK), partial=True)
+        self._wire_bytes_in += len(data)
+        return data
+
+    async def _discard(self, length: int) -> None:
+        """Read and drop ``length`` bytes without holding more than a chunk."""
+        while length > 0:
+            length -= len(await self._read_chunk(length))
+
+    async def _dispatch(self, opcode: int, final: bool, payload: bytes) -> None:
+        if opcode in _CONTROL_OPCODES:
+            self._control_frame(opcode, payload)
+            return
+        if opcode == _CONTINUATION:
+            assert self._fragmented_message_buffer is not None
+            self._fragmented_message_buffer.extend(payload)
+            if not final:
+                return
+            opcode = self._fragmented_message_opcode  # type: ignore[assignment]
+            payload = bytes(self._fragmented_message_buffer)
+            self._fragmented_message_buffer = None
+        elif not final:
+            self._fragmented_message_opcode = opcode
+            self._fragmented_message_buffer = bytearray(payload)
+            return
+        handled = self._deliver(opcode, payload)
+        if handled is not None:
+            await handled
+
+    def _deliver(self, opcode: int, payload: bytes) -> Any:
+        """Hand one complete message to the handler."""
+        if self.client_terminated:
+            return None
+        self._message_bytes_in += len(payload)
+        if self._frame_compressed:
+            assert self._decompressor is not None
+            try:
+                payload = self._decompressor.decompress(payload)
+            except _DecompressTooLargeError:
+                self._fail(CLOSE_TOO_BIG, "message too big after decompression")
+                return None
+            if opcode == _TEXT:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    return None
+                return self._run_callback(self.handler.on_message, text)
+        if opcode == _TEXT:
+            text = "".join(self._text_parts)
+            self._text_parts = []
+            self._text_decoder = None
+            return self._run_callback(self.handler.on_message, text)
+        return self._run_callback(self.handler.on_message, payload)
+
+    def _control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            self._send_pong(payload)
+            self._run_callback(self.handler.on_ping, payload)
+        elif opcode == _PONG:
+            self._received_pong = True
+            self._run_callback(self.handler.on_pong, payload)
+        else:
+            self._close_frame(payload)
+
+    def _close_frame(self, payload: bytes) -> None:
+        """The peer's close frame: check it, then answer with the same code (or fail)."""
+        self.client_terminated = True
+        if len(payload) == 1:
+            self._fail(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+            return
+        code: int | None = None
+        reason: str | None = None
+        if payload:
+            code = struct.unpack("!H", payload[:2])[0]
+            if not is_valid_close_code(code):
+                self._fail(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+                return
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CLOSE_INVALID_PAYLOAD, "close reason is not valid UTF-8")
+                return
+        self.close_code = code
+        self.close_reason = reason
+        self.close(code)
