@@ -202,4 +202,5 @@ async function refreshTopics() {
   }
 }
 refreshTopics();
+setTimeout(refreshTopics, 800); // rates need two samples: show them soon after the page opens
 setInterval(refreshTopics, TOPICS_EVERY_MS);
