@@ -132,7 +132,9 @@ class SensorModel:
         BadField: no device or no pattern.
     """
 
-    def __init__(self, patterns: Sequence[str], devices: Sequence[str] = DEFAULT_DEVICES, seed: int | None = None) -> None:
+    def __init__(
+        self, patterns: Sequence[str], devices: Sequence[str] = DEFAULT_DEVICES, seed: int | None = None
+    ) -> None:
         if isinstance(patterns, str):
             patterns = [patterns]
         if not patterns or not devices:
@@ -169,12 +171,8 @@ class SensorModel:
                 profile = metric.profile
                 target = metric.setpoint if device.on else profile.ambient
                 metric.value += (target - metric.value) * PULL + gauss(0.0, profile.noise)
-                out.append(
-                    (
-                        metric.topic,
-                        {"value": round(metric.value, 3), "unit": profile.unit, "setpoint": metric.setpoint, "on": device.on},
-                    )
-                )
+                reading = {"value": round(metric.value, 3), "unit": profile.unit}
+                out.append((metric.topic, {**reading, "setpoint": metric.setpoint, "on": device.on}))
         return out
 
     def command(self, topic: str, command: Any) -> Device:
@@ -355,6 +353,23 @@ class Simulation:
         finally:
             self._stopped.set()
 
+    async def run_over_mqtt(self, url: str, **mqtt_options: Any) -> None:
+        """Publish to the MQTT broker at ``url`` (``mqtt://``) and obey commands from it.
+
+        See :mod:`rtnb.bridge.mqtt_devices`; a hub sees the devices through its MQTT bridge.
+        """
+        from .bridge.mqtt_devices import mqtt_device_link
+
+        self._loop = asyncio.get_running_loop()
+        try:
+            async with mqtt_device_link(url, self.model.command_topics, self.handle_command, **mqtt_options) as publish:
+                await self._ticks(publish)
+        except RtnbError as error:
+            self._failure = error
+            log.warning("simulation stopped: %s", error.message)
+        finally:
+            self._stopped.set()
+
     def _on_client_item(self, item: Message | Gap) -> None:
         if isinstance(item, Message):
             self.handle_command(item.topic, item.data)
@@ -418,7 +433,9 @@ def sensors(
     Args:
         url_or_hubserver: a hub URL (``"http://127.0.0.1:8765"``), or an
             in-process hub: :class:`~rtnb.server.runner.HubServer`, an embedded
-            hub, or a :class:`~rtnb.server.hub.Hub`.
+            hub, or a :class:`~rtnb.server.hub.Hub`; or an MQTT broker URL
+            (``"mqtt://127.0.0.1:1883"``): the devices then publish to the broker
+            and obey commands from it, like real IoT devices.
         topics: topic patterns with a ``+`` where the device name goes.
         devices: device names.
         rate: steps per second; each step publishes one message per device and topic.
@@ -443,8 +460,8 @@ def sensors(
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            simulation._task = loop.create_task(simulation.run_in_hub(hub))
+        if running is not None and running is loop:
+            simulation._task = running.create_task(simulation.run_in_hub(hub))
         else:
             asyncio.run_coroutine_threadsafe(simulation.run_in_hub(hub), loop)
         return simulation
@@ -457,7 +474,10 @@ def sensors(
         async def main() -> None:
             simulation._loop = asyncio.get_running_loop()
             started.set()
-            await simulation.run_over_client(url, **client_options)
+            if url.startswith(("mqtt://", "mqtts://")):  # devices on an MQTT broker, as in the field
+                await simulation.run_over_mqtt(url, **client_options)
+            else:
+                await simulation.run_over_client(url, **client_options)
 
         asyncio.run(main())
 

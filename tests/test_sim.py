@@ -113,9 +113,11 @@ async def test_devices_publish_into_an_in_process_hub_and_obey_commands() -> Non
             try:
                 assert set(simulation.devices) == {"boiler", "turbine", "pump"}
                 first = await peer.messages(30)
-                assert {item["topic"] for item in first} == {"plant/boiler/temp", "plant/turbine/temp", "plant/pump/temp"}
+                devices = {"plant/boiler/temp", "plant/turbine/temp", "plant/pump/temp"}
+                assert {item["topic"] for item in first} == devices
                 assert all(item["data"]["unit"] == "°C" for item in first)
-                ack = await peer.request({"op": "publish", "topic": "plant/boiler/cmd", "data": {"setpoint": 80}, "id": 1})
+                command = {"op": "publish", "topic": "plant/boiler/cmd", "data": {"setpoint": 80}, "id": 1}
+                ack = await peer.request(command)
                 assert ack["op"] == "ack"
                 await wait_until(lambda: simulation.devices["boiler"].metrics[0].setpoint == 80.0)
                 while True:

@@ -118,7 +118,9 @@ def parse_cursor(value: str | None) -> SinceCursor | None:
     return decode_cursor(value)
 
 
-def resume_requests(hub: Hub, patterns: Sequence[Pattern], since: SinceCursor | None, last: int | None) -> list[Subscribe]:
+def resume_requests(
+    hub: Hub, patterns: Sequence[Pattern], since: SinceCursor | None, last: int | None
+) -> list[Subscribe]:
     """One :class:`Subscribe` per pattern, resuming from ``since`` when given.
 
     A cursor covers every topic the subscriber knew of; a matching topic it does

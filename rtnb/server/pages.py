@@ -102,7 +102,7 @@ class TopicsHandler(HubRequestHandler):
         positions = self.hub.backplane.positions(pattern)
         activity = self.activity
         fanout = self.hub.fanout
-        topics = []
+        topics: list[dict[str, Any]] = []
         for topic, position in positions.items():
             topics.append(
                 {

@@ -72,7 +72,7 @@ class PublishHandler(HubRequestHandler):
     def _ndjson_values(self, body: bytes) -> list[Any]:
         """Every line's value, all checked before anything is published."""
         limits = self.hub.limits
-        values = []
+        values: list[Any] = []
         for number, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
                 continue

@@ -134,7 +134,8 @@ class SSEHandler(HubRequestHandler):
                     return
             ready = self.member.position()
             cursor = cursor_for(ready)
-            body = {"op": "ready", "topics": [pattern.text for pattern in patterns], "cursor": cursor and cursor.decode()}
+            topics = [pattern.text for pattern in patterns]
+            body = {"op": "ready", "topics": topics, "cursor": cursor and cursor.decode()}
             self._send(format_event("ready", orjson.dumps(body), cursor))
             if config.keepalive_interval:
                 self._heartbeat = hub.heartbeat("sse", config.keepalive_interval, None)

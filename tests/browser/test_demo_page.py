@@ -17,7 +17,9 @@ import pytest
 from rtnb import sim
 from rtnb.server.runner import HubServer
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="Playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="Playwright is not installed (pip install playwright)"
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGUMENTS = [

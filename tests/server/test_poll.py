@@ -93,7 +93,9 @@ async def test_resume_with_cursor_across_two_topics(hub_server: HubServer, http:
         hub.publish_now("plant/a/temp", index)
         hub.publish_now("plant/b/temp", index)
     _, first = await get(http, poll_url(hub_server, "plant/+/temp", last=2, timeout=0))
-    assert sorted(offsets(first)) == [("plant/a/temp", 2), ("plant/a/temp", 3), ("plant/b/temp", 2), ("plant/b/temp", 3)]
+    assert sorted(offsets(first)) == [
+        ("plant/a/temp", 2), ("plant/a/temp", 3), ("plant/b/temp", 2), ("plant/b/temp", 3)
+    ]
     for index in range(3, 6):
         hub.publish_now("plant/a/temp", index)
         hub.publish_now("plant/b/temp", index)
@@ -145,7 +147,8 @@ async def test_trimmed_history_gives_a_gap_then_the_rest() -> None:
                 hub.publish_now("sensor/z", index)
             _, body = await get(client, poll_url(server, "sensor/z", cursor=cursor, timeout=0))
             gap, *messages = body["messages"]
-            assert gap == {"op": "gap", "topic": "sensor/z", "from": 2, "to": 7, "reason": "trimmed", "epoch": first.epoch}
+            expected = {"op": "gap", "topic": "sensor/z", "from": 2, "to": 7, "reason": "trimmed", "epoch": first.epoch}
+            assert gap == expected
             assert [item["offset"] for item in messages] == [8, 9, 10]
         finally:
             client.close()
@@ -178,7 +181,7 @@ async def test_large_backlog_is_answered_in_bounded_pieces(http: AsyncHTTPClient
 async def test_client_going_away_releases_the_waiting_poll(hub_server: HubServer) -> None:
     hub = hub_server.hub
     assert hub_server.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", hub_server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", hub_server.port)
     writer.write(b"GET /poll?topic=a/b&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     await wait_until(lambda: hub.connection_count == 1)
     writer.close()
