@@ -284,7 +284,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             payload = bytes(self._fragmented_message_buffer)
             self._fragmented_message_buffer = None
         elif not final:
-            self._fragmented_message_opcode = opcode
+            self._fragmented_message_opcode = opcode  # type: ignore[assignment]
             self._fragmented_message_buffer = bytearray(payload)
             return
         handled = self._deliver(opcode, payload)
