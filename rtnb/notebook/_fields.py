@@ -6,14 +6,14 @@ import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any
 
 from ..core.errors import BadField
 
-__all__ = ["Field", "MISSING", "extract", "number", "parse_window"]
+__all__ = ["MISSING", "Field", "extract", "number", "parse_window"]
 
 #: how a view names a value: a key, a dotted path ("a.b"), a callable, or None (the payload itself)
-Field = Union[str, Callable[[Any], Any], None]
+Field = str | Callable[[Any], Any] | None
 
 
 class _Missing:

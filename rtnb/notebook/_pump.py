@@ -32,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..core.errors import BadField
 from ..core.history import Gap

@@ -102,8 +102,8 @@ class Slider(Control):
     def __init__(
         self,
         topic: str,
-        min: float = 0.0,  # noqa: A002 - the slider's natural argument names
-        max: float = 100.0,  # noqa: A002
+        min: float = 0.0,
+        max: float = 100.0,
         step: float = 1.0,
         value: float | None = None,
         *,

@@ -170,7 +170,8 @@ class EmbeddedHub:
             return future.result(timeout)
         except FutureTimeout:
             future.cancel()
-            raise Timeout(f"The hub did not run {getattr(function, '__name__', function)!r} within {timeout}s.") from None
+            name = getattr(function, "__name__", function)
+            raise Timeout(f"The hub did not run {name!r} within {timeout}s.") from None
 
     def __repr__(self) -> str:
         if self.server.port is None:

@@ -169,9 +169,9 @@ class _JupyterAuthentication:
         await self.rtnb_extension.ensure_started()
         own_prepare = self.rtnb_handler_class.prepare
         if own_prepare is not tornado.web.RequestHandler.prepare:
-            outcome = own_prepare(self)  # type: ignore[arg-type]
-            if inspect.isawaitable(outcome):
-                await outcome
+            own_outcome = own_prepare(self)  # type: ignore[arg-type]
+            if inspect.isawaitable(own_outcome):
+                await own_outcome
 
     def rtnb_origin_allowed(self, origin: str) -> bool:
         """Same origin, Jupyter's ``allow_origin``/``allow_origin_pat``, or the extension's list.

@@ -72,7 +72,8 @@ class Status:
             errors = sum(s.errors for s in totals)
             if errors:
                 cells.append(f'<span style="color:red">{errors:,} errors</span>')
-        return '<div class="rtnb-status" style="font-family:sans-serif;font-size:0.85em">' + " · ".join(cells) + "</div>"
+        style = "font-family:sans-serif;font-size:0.85em"
+        return f'<div class="rtnb-status" style="{style}">' + " · ".join(cells) + "</div>"
 
     def _tick(self) -> None:
         self._timer = None

@@ -150,8 +150,8 @@ class Gauge(View):
         topic: str,
         *,
         field: Field = "value",
-        min: float = 0.0,  # noqa: A002 - the natural names for a gauge's range
-        max: float = 100.0,  # noqa: A002
+        min: float = 0.0,
+        max: float = 100.0,
         thresholds: Sequence[Threshold] = (),
         label: str | None = None,
         units: str = "",
@@ -185,7 +185,8 @@ class Gauge(View):
             number={"suffix": units},
             gauge={"axis": {"range": [min, max]}, "steps": steps, "bar": {"color": "#444"}},
         )
-        self.figure = go.FigureWidget(data=[indicator], layout={"height": height, "margin": {"l": 30, "r": 30, "t": 50, "b": 10}})
+        layout = {"height": height, "margin": {"l": 30, "r": 30, "t": 50, "b": 10}}
+        self.figure = go.FigureWidget(data=[indicator], layout=layout)
         self.widget = self.figure
         self._start()
 

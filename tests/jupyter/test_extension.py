@@ -10,11 +10,10 @@ from typing import Any
 import orjson
 import pytest
 import websockets
+from rtnb_jupyter_fixture import REPOSITORY, JupyterServer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from rtnb.testing import WirePeer
-
-from rtnb_jupyter_fixture import REPOSITORY, JupyterServer
 
 
 def _token_header(server: JupyterServer) -> dict[str, str]:
@@ -56,7 +55,8 @@ async def test_websocket_with_token_subscribes_and_receives(jupyter_server: Jupy
         assert (await subscriber.request({"op": "subscribe", "topic": "plant/+/temp"}))["op"] == "subscribed"
         # a device passing the token as a query parameter instead
         async with WirePeer(f"{jupyter_server.hub_ws_url}?token={jupyter_server.token}") as device:
-            reply = await device.request({"op": "publish", "topic": "plant/boiler/temp", "data": {"value": 71}, "id": "p1"})
+            publish = {"op": "publish", "topic": "plant/boiler/temp", "data": {"value": 71}, "id": "p1"}
+            reply = await device.request(publish)
             assert reply["op"] == "ack" and reply["offset"] >= 1
         (message,) = await subscriber.messages(1)
         assert message["topic"] == "plant/boiler/temp" and message["data"] == {"value": 71}
@@ -104,7 +104,8 @@ class KernelSession:
         )
         assert status == 201, body
         self.kernel_id = orjson.loads(body)["id"]
-        url = self.server.url.replace("http", "ws", 1) + f"api/kernels/{self.kernel_id}/channels?session_id={self.session}"
+        base = self.server.url.replace("http", "ws", 1)
+        url = f"{base}api/kernels/{self.kernel_id}/channels?session_id={self.session}"
         self.connection = await websockets.connect(url, additional_headers=_token_header(self.server), max_size=None)
         return self
 

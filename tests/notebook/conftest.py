@@ -32,12 +32,3 @@ def client(embedded: EmbeddedHub) -> Iterator[Any]:
     # the client's own thread is joined by close(); views start no threads of their own
     assert not [name for name in leaked if name.startswith("rtnb")], leaked
 
-
-def publish_many(embedded: EmbeddedHub, items: list[tuple[str, Any]]) -> None:
-    """Publish ``items`` in one go on the hub's loop (one hub flush, like a real burst)."""
-
-    def publish_all() -> None:
-        for topic, data in items:
-            embedded.hub.publish_now(topic, data)
-
-    embedded.call(publish_all)

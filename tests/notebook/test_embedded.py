@@ -24,7 +24,8 @@ from rtnb.testing import WirePeer, wait_until
 def test_start_hub_is_idempotent_and_reports_where_it_listens(embedded: EmbeddedHub) -> None:
     assert start_hub() is embedded and rtnb.start_hub() is embedded
     assert current_hub() is embedded
-    assert embedded.url.startswith("http://127.0.0.1:") and embedded.ws_url == embedded.url.replace("http", "ws") + "/ws"
+    assert embedded.url.startswith("http://127.0.0.1:")
+    assert embedded.ws_url == embedded.url.replace("http", "ws") + "/ws"
     assert embedded.url in repr(embedded) and "running" in repr(embedded)
     with pytest.raises(Unavailable):
         start_hub(port=embedded.port + 1)

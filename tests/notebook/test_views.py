@@ -17,7 +17,15 @@ from rtnb.notebook.embedded import EmbeddedHub
 from rtnb.notebook.testing import recording_comms, start_flood
 from rtnb.testing import wait_until
 
-from conftest import publish_many
+
+def publish_many(embedded: EmbeddedHub, items: list[tuple[str, Any]]) -> None:
+    """Publish ``items`` in one go on the hub's loop (one hub flush, like a real burst)."""
+
+    def publish_all() -> None:
+        for topic, data in items:
+            embedded.hub.publish_now(topic, data)
+
+    embedded.call(publish_all)
 
 
 def _subscriptions(embedded: EmbeddedHub) -> int:
