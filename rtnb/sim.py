@@ -440,7 +440,9 @@ def sensors(
         devices: device names.
         rate: steps per second; each step publishes one message per device and topic.
         seed: seed of the random walks, for reproducible runs.
-        client_options: passed to :class:`~rtnb.client.AsyncClient` (URL targets only).
+        client_options: passed to :class:`~rtnb.client.AsyncClient` for a hub URL, or to
+            :func:`~rtnb.bridge.mqtt_devices.mqtt_device_link` for an MQTT URL
+            (``qos``, ``username``, ``password``, ``ca_file``).
 
     Raises:
         InvalidTopic / BadField: bad patterns, device names or rate.

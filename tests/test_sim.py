@@ -215,3 +215,29 @@ async def test_devices_publish_to_a_url_through_the_async_client() -> None:
             finally:
                 await asyncio.to_thread(simulation.stop)
             assert not simulation.running
+
+
+async def test_devices_talk_mqtt_to_a_broker(mqtt_url: str) -> None:
+    aiomqtt = pytest.importorskip("aiomqtt", reason="aiomqtt is not installed (pip install 'rtnb[mqtt]')")
+    import orjson
+
+    prefix = f"simtest{threading.get_ident() % 100000}"
+    async with aiomqtt.Client("127.0.0.1", 1883) as observer:
+        await observer.subscribe(f"{prefix}/+/temp", qos=1)
+        simulation = sim.sensors(mqtt_url, [f"{prefix}/+/temp"], devices=("boiler",), rate=50.0, seed=5)
+        try:
+            readings: list[dict[str, object]] = []
+
+            async def read_three() -> None:
+                async for message in observer.messages:
+                    readings.append(orjson.loads(message.payload))
+                    if len(readings) == 3:
+                        return
+
+            await asyncio.wait_for(read_three(), 10)
+            assert {"value", "unit", "setpoint", "on"} <= set(readings[0])
+            await observer.publish(f"{prefix}/boiler/cmd", b'{"setpoint": 55}', qos=1)
+            await wait_until(lambda: simulation.devices["boiler"].metrics[0].setpoint == 55.0, timeout=10)
+        finally:
+            await asyncio.to_thread(simulation.stop)
+        assert not simulation.running
