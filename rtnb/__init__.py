@@ -6,6 +6,7 @@ ipywidgets, redis) are imported only where they are used.
 
 from __future__ import annotations
 
+from .client import AsyncClient, Client, connect
 from .core.errors import RtnbError
 from .core.history import Gap, HistoryLimits
 from .core.limits import Limits
@@ -16,6 +17,9 @@ from .server.runner import HubServer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "Client",
+    "connect",
     "Gap",
     "HistoryLimits",
     "Hub",
@@ -26,3 +30,37 @@ __all__ = [
     "RtnbError",
     "__version__",
 ]
+
+#: names loaded on first use so that ``import rtnb`` does not import pandas/pyarrow:
+#: public name -> module that defines it
+_LAZY_ATTRIBUTES = {
+    "Recorder": ".record",
+    "load": ".record",
+    "replay": ".record",
+    # notebook views (plotly/ipywidgets are imported by the view modules, on first use)
+    "start_hub": ".notebook.embedded",
+    "current_hub": ".notebook.embedded",
+    "LiveChart": ".notebook.chart",
+    "LiveValue": ".notebook.values",
+    "Gauge": ".notebook.values",
+    "LiveTable": ".notebook.table",
+    "Status": ".notebook.status",
+    "Control": ".notebook.controls",
+    "Slider": ".notebook.controls",
+    "Toggle": ".notebook.controls",
+    "Button": ".notebook.controls",
+    "TextBox": ".notebook.controls",
+    "Dashboard": ".notebook.dashboard",
+}
+__all__ += list(_LAZY_ATTRIBUTES)
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY_ATTRIBUTES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'rtnb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value

@@ -19,7 +19,7 @@ from ..core.topics import Pattern
 __all__ = ["Backplane", "Deliver", "ReadResult", "TopicPosition"]
 
 #: Called with every message, local or from another hub, for local fan-out.
-Deliver = Callable[[Message], None]
+Deliver = Callable[[Message], object]
 
 
 #: (gaps, messages, position reached or None for an unknown topic)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: verb modules, in the order ``rtnb --help`` lists them
-VERB_MODULES = ("serve",)
+VERB_MODULES = ("serve", "sim", "record", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
+from ..bridge.cli import add_mqtt_arguments, options_from_args, with_mqtt_bridge
+from ..core.errors import RtnbError
 from ..core.history import HistoryLimits
 from ..core.limits import Limits
 from ..server.hub import HubConfig
@@ -25,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--max-frame-bytes", type=int, default=2**20, metavar="BYTES", help="largest accepted frame or body (default: 1 MiB)")
     parser.add_argument("--max-queue-bytes", type=int, default=4 * 2**20, metavar="BYTES", help="outbound buffer per subscriber before it is treated as slow")
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="browser origin allowed besides same-origin (repeatable, '*' for any)")
+    parser.add_argument("--demo", action="store_true", help="also run simulated sensors (rtnb.sim) so the page at / is alive at once")
+    parser.add_argument("--demo-topic", action="append", default=[], metavar="PATTERN", help="simulated topic with '+' for the device (repeatable; default: plant/+/temp)")
+    parser.add_argument("--demo-rate", type=float, default=10.0, metavar="HZ", help="messages per second per simulated topic (default: 10)")
+    parser.add_argument("--redis", default=None, metavar="URL", help="share topics with other hubs through Redis, e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--redis-prefix", default="rtnb:", metavar="PREFIX", help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)")
+    parser.add_argument("--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)")
+    parser.add_argument("--presence-ttl", type=float, default=10.0, metavar="SECONDS", help="a killed hub's clients leave cluster presence after this (default: 10)")
+    add_mqtt_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -40,8 +51,29 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
 def run(args: argparse.Namespace) -> int:
     def announce(server: HubServer) -> None:
         print(f"rtnb hub on {server.url}  (WebSocket: {server.ws_url}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+        if args.demo:
+            from .. import sim
 
+            devices = sim.sensors(server, args.demo_topic or ["plant/+/temp"], rate=args.demo_rate)
+            print(f"demo: {len(devices.devices)} simulated devices at {args.demo_rate:g}/s; "
+                  f"open {server.url}/ in a browser", file=sys.stderr, flush=True)
+
+    config = config_from_args(args)
+    on_ready: Any = announce
+    try:
+        mqtt_options = options_from_args(args)  # bad --mqtt* options fail here, before anything starts
+    except RtnbError as error:
+        print(f"rtnb serve: {error.message}", file=sys.stderr)
+        return 2
+    if mqtt_options is not None:
+        on_ready = with_mqtt_bridge(mqtt_options, announce)
+    backplane = None
+    if args.redis:
+        from ..backplane.redis import RedisBackplane
+
+        backplane = RedisBackplane(args.redis, prefix=args.redis_prefix, limits=config.history, hub_id=args.hub_id,
+                                    presence_ttl=args.presence_ttl)
     asyncio.run(
-        serve(args.host, args.port, config_from_args(args), on_ready=announce, allowed_origins=args.allow_origin)
+        serve(args.host, args.port, config, on_ready=on_ready, allowed_origins=args.allow_origin, backplane=backplane)
     )
     return 0

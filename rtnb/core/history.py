@@ -34,7 +34,8 @@ __all__ = [
     "TopicHistory",
 ]
 
-GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable"]
+#: ``missing`` is reported by clients: an offset jump that no gap notice explained.
+GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing"]
 
 
 @dataclass(frozen=True, slots=True)

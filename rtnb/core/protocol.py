@@ -25,6 +25,7 @@ __all__ = [
     "GapFrame",
     "MessageFrame",
     "Ping",
+    "Presence",
     "Publish",
     "Request",
     "RequestId",
@@ -116,9 +117,20 @@ class Auth:
     id: RequestId | None = None
 
 
-Request = Union[Subscribe, Unsubscribe, Publish, Ping, Auth]
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """``{"op":"presence","topic":TOPIC_OR_PATTERN}``: who is subscribed there, cluster-wide.
 
-_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth")
+    Answered with ``{"op":"presence","topic":...,"members":[{"client":ID,"hub":HUB}, ...]}``.
+    """
+
+    pattern: Pattern
+    id: RequestId | None = None
+
+
+Request = Union[Subscribe, Unsubscribe, Publish, Ping, Auth, Presence]
+
+_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth", "presence")
 MAX_LAST = 100_000
 
 
@@ -217,6 +229,13 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
             if not isinstance(token, str):
                 raise BadField("Field 'token' must be a string.")
             return Auth(token, request_id)
+        if op == "presence":
+            text = validate_pattern(
+                _required(frame, "topic", op),
+                max_length=limits.max_topic_length,
+                max_depth=limits.max_topic_depth,
+            )
+            return Presence(Pattern.parse(text), request_id)
         return Ping(request_id)
     except RtnbError as error:
         if error.request_id is None:

@@ -14,6 +14,10 @@ import tornado.web
 
 from .hub import Hub
 from .metrics import HealthHandler, MetricsHandler
+from .pages import page_handlers
+from .poll import PollHandler
+from .publish import PublishHandler
+from .sse import SSEHandler
 from .websocket import HubWebSocket
 
 __all__ = ["make_app", "make_handlers"]
@@ -35,6 +39,10 @@ def make_handlers(
         (f"{prefix}/ws", HubWebSocket, {"hub": hub, "allowed_origins": tuple(allowed_origins)}),
         (f"{prefix}/healthz", HealthHandler, {"hub": hub}),
         (f"{prefix}/metrics", MetricsHandler, {"hub": hub}),
+        (f"{prefix}/sse", SSEHandler, {"hub": hub}),
+        (f"{prefix}/poll", PollHandler, {"hub": hub}),
+        (f"{prefix}/publish/?(.*)", PublishHandler, {"hub": hub}),
+        *page_handlers(hub, prefix),
     ]
 
 

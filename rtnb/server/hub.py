@@ -29,7 +29,7 @@ from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
 from ..core.message import Message, check_nesting, encode_json
 from ..core.protocol import Subscribe
-from ..core.topics import validate_topic
+from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
 
 __all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY", "Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
@@ -111,6 +111,13 @@ class HubConfig:
         sse_retry: seconds an SSE client should wait before reconnecting (sent as ``retry:``).
         poll_timeout: seconds a long poll waits when the client gives no ``timeout``.
         poll_max_timeout: longest wait a long poll may ask for; larger requests are capped.
+        handshake_timeout: seconds a client has to send a complete request head (a
+            WebSocket upgrade included, TLS handshake too); also how long an idle
+            keep-alive connection stays open. Applied by ``HubServer``.
+        body_timeout: seconds a client has to send a request body (HTTP publish).
+        write_timeout: seconds a connection may hold unsent bytes while its peer takes
+            none; then it is closed (any transport). ``None`` disables it. Readers that
+            are merely slow are handled by the slow-consumer policy instead.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -123,6 +130,9 @@ class HubConfig:
     sse_retry: float = 2.0
     poll_timeout: float = 25.0
     poll_max_timeout: float = 60.0
+    handshake_timeout: float = 10.0
+    body_timeout: float = 30.0
+    write_timeout: float | None = 30.0
 
 
 @dataclass
@@ -136,6 +146,7 @@ class HubStats:
     slow_consumer_closes: int = 0
     gaps_sent: int = 0
     connections_opened: int = 0
+    write_timeouts: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -146,6 +157,8 @@ class Hub:
         config: limits and timings.
         backplane: where offsets and history live; in-memory by default.
         clock: seconds since the epoch, for message timestamps.
+        redis: a Redis URL (``redis://127.0.0.1:6379/0``, ``?prefix=...`` allowed);
+            shorthand for ``backplane=RedisBackplane(redis, limits=config.history)``.
     """
 
     def __init__(
@@ -153,10 +166,16 @@ class Hub:
         config: HubConfig | None = None,
         backplane: Backplane | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        redis: str | None = None,
     ) -> None:
         self.config = config or HubConfig()
         self.limits = self.config.limits
         self.clock = clock
+        if backplane is None and redis is not None:
+            from ..backplane.redis import RedisBackplane
+
+            backplane = RedisBackplane(redis, limits=self.config.history)
         self.backplane: Backplane = backplane or MemoryBackplane(self.config.history, clock)
         self.fanout = Fanout(on_dirty=self._schedule_flush)
         self.stats = HubStats()
@@ -174,6 +193,9 @@ class Hub:
     async def start(self) -> None:
         """Bind to the running loop and start the backplane."""
         self._loop = asyncio.get_running_loop()
+        bind_hub = getattr(self.backplane, "bind_hub", None)
+        if bind_hub is not None:
+            bind_hub(self)
         await self.backplane.start(self.fanout.route)
         self.started_at = self.clock()
         for component in list(self.components.values()):
@@ -225,6 +247,11 @@ class Hub:
     def running(self) -> bool:
         return self._loop is not None and not self._closing
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the hub runs on (``None`` before :meth:`start`); other threads go through it."""
+        return self._loop
+
     def heartbeat(self, kind: str, interval: float, timeout: float | None) -> Heartbeat:
         """The shared keep-alive timer for connections of ``kind`` (``"ws"``, ``"sse"``...)."""
         heartbeat = self._heartbeats.get(kind)
@@ -264,6 +291,16 @@ class Hub:
     @property
     def connection_count(self) -> int:
         return len(self.fanout.members)
+
+    @property
+    def task_count(self) -> int:
+        """Background tasks the hub runs (recoveries, backplane watches); for leak checks."""
+        return len(self._tasks)
+
+    @property
+    def heartbeat_count(self) -> int:
+        """Connections tracked by the hub's heartbeat timers; for leak checks."""
+        return sum(len(heartbeat.connections) for heartbeat in self._heartbeats.values())
 
     # -- publish ---------------------------------------------------------------------
 
@@ -383,6 +420,8 @@ class Hub:
         if was_live:
             member.transition(MemberState.CATCHING_UP)
             await self._catch_up(member)
+            if member.state is MemberState.LAGGING:
+                self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
 
     def unsubscribe(self, member: Member, pattern: str) -> bool:
@@ -439,20 +478,20 @@ class Hub:
         self._spawn(self._recover(member))
 
     async def _recover(self, member: Member) -> None:
-        """Wait for a lagging member to drain, then catch it up from history."""
+        """Wait for a lagging member to drain, then catch it up from history.
+
+        A member that makes no progress (its buffer does not drain) for
+        ``max_lag_seconds`` is closed with 1008; one that drains slowly is
+        caught up round after round, each round bounded by its queue limit.
+        """
         sink = member.sink
         limit = self.limits.max_lag_seconds
-        loop = asyncio.get_running_loop()
-        deadline = None if limit is None else loop.time() + limit
         while member.state is MemberState.LAGGING:
             try:
-                if deadline is None:
-                    await sink.drained()
-                else:
-                    await asyncio.wait_for(sink.drained(), max(0.0, deadline - loop.time()))
+                await asyncio.wait_for(sink.drained(), limit)
             except asyncio.TimeoutError:
                 self.stats.slow_consumer_closes += 1
-                log.warning("closing subscriber %s: over its queue limit for %ss", member.id, limit)
+                log.warning("closing subscriber %s: its queue did not drain for %ss", member.id, limit)
                 sink.close(CLOSE_POLICY, "slow consumer: outbound queue over its limit")
                 return
             except RtnbError:
@@ -463,7 +502,11 @@ class Hub:
             await self._catch_up(member)
 
     async def _catch_up(self, member: Member) -> None:
-        """Feed a CATCHING_UP member from history until it meets its group."""
+        """Feed a CATCHING_UP member from history until it meets its group.
+
+        Ends with the member ``LIVE``, or ``LAGGING`` when its buffer went over
+        the limit (the caller then waits for it to drain), or closed.
+        """
         sink = member.sink
         while member.state is MemberState.CATCHING_UP:
             self.flush()
@@ -487,7 +530,6 @@ class Hub:
                 member.cursor[topic] = reached
                 member.transition(MemberState.LAGGING)
                 self.stats.lag_events += 1
-                self._spawn(self._recover(member))
                 return
 
     def _send_bounded(self, member: Member, messages: list[Message]) -> tuple[int, int] | None:
@@ -516,6 +558,28 @@ class Hub:
             last = messages[-1]
             return last.epoch, last.offset
         return None
+
+    # -- presence --------------------------------------------------------------------
+
+    def local_subscriptions(self) -> dict[str, list[str]]:
+        """Client id -> patterns, for every connection of this hub that subscribes."""
+        return {member.id: list(member.patterns) for member in self.fanout.members.values() if member.patterns}
+
+    async def presence(self, query: Pattern) -> list[dict[str, str]]:
+        """Clients subscribed to what ``query`` names: cluster-wide on a shared backplane.
+
+        Returns:
+            ``[{"client": ID}, ...]`` (with ``"hub"`` on a shared backplane).
+
+        Raises:
+            Unavailable: the shared backplane cannot be read.
+        """
+        shared = getattr(self.backplane, "presence", None)
+        if shared is not None:
+            return list(await shared(query))
+        from ..backplane._redis_presence import present_members
+
+        return present_members(self.local_subscriptions(), query)
 
     # -- introspection ---------------------------------------------------------------
 

@@ -34,6 +34,13 @@ class HubCollector(Collector):
             "rtnb_subscriptions", "Patterns held by connections.", value=hub.fanout.subscription_count()
         )
         yield GaugeMetricFamily("rtnb_groups", "Distinct subscription sets.", value=len(hub.fanout.groups))
+        yield GaugeMetricFamily("rtnb_hub_tasks", "Background tasks the hub runs.", value=hub.task_count)
+        yield GaugeMetricFamily(
+            "rtnb_heartbeat_connections", "Connections tracked by heartbeat timers.", value=hub.heartbeat_count
+        )
+        yield CounterMetricFamily(
+            "rtnb_write_timeouts", "Connections closed because the peer took no bytes.", value=stats.write_timeouts
+        )
         yield CounterMetricFamily(
             "rtnb_connections_opened", "Connections accepted since start.", value=stats.connections_opened
         )
@@ -62,6 +69,21 @@ class HubCollector(Collector):
             yield GaugeMetricFamily("rtnb_topics", "Topics with history.", value=health["topics"])
         if "history_bytes" in health:
             yield GaugeMetricFamily("rtnb_history_bytes", "Bytes retained in history.", value=health["history_bytes"])
+        yield from self.collect_components()
+
+    def collect_components(self) -> Iterator[Metric]:
+        """Families of every registered component, labelled ``component=NAME``."""
+        families: dict[str, Metric] = {}
+        for name, component in self.hub.components.items():
+            for metric in component.metrics():
+                family = families.get(metric.name)
+                if family is None:
+                    kind = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+                    family = families[metric.name] = kind(
+                        metric.name, metric.documentation, labels=["component", *metric.labels]
+                    )
+                family.add_metric([name, *metric.labels.values()], metric.value)  # type: ignore[attr-defined]
+        yield from families.values()
 
 
 def render_metrics(hub: Hub) -> bytes:

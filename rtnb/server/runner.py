@@ -18,6 +18,8 @@ from typing import Any
 import tornado.httpserver
 import tornado.netutil
 
+from ..backplane import Backplane
+from ._timeouts import GuardedHTTPServer
 from .app import make_app
 from .hub import Hub, HubConfig
 
@@ -36,6 +38,8 @@ class HubServer:
         prefix: URL prefix of every route.
         ssl_context: serve https/wss with this context.
         allowed_origins: extra browser origins allowed for WebSockets.
+        redis: Redis URL for a default hub on the Redis backplane (ignored
+            when ``hub`` is given); see :class:`~rtnb.backplane.redis.RedisBackplane`.
         app_settings: extra Tornado application settings.
     """
 
@@ -48,9 +52,10 @@ class HubServer:
         prefix: str = "",
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
+        redis: str | None = None,
         **app_settings: Any,
     ) -> None:
-        self.hub = hub or Hub()
+        self.hub = hub or Hub(redis=redis)
         self.host = host
         self.requested_port = port
         self.prefix = prefix.rstrip("/")
@@ -79,19 +84,24 @@ class HubServer:
 
     async def start(self) -> HubServer:
         await self.hub.start()
-        limits = self.hub.limits
-        self._http = tornado.httpserver.HTTPServer(
+        limits, config = self.hub.limits, self.hub.config
+        self._http = GuardedHTTPServer(
             self.make_app(),
             ssl_options=self.ssl_context,
-            idle_connection_timeout=60,
-            body_timeout=60,
+            idle_connection_timeout=config.handshake_timeout,
+            body_timeout=config.body_timeout,
             max_body_size=max(limits.max_frame_bytes, 16 * 2**20),
+            write_timeout=config.write_timeout,
+            on_write_timeout=self._count_write_timeout,
         )
         self._sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
         self._http.add_sockets(self._sockets)
         self.port = self._sockets[0].getsockname()[1]
         log.info("rtnb hub listening on %s", self.url)
         return self
+
+    def _count_write_timeout(self) -> None:
+        self.hub.stats.write_timeouts += 1
 
     async def stop(self) -> None:
         """Stop accepting, close clients with 1001, then drop what is left."""
@@ -119,9 +129,14 @@ async def serve(
     *,
     on_ready: Callable[[HubServer], Any] | None = None,
     stop_event: asyncio.Event | None = None,
+    backplane: Backplane | None = None,
+    redis: str | None = None,
     **server_options: Any,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop_event``), then shut down cleanly."""
+    """Serve until SIGINT/SIGTERM (or ``stop_event``), then shut down cleanly.
+
+    ``backplane`` (or ``redis``, a Redis URL) shares the hub with other hubs.
+    """
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -129,7 +144,7 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
             pass
-    server = HubServer(Hub(config), host=host, port=port, **server_options)
+    server = HubServer(Hub(config, backplane, redis=redis), host=host, port=port, **server_options)
     await server.start()
     try:
         if on_ready is not None:

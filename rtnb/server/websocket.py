@@ -31,6 +31,7 @@ from ..core.protocol import (
     SUBPROTOCOL_MSGPACK,
     Auth,
     Ping,
+    Presence,
     Publish,
     Subscribe,
     Unsubscribe,
@@ -149,6 +150,25 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
     def get_compression_options(self) -> dict[str, Any] | None:
         return None
 
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        # Strict RFC 6455 frame reading (close codes, UTF-8, fail with 1002/1007);
+        # see rtnb.server._wsprotocol and docs/compliance.md.
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        from ._wsprotocol import HubWebSocketProtocol
+
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return HubWebSocketProtocol(self, params, self.hub.config.close_timeout)
+
+    def on_close_frame_sent(self) -> None:
+        """Called by the protocol once a close frame is out: no data frame may follow it."""
+        self._closed = True
+
     def check_origin(self, origin: str) -> bool:
         if origin in self.allowed_origins or "*" in self.allowed_origins:
             return True
@@ -229,6 +249,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 return self._publish_async(request)
             if isinstance(request, Subscribe):
                 return self._subscribe(member, request)
+            if isinstance(request, Presence):
+                return self._presence(request)
             if isinstance(request, Unsubscribe):
                 self.hub.unsubscribe(member, request.pattern)
                 self._reply({"op": "unsubscribed", "topic": request.pattern}, request.id)
@@ -273,6 +295,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 error.request_id = request.id
             self._report(error)
 
+    async def _presence(self, request: Presence) -> None:
+        try:
+            members = await self.hub.presence(request.pattern)
+        except RtnbError as error:
+            if error.request_id is None:
+                error.request_id = request.id
+            self._report(error)
+            return
+        self._reply({"op": "presence", "topic": request.pattern.text, "members": members}, request.id)
+
     # -- Sink ------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
@@ -315,7 +347,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         if stream is None or self._closed or stream.closed():
             raise ConnectionClosed("The connection is closed.")
         try:
-            await stream.write(b"")
+            # shield: a caller's timeout must not cancel Tornado's own future
+            await asyncio.shield(stream.write(b""))
         except tornado.iostream.StreamClosedError:
             raise ConnectionClosed("The connection is closed.") from None
 
