@@ -31,7 +31,7 @@ import orjson
 import tornado.iostream
 
 from ..core.cursor import MAX_CURSOR_LENGTH, encode_cursor
-from ..core.errors import ConnectionClosed
+from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member, MemberState
 from ..core.history import Gap
 from ..core.message import Message
@@ -143,6 +143,11 @@ class SSEHandler(HubRequestHandler):
             await self._done
         except tornado.iostream.StreamClosedError:
             pass
+        except RtnbError as error:
+            if not self._streaming:
+                raise  # nothing sent yet: a plain HTTP error answer
+            self.hub.record_error(error.code)
+            self._send(format_event("error", orjson.dumps(error.to_wire())))
         finally:
             self._release()
         if not self._finished and not self.request.connection.stream.closed():  # type: ignore[union-attr]

@@ -391,3 +391,25 @@ async def test_bad_requests_get_typed_json_errors(
         await stream.close()
     assert fast_hub.hub.stats.errors[code] == 1
     assert fast_hub.hub.connection_count == 0
+
+
+async def test_a_backplane_failure_after_the_headers_becomes_an_error_event(
+    fast_hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtnb.core.errors import Unavailable
+
+    async def refuse(patterns: Any) -> None:
+        raise Unavailable("The backplane is down.")
+
+    monkeypatch.setattr(fast_hub.hub.backplane, "watch", refuse)
+    stream = await open_stream(fast_hub, sse_path("a/b"))
+    try:
+        assert stream.status == 200
+        error = await stream.until("error")
+        assert error.json == {"op": "error", "code": "unavailable", "message": "The backplane is down."}
+        with pytest.raises(EOFError):
+            await stream.next()
+    finally:
+        await stream.close()
+    await wait_until(lambda: fast_hub.hub.connection_count == 0)
+    assert fast_hub.hub.stats.errors["unavailable"] == 1
