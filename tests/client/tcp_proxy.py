@@ -74,11 +74,18 @@ class TcpProxy:
             client_writer.transport.abort()
             return
         self.connections_made += 1
-        self._transports.update({client_writer.transport, upstream_writer.transport})
-        for source, sink in ((client_reader, upstream_writer), (upstream_reader, client_writer)):
-            task = asyncio.ensure_future(self._pipe(source, sink))
+        pair = (client_writer.transport, upstream_writer.transport)
+        self._transports.update(pair)
+        pipes = [
+            asyncio.ensure_future(self._pipe(source, sink))
+            for source, sink in ((client_reader, upstream_writer), (upstream_reader, client_writer))
+        ]
+        for task in pipes:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        await asyncio.gather(*pipes, return_exceptions=True)
+        # Both directions ended: the connection no longer passes through.
+        self._transports.difference_update(pair)
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -89,5 +96,5 @@ class TcpProxy:
                 sink.write(data)
                 await sink.drain()
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            sink.close()
-        self._transports.discard(sink.transport)
+            if sink.can_write_eof():
+                sink.write_eof()  # pass the half-close on, as TCP would
