@@ -241,3 +241,53 @@ async def test_devices_talk_mqtt_to_a_broker(mqtt_url: str) -> None:
         finally:
             await asyncio.to_thread(simulation.stop)
         assert not simulation.running
+
+
+# -- rtnb serve --demo ----------------------------------------------------------------------
+
+
+async def test_serve_demo_runs_a_hub_with_live_sensors_and_stops_on_ctrl_c() -> None:
+    import re
+    import signal
+    import sys
+
+    import orjson
+    from tornado.httpclient import AsyncHTTPClient
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rtnb", "serve", "--demo", "--port", "0", "--demo-rate", "20",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    http = AsyncHTTPClient(force_instance=True)
+    try:
+        assert process.stderr is not None
+        url = None
+        lines: list[str] = []
+        while url is None:
+            line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+            assert line, f"rtnb serve --demo exited early: {lines}"
+            lines.append(line)
+            found = re.search(r"rtnb hub on (http://\S+)", line)
+            url = found.group(1) if found else None
+
+        async def topics() -> list[dict[str, object]]:
+            response = await http.fetch(f"{url}/topics", raise_error=False)
+            return orjson.loads(response.body)["topics"] if response.code == 200 else []
+
+        listed: list[dict[str, object]] = []
+        for _ in range(200):
+            listed = await topics()
+            if len(listed) == 3 and all(int(str(row["offset"])) >= 5 for row in listed):
+                break
+            await asyncio.sleep(0.05)
+        names = sorted(str(row["topic"]) for row in listed)
+        assert names == ["plant/boiler/temp", "plant/pump/temp", "plant/turbine/temp"]
+        page = await http.fetch(f"{url}/")
+        assert b"rtnb" in page.body and page.headers["Content-Type"].startswith("text/html")
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        http.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
