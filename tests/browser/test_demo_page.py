@@ -189,3 +189,62 @@ async def test_falls_back_to_long_polling_when_sse_is_blocked_too(live_hub: Live
     await page.goto(live_hub.url + "/?topic=plant/%2B/temp")
     await wait_open(page, "poll")
     await wait_values_update(page)
+
+
+async def test_client_helpers_agree_with_the_hub(live_hub: LiveHub, browser: Any) -> None:
+    """rtnb.js's pattern matching and cursor codec give the same answers as the Python core."""
+    from rtnb.core.cursor import decode_cursor, encode_cursor
+    from rtnb.core.topics import Pattern
+
+    page = await browser.new_page()
+    await page.goto(live_hub.url + "/static/demo.css")  # any page of the hub's origin
+    cases = [
+        ("plant/+/temp", "plant/boiler/temp"),
+        ("plant/+/temp", "plant/boiler/pressure"),
+        ("plant/#", "plant"),
+        ("plant/#", "plant/a/b/c"),
+        ("#", "$rtnb/bridge"),
+        ("+/x", "$sys/x"),
+        ("$rtnb/#", "$rtnb/bridge"),
+        ("a/b", "a/b/c"),
+    ]
+    results = await page.evaluate(
+        "async (cases) => { const m = await import('/rtnb.js');"
+        " return cases.map(([pattern, topic]) => m.topicMatches(pattern, topic)); }",
+        cases,
+    )
+    assert results == [Pattern.parse(pattern).matches(topic) for pattern, topic in cases]
+    positions = {"plant/boiler/temp": [1795780476836, 42], "café/ünïcode": [7, 0]}
+    from_js = await page.evaluate(
+        "async (positions) => { const m = await import('/rtnb.js');"
+        " return m.encodeCursor(new Map(Object.entries(positions))); }",
+        positions,
+    )
+    assert decode_cursor(from_js) == {topic: (offset, epoch) for topic, (epoch, offset) in positions.items()}
+    from_python = encode_cursor({topic: (epoch, offset) for topic, (epoch, offset) in positions.items()})
+    decoded = await page.evaluate(
+        "async (cursor) => { const m = await import('/rtnb.js'); return Object.fromEntries(m.decodeCursor(cursor)); }",
+        from_python,
+    )
+    assert decoded == positions
+
+
+async def test_publishes_made_offline_wait_in_a_bounded_queue(live_hub: LiveHub, browser: Any) -> None:
+    page = await browser.new_page()
+    await page.goto(live_hub.url + "/static/demo.css")
+    outcome = await page.evaluate(
+        """async () => {
+            const { RtnbClient } = await import('/rtnb.js');
+            const client = new RtnbClient(undefined, { autoConnect: false, maxQueue: 2 });
+            const results = [];
+            const publishes = [1, 2, 3].map((n) => client.publish('queue/test', { n })
+                .then((ack) => results.push(['ok', n, ack.offset]), (error) => results.push(['error', n, error.code])));
+            const queuedWhileOffline = client.queue.length;
+            client.connect();
+            await Promise.all(publishes);
+            client.close();
+            return { queuedWhileOffline, results };
+        }"""
+    )
+    assert outcome["queuedWhileOffline"] == 2
+    assert sorted(outcome["results"]) == [["error", 1, "queue_full"], ["ok", 2, 1], ["ok", 3, 2]]

@@ -560,6 +560,15 @@ export class RtnbClient extends EventTarget {
       case "error":
         this._emit("error", { code: frame.code, message: frame.message });
         return;
+      case "subscribed":
+        // Where the subscription starts on each matching topic: remembered so that a
+        // resume also covers topics that have sent nothing yet.
+        for (const [topic, { offset, epoch }] of Object.entries(frame.positions || {})) {
+          const known = this.positions.get(topic);
+          if (!known || known[0] !== epoch || known[1] < offset) this.positions.set(topic, [epoch, offset]);
+        }
+        this._emit("subscribed", frame);
+        return;
       default:
         this._emit(frame.op, frame); // welcome, subscribed, unsubscribed, pong...
     }
