@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import BadField, RtnbError
 from ..core.fanout import Member
 from ..core.message import Message
-from ..core.protocol import Subscribe
+from ..core.protocol import SinceCursor, Subscribe
 from ..core.topics import Pattern
 from .mapping import EchoFilter, OriginLedger, TopicMap
 from .options import MqttOptions
@@ -189,10 +189,10 @@ class MqttBridge:
         assert hub is not None and outbound is not None and topic_map is not None
         outbound.closed = False
         member = self._member = hub.connect(outbound, member_id=f"bridge-{self.name}-{id(self):x}")
-        since = {topic: (offset, epoch) for topic, (epoch, offset) in outbound.positions.items()}
+        since: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in outbound.positions.items()}
         for mqtt_filter in self.options.outbound:
             pattern = topic_map.hub_pattern(mqtt_filter)
-            cursor = {topic: position for topic, position in since.items() if pattern.matches(topic)}
+            cursor: SinceCursor = {topic: position for topic, position in since.items() if pattern.matches(topic)}
             await hub.subscribe(member, Subscribe(pattern, since=cursor if resume else None))
 
     def _outbound_closed(self, code: int, reason: str) -> None:
