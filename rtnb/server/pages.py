@@ -76,7 +76,9 @@ class TopicActivity:
         samples = self._samples.get(topic)
         if samples is None or (samples and samples[-1][1] != epoch):
             samples = self._samples[topic] = deque()
-        while samples and now - samples[0][0] > self.window:
+        # Keep the newest older sample even past the window, so that a reader
+        # polling less often than the window still gets a rate.
+        while len(samples) > 1 and now - samples[1][0] > self.window:
             samples.popleft()
         samples.append((now, epoch, offset))
         first_time, _first_epoch, first_offset = samples[0]
