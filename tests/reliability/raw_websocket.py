@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from urllib.parse import urlsplit
 
-__all__ = ["RawWebSocket", "build_frame", "open_raw"]
+__all__ = ["RawWebSocket", "build_frame", "open_raw", "open_tcp"]
 
 
 def build_frame(opcode: int, payload: bytes, *, final: bool = True, masked: bool = True, reserved: int = 0) -> bytes:
@@ -81,11 +82,25 @@ class RawWebSocket:
         self.writer.close()
 
 
-async def open_raw(url: str, path: str | None = None) -> RawWebSocket:
+async def open_tcp(
+    host: str, port: int, receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection; ``receive_buffer`` shrinks the kernel's receive buffer so that
+    a peer that stops reading stalls the server quickly."""
+    if receive_buffer is None:
+        return await asyncio.open_connection(host, port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    return await asyncio.open_connection(sock=sock, limit=4096)  # the transport pauses reading at 8 KiB
+
+
+async def open_raw(url: str, path: str | None = None, receive_buffer: int | None = None) -> RawWebSocket:
     """Open a TCP connection to ``url`` (``ws://host:port/path``) and upgrade it."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await open_tcp(host, port, receive_buffer)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET {path or parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
