@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -92,7 +93,10 @@ class PrivateBroker:
             "persistence true\n"
             f"persistence_location {directory}/\n"
             "max_queued_messages 0\n"
-            f"log_dest file {directory}/mosquitto.log\n" + extra_config
+            f"log_dest file {directory}/mosquitto.log\n"
+            # run as root (CI containers), mosquitto would switch to the 'mosquitto' user and lose our files
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + extra_config
         )
         self.process: subprocess.Popen[bytes] | None = None
 
