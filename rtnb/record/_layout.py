@@ -213,6 +213,15 @@ def _topic_categorical(column: pa.ChunkedArray) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[indices], categories=pd.Index(names).astype(str))
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """``array``, copied only when it is a read-only view of Arrow memory (a frame must be editable)."""
+    return array if array.flags.writeable else array.copy()
+
+
+def _integers(column: pa.ChunkedArray) -> np.ndarray:
+    return _writable(column.cast(pa.int64()).to_numpy())
+
+
 def _payload_series(column: pa.ChunkedArray, name: str, is_json: bool, index: pd.Index) -> pd.Series:
     column_type = column.type
     if is_json:
@@ -223,29 +232,36 @@ def _payload_series(column: pa.ChunkedArray, name: str, is_json: bool, index: pd
         return pd.Series([None] * len(column), index=index, name=name, dtype=object)
     if pa.types.is_integer(column_type):
         if column.null_count:
-            return pd.Series(column.to_pandas(types_mapper={column_type: pd.Int64Dtype()}.get).array, index=index, name=name)
-        return pd.Series(column.to_numpy(), index=index, name=name)
+            values = column.to_pandas(types_mapper={column_type: pd.Int64Dtype()}.get).array
+            return pd.Series(values, index=index, name=name, copy=False)
+        return pd.Series(_writable(column.to_numpy()), index=index, name=name, copy=False)
     if pa.types.is_floating(column_type):
-        return pd.Series(column.to_numpy(), index=index, name=name)
+        return pd.Series(_writable(column.to_numpy()), index=index, name=name, copy=False)
     if pa.types.is_boolean(column_type):
         if column.null_count:
-            return pd.Series(column.to_pandas(types_mapper={column_type: pd.BooleanDtype()}.get).array, index=index, name=name)
-        return pd.Series(column.to_numpy(), index=index, name=name)
+            values = column.to_pandas(types_mapper={column_type: pd.BooleanDtype()}.get).array
+            return pd.Series(values, index=index, name=name, copy=False)
+        return pd.Series(_writable(column.to_numpy()), index=index, name=name, copy=False)
     if pa.types.is_string(column_type) or pa.types.is_large_string(column_type):
         strings = column.cast(pa.string()).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
-        return pd.Series(strings.array, index=index, name=name)
+        return pd.Series(strings.array, index=index, name=name, copy=False)
     if pa.types.is_dictionary(column_type):
-        return pd.Series(column.to_pandas().array, index=index, name=name)
-    return pd.Series(column.to_pandas().array, index=index, name=name)
+        return pd.Series(column.to_pandas().array, index=index, name=name, copy=False)
+    return pd.Series(column.to_pandas().array, index=index, name=name, copy=False)
 
 
-def frame_from_table(table: pa.Table, info: RecordingInfo | None = None, *, raw: bool = True) -> pd.DataFrame:
+def frame_from_table(
+    table: pa.Table, info: RecordingInfo | None = None, *, raw: bool = True, consume: bool = False
+) -> pd.DataFrame:
     """A DataFrame from a table in the recording layout.
 
     Args:
         table: the rows.
         info: json columns, scalar topics and gaps (read from the schema metadata when omitted).
         raw: keep the ``data`` column when the table has one.
+        consume: drop each column from ``table`` once converted, so that, when
+            the caller holds no other reference to the table, its memory is
+            released column by column and the peak stays near one frame, not two.
 
     Raises:
         BadField: a base column is missing.
@@ -255,21 +271,32 @@ def frame_from_table(table: pa.Table, info: RecordingInfo | None = None, *, raw:
     missing = [name for name in BASE_COLUMNS if name not in table.column_names]
     if missing:
         raise BadField(f"Not a recording: column(s) {', '.join(missing)} missing.")
-    time_column = table["time"]
+
+    def take(name: str) -> pa.ChunkedArray:
+        nonlocal table
+        column = table[name]
+        if consume:
+            table = table.drop_columns([name])
+        return column
+
+    time_column = take("time")
     if time_column.type != TIME_TYPE:
         time_column = time_column.cast(TIME_TYPE)
     nanoseconds = time_column.cast(pa.int64()).to_numpy() if len(time_column) else np.empty(0, dtype=np.int64)
+    del time_column
     index = pd.DatetimeIndex(pd.to_datetime(nanoseconds, unit="ns", utc=True), name="time")
+    del nanoseconds
     data: dict[str, Any] = {
-        "topic": pd.Series(_topic_categorical(table["topic"]), index=index, name="topic"),
-        "offset": pd.Series(table["offset"].cast(pa.int64()).to_numpy(), index=index, name="offset"),
-        "epoch": pd.Series(table["epoch"].cast(pa.int64()).to_numpy(), index=index, name="epoch"),
+        "topic": pd.Series(_topic_categorical(take("topic")), index=index, name="topic", copy=False),
+        "offset": pd.Series(_integers(take("offset")), index=index, name="offset", copy=False),
+        "epoch": pd.Series(_integers(take("epoch")), index=index, name="epoch", copy=False),
     }
-    for name in table.column_names:
+    for name in list(table.column_names):
         if name in BASE_COLUMNS or (name == "data" and not raw):
             continue
-        data[name] = _payload_series(table[name], name, name in info.json_columns, index)
-    frame = pd.DataFrame(data, index=index)
+        data[name] = _payload_series(take(name), name, name in info.json_columns, index)
+    del table
+    frame = pd.DataFrame(data, index=index, copy=False)  # no consolidation copy: peak memory
     frame.attrs[FRAME_ATTRIBUTE] = info.to_attrs()
     return frame
 

@@ -32,7 +32,7 @@ from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import validate_pattern
 from ._buffer import DEFAULT_CHUNK_ROWS, Chunk, ColumnBuffer, RecordedGap
-from ._layout import RecordingInfo, frame_from_table, join_chunks
+from ._layout import RecordingInfo, frame_from_table, join_chunks, table_from_frame
 from ._storage import FileFormat, SpillWriter, read_table, write_table
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class Recorder:
         self._subscriptions: list[Any] = []
         self._async = False
         self._saved_path: Path | None = None
+        self._frame: pd.DataFrame | None = None  # built once the recording is stopped
 
     # -- feeding -----------------------------------------------------------------
 
@@ -395,6 +396,8 @@ class Recorder:
             self._seal()
             if self._saved_path is not None:
                 return read_table(self._saved_path)
+            if self._frame is not None:
+                return table_from_frame(self._frame)
             chunks = list(self._chunks)
             if self._spill is not None:
                 chunks = [*self._spill.chunks(), *chunks]
@@ -421,8 +424,36 @@ class Recorder:
         """
         if raw and not self._buffer.keep_raw:
             raise BadField("Raw payloads were not kept: record with Recorder(..., raw=True).")
-        frame = frame_from_table(self.to_table(), raw=bool(raw) or raw is None)
+        if self.state is RecorderState.STOPPED:
+            frame = self._final_frame()
+            if raw is False and "data" in frame.columns:
+                frame = frame.drop(columns="data")
+        else:
+            frame = frame_from_table(self.to_table(), raw=raw is not False)
         return wide_frame(frame) if wide else frame
+
+    def _final_frame(self) -> pd.DataFrame:
+        """The frame of a stopped recording, built once.
+
+        Its columns are built from the Arrow chunks one at a time while the
+        chunks are let go, so memory peaks near one frame, not a buffer plus a
+        frame. Each call returns a copy that shares the data (copy-on-write).
+        """
+        import pandas as pd
+
+        with self._lock:
+            if self._frame is None:
+                self._frame = frame_from_table(self._take_table(), consume=True)
+            frame = self._frame
+        copy_on_write = int(pd.__version__.split(".")[0]) >= 3 or bool(pd.get_option("mode.copy_on_write"))
+        return frame.copy(deep=not copy_on_write)
+
+    def _take_table(self) -> pa.Table:
+        """The whole recording as a table that nothing else references (the chunks are dropped)."""
+        if self._saved_path is not None:
+            return read_table(self._saved_path)
+        chunks, self._chunks = self._chunks, []
+        return join_chunks(chunks, self._info())
 
     def gaps_frame(self) -> pd.DataFrame:
         """The gaps as a DataFrame indexed by arrival time."""

@@ -232,3 +232,13 @@ def test_buffer_memory_is_close_to_the_frame() -> None:
     frame_bytes = int(frame.memory_usage(deep=True).sum())
     assert recorder.memory_bytes <= 2 * frame_bytes
     assert isinstance(recorder.to_table(), pa.Table)
+
+
+def test_frames_are_editable() -> None:
+    frame = frame_from_messages(message("a", offset, {"v": offset * 1.5, "n": offset, "s": "x"}) for offset in range(1, 4))
+    frame.loc[frame.index[0], "v"] = 99.0
+    frame["n"] += 1
+    frame.iloc[1, frame.columns.get_loc("s")] = "y"
+    frame.iloc[2, frame.columns.get_loc("offset")] = 7
+    assert frame["v"].tolist()[0] == 99.0 and frame["n"].tolist() == [2, 3, 4]
+    assert frame["s"].tolist() == ["x", "y", "x"] and frame["offset"].tolist() == [1, 2, 7]

@@ -1,0 +1,86 @@
+"""``rtnb replay``: publish a recorded session into a hub again.
+
+::
+
+    rtnb replay run.parquet --speed 10 --url http://127.0.0.1:8765
+    rtnb replay run.csv --fast --topic-map plant/boiler/temp=demo/boiler/temp --loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..core.errors import BadField, RtnbError, Timeout
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay a recording into a hub",
+        description="Publish a recording (.parquet or .csv) again, with its original spacing scaled by --speed.",
+    )
+    parser.add_argument("path", metavar="FILE", help="recording made by 'rtnb record' or Recorder.save()")
+    parser.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="time factor: 10 plays ten times faster (default: 1)")
+    pace.add_argument("--fast", action="store_true", help="as fast as possible, ignoring the recorded spacing")
+    parser.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    parser.add_argument(
+        "--topic-map", action="append", default=[], metavar="OLD=NEW", help="publish OLD's messages on NEW (repeatable)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def parse_topic_map(pairs: list[str]) -> dict[str, str]:
+    """``["a/b=c/d", ...]`` as a mapping.
+
+    Raises:
+        BadField: an item without ``=``.
+    """
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        old, separator, new = pair.partition("=")
+        if not separator or not old or not new:
+            raise BadField(f"--topic-map takes OLD=NEW, not {pair!r}.")
+        mapping[old] = new
+    return mapping
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..record import replay
+
+    url = args.url or os.environ.get("RTNB_URL") or "http://127.0.0.1:8765"
+    try:
+        handle = replay(
+            args.path,
+            url,
+            speed=None if args.fast else args.speed,
+            topic_map=parse_topic_map(args.topic_map) or None,
+            loop=args.loop,
+            progress=not args.quiet,
+        )
+    except RtnbError as error:
+        print(f"rtnb replay: {error.message}", file=sys.stderr)
+        return 2
+    try:
+        while True:
+            try:
+                handle.wait(timeout=0.25)  # bounded waits so Ctrl-C is noticed promptly
+                break
+            except Timeout:
+                continue
+    except KeyboardInterrupt:
+        handle.stop()
+        print(f"rtnb replay: stopped after {handle.published:,} messages", file=sys.stderr)
+        return 130
+    except RtnbError as error:
+        print(f"rtnb replay: {error.message}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"replayed {handle.published:,} messages ({handle.loops} pass(es))", file=sys.stderr)
+    return 0
