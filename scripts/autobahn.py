@@ -8,6 +8,7 @@ This script runs the rest — 9 (big and many messages, performance), 12 and 13
     python scripts/autobahn.py --cases '1.*' '7.9.*'    # any selection
     python scripts/autobahn.py --max-frame-bytes 1048576  # the hub's default limit
     python scripts/autobahn.py --cases '7.*' --plain-tornado  # the baseline: Tornado's own handler
+    python scripts/autobahn.py --compression            # with permessage-deflate accepted
 
 The server is :class:`rtnb.server._echo.EchoHubServer`: the hub's HTTP server,
 WebSocket handler, frame reader and limits with an echo in place of the hub
@@ -42,12 +43,12 @@ LARGEST_AUTOBAHN_MESSAGE = 16 * 2**20
 
 
 def verdict(result: Any, max_frame_bytes: int) -> str:
-    """``OK``, ``NON-STRICT``, ``INFORMATIONAL``, ``UNIMPLEMENTED``, ``REFUSED`` or ``FAILED``."""
+    """``OK``, ``NON-STRICT``, ``INFORMATIONAL``, ``UNIMPLEMENTED``, ``REFUSED``, ``ERROR`` or ``FAILED``."""
     behavior, closing = result.behavior.value, result.behavior_close.value
     if result.passed:
         return behavior if behavior != "OK" else closing
-    if behavior == "UNIMPLEMENTED":
-        return "UNIMPLEMENTED"
+    if behavior in ("UNIMPLEMENTED", "ERROR"):  # ERROR: the runner could not reach a verdict
+        return behavior
     if result.remote_close_code == 1009 and max_frame_bytes < LARGEST_AUTOBAHN_MESSAGE:
         return "REFUSED"
     return "FAILED"
@@ -69,11 +70,13 @@ class _PlainTornadoServer(EchoHubServer):
 
 
 async def run(
-    cases: list[str], max_frame_bytes: int, concurrency: int, plain_tornado: bool = False
+    cases: list[str], max_frame_bytes: int, concurrency: int, plain_tornado: bool = False, compression: bool = False
 ) -> tuple[list[Any], float]:
     import kosoku
 
-    config = HubConfig(limits=Limits(max_frame_bytes=max_frame_bytes), ping_interval=0)
+    config = HubConfig(
+        limits=Limits(max_frame_bytes=max_frame_bytes), ping_interval=0, websocket_compression=compression
+    )
     server = (_PlainTornadoServer if plain_tornado else EchoHubServer)(Hub(config))
     await server.start()
     started = time.perf_counter()
@@ -94,9 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="cases run in parallel")
     parser.add_argument("--output", type=Path, default=None, help="write a JSON summary here")
     parser.add_argument("--plain-tornado", action="store_true", help="test Tornado's stock handler instead (baseline)")
+    parser.add_argument(
+        "--compression", action="store_true", help="accept permessage-deflate (HubConfig.websocket_compression)"
+    )
     args = parser.parse_args(argv)
 
-    results, elapsed = asyncio.run(run(args.cases, args.max_frame_bytes, args.concurrency, args.plain_tornado))
+    results, elapsed = asyncio.run(
+        run(args.cases, args.max_frame_bytes, args.concurrency, args.plain_tornado, args.compression)
+    )
     if not results:
         print("no case ran", file=sys.stderr)
         return 1
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "server": "plain tornado WebSocketHandler" if args.plain_tornado else "rtnb EchoHubServer",
             "cases": args.cases,
             "max_frame_bytes": args.max_frame_bytes,
+            "compression": args.compression,
             "seconds": round(elapsed, 2),
             "python": platform.python_version(),
             "tornado": tornado.version,
@@ -136,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=1) + "\n")
         print(f"summary written to {args.output}")
-    failed = [case for case, found in verdicts.items() if found == "FAILED"]
+    failed = [case for case, found in verdicts.items() if found in ("FAILED", "ERROR")]
     if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        print(f"FAILED or ERROR: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
