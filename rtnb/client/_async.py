@@ -27,6 +27,7 @@ from ..core.errors import (
     BadField,
     ConnectionClosed,
     LimitExceeded,
+    MessageTooBig,
     ProtocolError,
     RtnbError,
     Timeout,
@@ -53,6 +54,9 @@ frame_log = logging.getLogger("rtnb.client.frames")
 Overflow = Literal["error", "drop_oldest"]
 #: called as ``callback(old_state, new_state)`` on every state change
 StateCallback = Callable[[ClientState, ClientState], None]
+
+
+_CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class _ConnectionLost(ConnectionClosed):
@@ -107,6 +111,8 @@ class AsyncClient:
         open_timeout: seconds to open a connection and get the hub's welcome.
         ping_interval / ping_timeout: WebSocket keep-alive; ``None`` disables.
         max_frame_bytes: largest frame accepted from the hub (``None``: no limit).
+        max_publish_bytes: largest encoded payload ``publish`` sends; bigger ones raise
+            :class:`MessageTooBig` at once (the hub's default limit is 1 MiB per frame).
         max_queue: items each subscription queues for the application.
         close_timeout: seconds ``close()`` waits for queued publishes to go out.
         on_state_change: ``callback(old, new)`` on every :class:`ClientState` change.
@@ -133,6 +139,7 @@ class AsyncClient:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         max_frame_bytes: int | None = 16 * 2**20,
+        max_publish_bytes: int = 2**20 - 1024,
         max_queue: int = 10_000,
         close_timeout: float = 5.0,
         on_state_change: StateCallback | None = None,
@@ -164,6 +171,7 @@ class AsyncClient:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_frame_bytes = max_frame_bytes
+        self.max_publish_bytes = max_publish_bytes
         self.max_queue = max_queue
         self.close_timeout = close_timeout
         self.on_state_change = on_state_change
@@ -180,6 +188,7 @@ class AsyncClient:
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._connection: Any = None
+        self._close_code: int | None = None
         self._runner: asyncio.Task[None] | None = None
         self._outbox_ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -484,6 +493,18 @@ class AsyncClient:
         self._backoff.disconnected()
         lost = [publish for publish in self._in_flight.values() if publish.future is not None]
         self._in_flight.clear()
+        if self._close_code == _CLOSE_MESSAGE_TOO_BIG and lost:
+            # The hub reads frames in order and had acknowledged everything before the
+            # frame it refused: the oldest unacknowledged publish is the culprit. Sending
+            # it again would loop forever, so it fails; the others are not to blame.
+            culprit = lost.pop(0)
+            if not culprit.future.done():  # type: ignore[union-attr]
+                culprit.future.set_exception(  # type: ignore[union-attr]
+                    MessageTooBig(
+                        f"The hub closed the connection (1009): the publish to {culprit.topic!r}"
+                        " is over its frame size limit."
+                    )
+                )
         if self.resend_unacked:
             self._outbox.extendleft(reversed([publish for publish in lost if not publish.future.done()]))  # type: ignore[union-attr]
         else:
@@ -604,6 +625,7 @@ class AsyncClient:
         except websockets.ConnectionClosed as error:
             log.debug("connection to %s closed: %s", self.ws_url, error)
         finally:
+            self._close_code = getattr(connection, "close_code", None)
             self._fail_requests(_ConnectionLost("The connection to the hub was lost."))
 
     async def _dispatch(self, item: Any) -> None:
@@ -758,7 +780,9 @@ class AsyncClient:
         """
         validate_topic(topic)
         check_nesting(data)
-        encode_json(data)  # refuses what JSON cannot carry, here rather than on the hub
+        size = len(encode_json(data))  # refuses what JSON cannot carry, here rather than on the hub
+        if size > self.max_publish_bytes:
+            raise MessageTooBig(f"The payload is {size} bytes; this client sends at most {self.max_publish_bytes}.")
         if self._state in (ClientState.CLOSING, ClientState.CLOSED):
             raise ConnectionClosed("This client is closed.")
         loop = asyncio.get_running_loop()
