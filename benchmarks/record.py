@@ -64,7 +64,7 @@ def mixed_messages(count: int, seed: int = 1) -> list[Message]:
     for index in range(count):
         kind = index % 4
         if kind == 0:
-            topic, data = "plant/boiler/temp", {"value": generator.random(), "meta": {"sensor": "α", "ok": True}}
+            topic, data = "plant/boiler/temp", {"value": generator.random(), "meta": {"sensor": "a-1", "ok": True}}
         elif kind == 1:
             topic, data = "plant/boiler/temp", {"value": generator.random()}
         elif kind == 2:
@@ -184,7 +184,8 @@ def main() -> None:
     print(f"rtnb is {ours['rate'] / results['pd.DataFrame(list_of_dicts)']['rate']:.2f}x pd.DataFrame(list_of_dicts)")
     print(f"rtnb is {ours['rate'] / results['pd.concat per message']['rate']:.0f}x pd.concat per message")
     print(
-        f"rtnb buffer before to_frame: {ours['buffer_bytes'] / 2**20:.1f} MiB for a {ours['frame_bytes'] / 2**20:.1f} MiB"
+        f"rtnb buffer before to_frame: {ours['buffer_bytes'] / 2**20:.1f} MiB"
+        f" for a {ours['frame_bytes'] / 2**20:.1f} MiB"
         f" frame ({ours['buffer_bytes'] / ours['frame_bytes']:.2f}x); peak while ingesting and building:"
         f" {ours['peak_bytes'] / ours['frame_bytes']:.2f}x the frame"
     )

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--max-rows", type=int, default=None, metavar="N", help="stop after N messages")
-    parser.add_argument("--last", type=int, default=None, metavar="N", help="start with the last N retained messages per topic")
+    parser.add_argument(
+        "--last", type=int, default=None, metavar="N", help="start with the last N retained messages per topic"
+    )
     parser.add_argument("--raw", action="store_true", help="also keep each payload as JSON in a 'data' column")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(handler=run)
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         write_table(recorder.to_table(), output)
     if not args.quiet:
         line = format_progress(recorder.rows, time.monotonic() - started)
-        stream.write(f"{chr(13) if live_line else ''}{line}  -> {output}" + ("  (interrupted)" if interrupted else "") + "\n")
+        ending = "  (interrupted)" if interrupted else ""
+        stream.write(f"{chr(13) if live_line else ''}{line}  -> {output}{ending}\n")
         for gap in recorder.gaps:
             stream.write(f"gap on {gap.topic}: offsets {gap.from_offset}..{gap.to_offset or '?'} lost ({gap.reason})\n")
     return 0

@@ -310,7 +310,7 @@ def _array_from_series(series: pd.Series, name: str) -> tuple[pa.Array, bool]:
     if isinstance(dtype, pd.CategoricalDtype):
         series = series.astype(object).where(series.notna(), None)
         dtype = series.dtype
-    if dtype == object:
+    if dtype == np.dtype(object):
         values = [None if _is_missing(value) else value for value in series.tolist()]
         if all(value is None for value in values):
             return pa.nulls(len(values)), False

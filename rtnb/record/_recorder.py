@@ -472,9 +472,7 @@ def gaps_frame(gaps: Sequence[RecordedGap | dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     records = [gap.to_record() if isinstance(gap, RecordedGap) else dict(gap) for gap in gaps]
-    frame = pd.DataFrame.from_records(
-        records, columns=["received", "topic", "from", "to", "reason", "epoch"]
-    )
+    frame = pd.DataFrame.from_records(records, columns=["received", "topic", "from", "to", "reason", "epoch"])
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("received"), unit="s", utc=True), name="received")
     for name in ("from", "to", "epoch"):
         frame[name] = frame[name].astype(pd.Int64Dtype())

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BadField, RtnbError, Timeout
 from ..core.topics import validate_topic
@@ -38,7 +38,7 @@ __all__ = ["Replay", "ReplayState", "TopicMap", "replay"]
 
 #: rename topics: a mapping (unlisted topics keep their name) or a function
 #: returning the new topic, or ``None`` to leave that topic's messages out
-TopicMap = Union[Mapping[str, str], Callable[[str], Union[str, None]]]
+TopicMap = Mapping[str, str] | Callable[[str], str | None]
 
 #: rows turned into payloads at a time, so a long replay never holds them all
 _BLOCK_ROWS = 4096
@@ -103,9 +103,7 @@ class _Schedule:
         self.scalar_topics = set(attrs.get("scalar_topics", ()))
         self.has_raw = "data" in frame.columns
         self.fields = [
-            (name, self._path(name))
-            for name in frame.columns
-            if name not in ("topic", "offset", "epoch", "data")
+            (name, self._path(name)) for name in frame.columns if name not in ("topic", "offset", "epoch", "data")
         ]
         self.targets = self._map_topics(sorted(set(self.frame["topic"].astype(object).tolist())), topic_map)
 
@@ -324,7 +322,7 @@ class Replay:
                 pass_begin = clock()
             final_pass = not self.loop
             for start, targets, payloads in schedule.blocks():
-                for row, (topic, payload) in enumerate(zip(targets, payloads)):
+                for row, (topic, payload) in enumerate(zip(targets, payloads, strict=True)):
                     if speed is not None:
                         delay = pass_begin + schedule.delays[start + row] / speed - clock()
                         if delay > 0.0002 and stop.wait(delay):

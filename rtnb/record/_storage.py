@@ -53,7 +53,9 @@ def file_format(path: str | os.PathLike[str], format: FileFormat | None = None) 
     suffix = Path(path).suffix.lower()
     found = _SUFFIXES.get(suffix)
     if found is None:
-        raise BadField(f"Cannot tell the format of {str(path)!r} from its suffix; use .parquet or .csv, or pass format=.")
+        raise BadField(
+            f"Cannot tell the format of {str(path)!r} from its suffix; use .parquet or .csv, or pass format=."
+        )
     return found
 
 
@@ -61,7 +63,13 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def write_table(table: pa.Table, path: str | os.PathLike[str], format: FileFormat | None = None, *, row_group_rows: int = 65_536) -> Path:
+def write_table(
+    table: pa.Table,
+    path: str | os.PathLike[str],
+    format: FileFormat | None = None,
+    *,
+    row_group_rows: int = 65_536,
+) -> Path:
     """Write a recording table to ``path`` atomically; returns the path."""
     target = Path(path)
     kind = file_format(target, format)

@@ -82,10 +82,14 @@ def test_record_command_stops_after_duration_and_writes_csv(threaded_hub: Thread
 
 
 def test_replay_command_publishes_a_file(threaded_hub: ThreadedHub, tmp_path: Path) -> None:
-    frame = frame_from_messages(Message("old/x", index + 1, 1, 1_790_000_000 + index * 0.01, {"i": index}) for index in range(40))
+    frame = frame_from_messages(
+        Message("old/x", index + 1, 1, 1_790_000_000 + index * 0.01, {"i": index}) for index in range(40)
+    )
     path = save(frame, tmp_path / "session.parquet")
     recorder = Recorder(threaded_hub.url, "new/#").start()
-    command = RunningCommand("replay", str(path), "--speed", "20", "--topic-map", "old/x=new/x", "--url", threaded_hub.url)
+    command = RunningCommand(
+        "replay", str(path), "--speed", "20", "--topic-map", "old/x=new/x", "--url", threaded_hub.url
+    )
     assert command.finish() == 0, command.lines
     assert recorder.wait(rows=40, timeout=10).stop().to_frame()["i"].tolist() == list(range(40))
     assert command.wait_for_line("replayed 40 messages")

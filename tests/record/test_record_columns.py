@@ -235,7 +235,9 @@ def test_buffer_memory_is_close_to_the_frame() -> None:
 
 
 def test_frames_are_editable() -> None:
-    frame = frame_from_messages(message("a", offset, {"v": offset * 1.5, "n": offset, "s": "x"}) for offset in range(1, 4))
+    frame = frame_from_messages(
+        message("a", offset, {"v": offset * 1.5, "n": offset, "s": "x"}) for offset in range(1, 4)
+    )
     frame.loc[frame.index[0], "v"] = 99.0
     frame["n"] += 1
     frame.iloc[1, frame.columns.get_loc("s")] = "y"

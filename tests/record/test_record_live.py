@@ -27,7 +27,10 @@ def mixed_sequence(rounds: int) -> list[tuple[str, Any]]:
     sequence: list[tuple[str, Any]] = []
     for index in range(rounds):
         sequence += [
-            ("plant/boiler/temp", {"value": 70 + index * 0.25, "unit": "°C", "meta": {"sensor": "α-1", "ok": True}}),
+            (
+                "plant/boiler/temp",
+                {"value": 70 + index * 0.25, "unit": "°C", "meta": {"sensor": "Zürich-1", "ok": True}},
+            ),
             ("plant/boiler/temp", {"value": 71 + index, "unit": "°C"}),  # no meta, an int value
             ("plant/status", "läuft ✓" if index % 2 else "停止"),
             ("plant/counter", index * 1000),
@@ -60,7 +63,7 @@ def assert_frame_holds(frame: pd.DataFrame, sent: list[tuple[str, Any, int]]) ->
     assert frame["offset"].tolist() == [offset for _, _, offset in sent]
     payload_columns = [name for name in frame.columns if name not in ("topic", "offset", "epoch", "data")]
     for column in payload_columns:
-        for cell, (_, payload, _) in zip(frame[column].tolist(), sent):
+        for cell, (_, payload, _) in zip(frame[column].tolist(), sent, strict=True):
             expected = expected_cell(payload, column)
             if expected is None:
                 assert is_missing(cell), (column, payload, cell)
@@ -96,8 +99,11 @@ def test_record_numeric_sensor_stream_gets_numeric_dtypes(threaded_hub: Threaded
     with Recorder(threaded_hub, "plant/+/temp", max_rows=300) as recorder:
         sent = publish_all(
             threaded_hub.url,
-            [(f"plant/{name}/temp", {"value": index + 0.5, "setpoint": 80, "on": True, "unit": "°C"})
-             for index in range(100) for name in ("boiler", "turbine", "pump")],
+            [
+                (f"plant/{name}/temp", {"value": index + 0.5, "setpoint": 80, "on": True, "unit": "°C"})
+                for index in range(100)
+                for name in ("boiler", "turbine", "pump")
+            ],
         )
         recorder.wait(timeout=10)  # returns when max_rows is reached
     frame = recorder.to_frame()
@@ -154,7 +160,7 @@ def test_replay_keeps_spacing_at_speed_10(threaded_hub: ThreadedHub) -> None:
     assert got["i"].tolist() == list(range(len(offsets)))
     # the hub's own timestamps of the replayed messages, not the test's wall clock
     replayed = (got.index - got.index[0]).total_seconds().tolist()
-    errors = [abs(actual - offset / 10) for actual, offset in zip(replayed, offsets)]
+    errors = [abs(actual - offset / 10) for actual, offset in zip(replayed, offsets, strict=True)]
     assert max(errors) < 0.04, errors
     assert statistics.median(errors) < 0.01, errors
     assert handle.state is ReplayState.DONE and handle.published == len(offsets) and handle.progress == 1.0
