@@ -59,7 +59,10 @@ async def test_ten_thousand_messages_survive_repeated_cuts_exactly_once_in_order
         for number in range(TOTAL):
             if number in CUT_AT:
                 # Cut a live connection while messages are in flight, and keep publishing while it is away.
-                await wait_until(lambda: subscriber.state is ClientState.CONNECTED, timeout=10)
+                cuts = CUT_AT.index(number)
+                await wait_until(
+                    lambda: subscriber.reconnects == cuts and subscriber.state is ClientState.CONNECTED, timeout=10
+                )
                 assert proxy.cut() >= 1
             await publisher.publish("count/a", number, ack=number == TOTAL - 1)
             if number % 100 == 0:
