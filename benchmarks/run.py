@@ -103,6 +103,11 @@ def describe_machine(loop: str) -> dict[str, Any]:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     ws_version = json.loads((LOADGEN / "node_modules" / "ws" / "package.json").read_text())["version"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "rtnb"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    if changed:
+        commit = commit.strip() + " + uncommitted changes in rtnb/"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model,
