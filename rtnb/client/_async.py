@@ -385,7 +385,7 @@ class AsyncClient:
         except BaseException:
             await connection.close()
             raise
-        log.info("connected to %s as %s", self.ws_url, self.client_id)
+        log.debug("connected to %s as %s", self.ws_url, self.client_id)
         return connection
 
     async def _receive_reply(self, connection: Any, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -429,6 +429,7 @@ class AsyncClient:
                     return
                 connection = reconnected
                 self.reconnects += 1
+                log.info("reconnected to %s (reconnection %d)", self.ws_url, self.reconnects)
         except asyncio.CancelledError:
             raise
         except Exception as error:
