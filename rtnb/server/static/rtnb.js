@@ -199,16 +199,31 @@ class WebSocketTransport {
   }
 }
 
-/** Publishing over HTTP, shared by the SSE and long-polling transports. */
-async function publishOverHttp(client, topic, data) {
+/**
+ * Publishing over HTTP, shared by the SSE and long-polling transports. Requests go one
+ * after the other, so messages keep the order in which publish() was called.
+ */
+function publishOverHttp(client, topic, data) {
+  const send = () => postOnce(client, topic, data);
+  const result = client._httpPublishes.then(send, send);
+  client._httpPublishes = result.catch(() => {});
+  return result;
+}
+
+async function postOnce(client, topic, data) {
   const headers = { "Content-Type": "application/json" };
   if (client.options.token) headers.Authorization = "Bearer " + client.options.token;
-  const response = await fetch(client.baseUrl + "/publish/" + topicPath(topic), {
-    method: "POST",
-    headers,
-    body: JSON.stringify(data),
-  });
-  const body = await response.json();
+  let response;
+  try {
+    response = await fetch(client.baseUrl + "/publish/" + topicPath(topic), {
+      method: "POST",
+      headers,
+      body: JSON.stringify(data),
+    });
+  } catch (error) {
+    throw hubError("unavailable", `The hub could not be reached to publish to ${topic}.`);
+  }
+  const body = await response.json().catch(() => ({}));
   if (!response.ok) throw hubError(body.error?.code ?? "error", body.error?.message ?? response.statusText);
   return body;
 }
@@ -383,6 +398,7 @@ export class RtnbClient extends EventTarget {
     this.queue = [];                    // publishes waiting for a connection
     this.attempts = 0;                  // failed passes since the last open
     this._serverCursor = null;          // the last cursor an SSE id or a poll gave
+    this._httpPublishes = Promise.resolve(); // HTTP publishes, chained to keep their order
     this._active = null;
     this._preferred = 0;
     this._index = 0;
