@@ -63,7 +63,9 @@ async def test_subscribe_prints_json_lines_with_last_and_live(hub_server: HubSer
     hub = hub_server.hub
     for value in range(5):
         hub.publish_now("plant/a", value)
-    running = asyncio.ensure_future(rtnb("subscribe", "plant/#", "--last", "2", "--count", "4", "--url", hub_server.url))
+    running = asyncio.ensure_future(
+        rtnb("subscribe", "plant/#", "--last", "2", "--count", "4", "--url", hub_server.url)
+    )
     await wait_until(lambda: hub.fanout.subscription_count() == 1, timeout=20)
     hub.publish_now("plant/b", {"live": True})
     hub.publish_now("plant/a", 5)

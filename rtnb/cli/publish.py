@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("topic", metavar="TOPIC", help="a concrete topic, e.g. plant/boiler/temp")
     parser.add_argument("json", nargs="?", metavar="JSON", help="the payload; omit it to read JSON lines from stdin")
     add_connection_arguments(parser)
-    parser.add_argument("--no-ack", action="store_true", help="do not wait for acknowledgements (faster, prints nothing)")
+    parser.add_argument(
+        "--no-ack", action="store_true", help="do not wait for acknowledgements (faster, prints nothing)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -61,9 +63,7 @@ def parse_payload(text: str, where: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as error:
-        raise BadJson(
-            f"{where} is not JSON ({error}); quote strings, e.g. '\"on\"' or '{{\"value\": 1}}'."
-        ) from None
+        raise BadJson(f"{where} is not JSON ({error}); quote strings, e.g. '\"on\"' or '{{\"value\": 1}}'.") from None
 
 
 def payloads(args: argparse.Namespace, stdin: TextIO) -> Iterable[Any]:

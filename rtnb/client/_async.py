@@ -42,7 +42,7 @@ from ..core.topics import Pattern, validate_pattern, validate_topic
 from ._backoff import Backoff, BackoffPolicy
 from ._resume import ResumeTracker
 from ._state import ClientState, check_transition
-from ._subscription import Item, ItemCallback, Subscription
+from ._subscription import ItemCallback, Subscription
 from ._wire import decode_gap, encode_request, split_frame, to_http_url, to_ws_url
 
 __all__ = ["AsyncClient", "Overflow", "StateCallback"]
@@ -952,4 +952,3 @@ class AsyncClient:
                 await (await self._start_request(connection, {"op": "unsubscribe", "topic": state.compiled.text}))
             except _ConnectionLost:
                 pass  # the next connection will not subscribe it
-

@@ -84,9 +84,7 @@ async def open_stream(url: str, headers: Mapping[str, str], timeout: float) -> H
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     context = ssl.create_default_context() if secure else None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, limit=2**20), timeout
-        )
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context, limit=2**20), timeout)
     except (OSError, asyncio.TimeoutError) as error:
         raise Unavailable(f"Cannot reach the hub at {url}: {error or type(error).__name__}.") from None
     lines = [

@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BadField, ConnectionClosed, RtnbError, Timeout
 from ..core.history import Gap
@@ -33,9 +33,9 @@ __all__ = ["Item", "ItemCallback", "Subscription"]
 log = logging.getLogger("rtnb.client.subscription")
 
 #: what a subscription yields
-Item = Union[Message, Gap]
+Item = Message | Gap
 #: a callback receiving items; it may be a coroutine function
-ItemCallback = Callable[[Item], Union[None, Awaitable[None]]]
+ItemCallback = Callable[[Item], Awaitable[None] | None]
 
 
 class Subscription:

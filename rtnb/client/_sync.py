@@ -18,8 +18,8 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
 
 from ..core.errors import ConnectionClosed, RtnbError, Timeout, Unavailable
 from ._async import AsyncClient

@@ -336,6 +336,5 @@ class SSEClient:
         await self._items._deliver(gap)
 
 
-
 #: the same class, spelled as in the rest of the docs
 SseClient = SSEClient

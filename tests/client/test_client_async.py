@@ -7,9 +7,9 @@ import logging
 import random
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
 from conftest import FAST_BACKOFF
 from tcp_proxy import TcpProxy
+from websockets.asyncio.server import ServerConnection, serve
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
 from rtnb.core.errors import (

@@ -51,9 +51,10 @@ async def test_ten_thousand_messages_survive_repeated_cuts_exactly_once_in_order
         elif new is ClientState.CONNECTED and outages:
             outages[-1].append(hub_offset())
 
-    async with fast_client(proxy.url, on_state_change=on_state_change) as subscriber, fast_client(
-        big_history_hub.url
-    ) as publisher:
+    async with (
+        fast_client(proxy.url, on_state_change=on_state_change) as subscriber,
+        fast_client(big_history_hub.url) as publisher,
+    ):
         subscription = await subscriber.subscribe("count/#")
         reader = asyncio.ensure_future(collect(subscription, received))
         for number in range(TOTAL):
@@ -61,7 +62,8 @@ async def test_ten_thousand_messages_survive_repeated_cuts_exactly_once_in_order
                 # Cut a live connection while messages are in flight, and keep publishing while it is away.
                 cuts = CUT_AT.index(number)
                 await wait_until(
-                    lambda: subscriber.reconnects == cuts and subscriber.state is ClientState.CONNECTED, timeout=10
+                    lambda cuts=cuts: subscriber.reconnects == cuts and subscriber.state is ClientState.CONNECTED,
+                    timeout=10,
                 )
                 assert proxy.cut() >= 1
             await publisher.publish("count/a", number, ack=number == TOTAL - 1)
@@ -158,9 +160,11 @@ async def test_publishes_made_offline_are_delivered_in_order_after_reconnection(
 async def test_a_full_offline_queue_refuses_or_drops_the_oldest_as_configured(
     big_history_hub: HubServer, proxy: TcpProxy
 ) -> None:
-    async with fast_client(proxy.url, max_pending=3) as strict, fast_client(
-        proxy.url, max_pending=3, overflow="drop_oldest"
-    ) as lenient, fast_client(big_history_hub.url) as observer:
+    async with (
+        fast_client(proxy.url, max_pending=3) as strict,
+        fast_client(proxy.url, max_pending=3, overflow="drop_oldest") as lenient,
+        fast_client(big_history_hub.url) as observer,
+    ):
         watched = await observer.subscribe("full/#")
         proxy.refuse()
         proxy.cut()
@@ -181,7 +185,9 @@ async def test_a_full_offline_queue_refuses_or_drops_the_oldest_as_configured(
 
         proxy.allow()
         items = [await watched.get(timeout=5) for _ in range(6)]
-        by_topic = {topic: [item.data for item in items if item.topic == topic] for topic in ("full/strict", "full/lenient")}
+        by_topic = {
+            topic: [item.data for item in items if item.topic == topic] for topic in ("full/strict", "full/lenient")
+        }
         assert by_topic == {"full/strict": [0, 1, 2], "full/lenient": ["b", "c", "d"]}
 
 

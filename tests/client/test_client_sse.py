@@ -55,7 +55,9 @@ async def test_cuts_resume_with_last_event_id_exactly_once_in_order(
             if number in CUT_AT:
                 # Cut only a live stream: the client must have come back from the previous cut.
                 cuts = CUT_AT.index(number)
-                await wait_until(lambda: stream.reconnects == cuts and stream.state is ClientState.CONNECTED, timeout=10)
+                await wait_until(
+                    lambda cuts=cuts: stream.reconnects == cuts and stream.state is ClientState.CONNECTED, timeout=10
+                )
                 assert proxy.cut() >= 1
             hub.publish_now("count/a", number)
             if number % 50 == 0:

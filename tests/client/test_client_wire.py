@@ -68,7 +68,7 @@ def test_event_stream_parser_handles_any_chunking() -> None:
     stream = (
         b"retry: 2000\n\n"
         b": keepalive\n\n"
-        b"event: welcome\ndata: {\"op\":\"welcome\"}\n\n"
+        b'event: welcome\ndata: {"op":"welcome"}\n\n'
         b"event: message\r\nid: c1\r\ndata: line one\r\ndata:line two\r\n\r\n"
         b"data: no type\rid: c2\r\r\n"
     )
