@@ -546,6 +546,10 @@ class RedisBackplane:
                 await self._listen(pubsub)
             except (*self._errors, ConnectionError) as error:
                 self._went_down(error)
+                # Idle pooled connections went to the Redis we lost: drop them, so the
+                # first publish after it returns does not fail on a dead socket.
+                with contextlib.suppress(*self._errors, ConnectionError):
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
             finally:
                 self._pubsub = None
                 with contextlib.suppress(*self._errors, ConnectionError):

@@ -155,7 +155,8 @@ class HubProcess:
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rtnb", "--log-level", "WARNING", "serve", "--port", "0",
-             "--redis", redis_url, "--redis-prefix", prefix, "--hub-id", hub_id, "--ping-interval", "0", *extra],
+             "--redis", redis_url, "--redis-prefix", prefix, "--hub-id", hub_id, "--presence-ttl", "2",
+             "--ping-interval", "0", *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -208,3 +209,30 @@ async def hub_processes(redis_url: str, prefix: str, names: list[str], log_direc
     finally:
         for hub in hubs:
             hub.stop()
+
+
+async def eventually(fetch: Any, expected: Any, timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Await ``fetch()`` until it returns ``expected``; returns the last value (assert on it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    value = await fetch()
+    while value != expected and loop.time() < deadline:
+        await asyncio.sleep(interval)
+        value = await fetch()
+    return value
+
+
+async def collect(peer: Any, count: int, timeout: float = 10.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The next ``count`` messages a peer receives, and the error frames that came among them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    messages: list[dict[str, Any]] = [item for item in peer._held if item.get("op") == "message"]
+    peer._held.clear()
+    errors: list[dict[str, Any]] = []
+    while len(messages) < count:
+        item = await peer.next(max(0.001, deadline - loop.time()))
+        if item.get("op") == "message":
+            messages.append(item)
+        elif item.get("op") == "error":
+            errors.append(item)
+    return messages, errors
