@@ -6,6 +6,7 @@ ipywidgets, redis) are imported only where they are used.
 
 from __future__ import annotations
 
+from . import sim  # light (core only): rtnb.sim.sensors(...) works after "import rtnb"
 from .client import AsyncClient, Client, connect
 from .core.errors import RtnbError
 from .core.history import Gap, HistoryLimits
@@ -29,6 +30,7 @@ __all__ = [
     "Message",
     "RtnbError",
     "__version__",
+    "sim",
 ]
 
 #: names loaded on first use so that ``import rtnb`` does not import pandas/pyarrow:
