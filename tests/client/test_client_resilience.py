@@ -14,11 +14,12 @@ from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
 from rtnb.core.errors import LimitExceeded, Timeout
-from rtnb.core.history import Gap
+from rtnb.core.history import Gap, HistoryLimits
+from rtnb.core.limits import Limits
 from rtnb.core.message import Message
-from rtnb.server.hub import Hub
+from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer
-from rtnb.testing import wait_until
+from rtnb.testing import running_hub, wait_until
 
 TOTAL = 10_000
 CUT_AT = (1_500, 3_000, 4_500, 6_000, 7_500, 9_000)
@@ -248,3 +249,23 @@ async def test_state_changes_are_reported_in_order(big_history_hub: HubServer, p
         ("connected", "closing"),
         ("closing", "closed"),
     ]
+
+
+async def test_a_slow_application_is_caught_up_without_loss() -> None:
+    """A full subscription queue stops the client reading instead of growing; nothing is lost.
+
+    (The hub's side of this, skipping a client whose socket is full and catching it up from
+    history, is tested in tests/server/test_robustness.py.)
+    """
+    config = HubConfig(limits=Limits(max_queue_bytes=16_384), history=HistoryLimits(max_messages=20_000))
+    async with running_hub(config) as server, AsyncClient(server.url, max_queue=10) as client:
+        subscription = await client.subscribe("slow/#")
+        padding = "x" * 1_000
+        for number in range(2_000):
+            server.hub.publish_now("slow/x", {"n": number, "padding": padding})
+            if number % 100 == 0:
+                await asyncio.sleep(0)
+        await wait_until(lambda: subscription.received >= 10)
+        assert len(subscription._items) <= 10  # bounded while the application does not read
+        items = [await subscription.get(timeout=10) for _ in range(2_000)]
+    assert [item.data["n"] for item in items] == list(range(2_000))  # type: ignore[union-attr]
