@@ -117,6 +117,7 @@ class Recorder:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._accepted = 0  # messages taken by add(), including ones still pending
+        self._row_targets: list[int] = []  # the rows= of every wait() in progress
         self._wake_at: int | None = None  # add() notifies waiters once _accepted reaches this
         self._full = False
         self._client: Any = None
@@ -247,6 +248,8 @@ class Recorder:
             await self._aclose_client()
             with self._lock:
                 self.state = RecorderState.STOPPED
+            if self._spill is not None:
+                self._spill.discard()
             raise
         return self
 
@@ -373,7 +376,8 @@ class Recorder:
 
         with self._changed:
             if rows is not None:
-                self._wake_at = rows if self._wake_at is None else min(self._wake_at, rows)
+                self._row_targets.append(rows)
+                self._wake_at = min(self._row_targets)
             try:
                 while not reached():
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -382,7 +386,9 @@ class Recorder:
                         raise Timeout(f"Waited {timeout}s for {target}; {self.rows} recorded so far.")
                     self._changed.wait(remaining)
             finally:
-                self._wake_at = None
+                if rows is not None:
+                    self._row_targets.remove(rows)
+                    self._wake_at = min(self._row_targets, default=None)
         return self
 
     # -- results -----------------------------------------------------------------

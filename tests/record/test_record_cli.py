@@ -102,3 +102,14 @@ def test_commands_report_bad_input_with_exit_status_2(tmp_path: Path, capsys: py
     assert "No recording" in capsys.readouterr().err
     assert main(["replay", str(tmp_path / "missing.parquet"), "--topic-map", "nonsense"]) == 2
     assert "OLD=NEW" in capsys.readouterr().err
+
+
+def test_import_rtnb_does_not_import_pandas() -> None:
+    check = (
+        "import sys, rtnb\n"
+        "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules, 'imported too early'\n"
+        "assert rtnb.Recorder.__name__ == 'Recorder' and callable(rtnb.load) and callable(rtnb.replay)\n"
+        "assert 'pandas' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

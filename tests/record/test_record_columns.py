@@ -244,3 +244,23 @@ def test_frames_are_editable() -> None:
     frame.iloc[2, frame.columns.get_loc("offset")] = 7
     assert frame["v"].tolist()[0] == 99.0 and frame["n"].tolist() == [2, 3, 4]
     assert frame["s"].tolist() == ["x", "y", "x"] and frame["offset"].tolist() == [1, 2, 7]
+
+
+def test_several_threads_can_wait_for_different_row_counts() -> None:
+    import threading
+
+    recorder = Recorder(None).start()
+    reached: list[int] = []
+
+    def waiter(rows: int) -> None:
+        recorder.wait(rows=rows, timeout=5)
+        reached.append(rows)
+
+    threads = [threading.Thread(target=waiter, args=(rows,)) for rows in (3, 6)]
+    for thread in threads:
+        thread.start()
+    for offset in range(1, 7):
+        recorder.add(message("a", offset, offset))
+    for thread in threads:
+        thread.join(5)
+    assert sorted(reached) == [3, 6]
