@@ -18,6 +18,8 @@ class TcpProxy:
         self.target_host = target_host
         self.target_port = target_port
         self.accepting = True
+        #: False: data from the target is swallowed (the client hears nothing back)
+        self.forward_replies = True
         self.port: int | None = None
         self.connections_made = 0
         self.cuts = 0
@@ -77,8 +79,11 @@ class TcpProxy:
         pair = (client_writer.transport, upstream_writer.transport)
         self._transports.update(pair)
         pipes = [
-            asyncio.ensure_future(self._pipe(source, sink))
-            for source, sink in ((client_reader, upstream_writer), (upstream_reader, client_writer))
+            asyncio.ensure_future(self._pipe(source, sink, replies))
+            for source, sink, replies in (
+                (client_reader, upstream_writer, False),
+                (upstream_reader, client_writer, True),
+            )
         ]
         for task in pipes:
             self._tasks.add(task)
@@ -87,12 +92,14 @@ class TcpProxy:
         # Both directions ended: the connection no longer passes through.
         self._transports.difference_update(pair)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, replies: bool) -> None:
         with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
             while True:
                 data = await source.read(65536)
                 if not data:
                     break
+                if replies and not self.forward_replies:
+                    continue
                 sink.write(data)
                 await sink.drain()
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):

@@ -13,7 +13,7 @@ from conftest import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
-from rtnb.core.errors import LimitExceeded, Timeout
+from rtnb.core.errors import ConnectionClosed, LimitExceeded, Timeout
 from rtnb.core.history import Gap, HistoryLimits
 from rtnb.core.limits import Limits
 from rtnb.core.message import Message
@@ -269,3 +269,33 @@ async def test_a_slow_application_is_caught_up_without_loss() -> None:
         assert len(subscription._items) <= 10  # bounded while the application does not read
         items = [await subscription.get(timeout=10) for _ in range(2_000)]
     assert [item.data["n"] for item in items] == list(range(2_000))  # type: ignore[union-attr]
+
+
+async def test_a_publish_whose_ack_was_lost_is_sent_again_at_least_once(
+    big_history_hub: HubServer, proxy: TcpProxy
+) -> None:
+    store = big_history_hub.hub.backplane.store  # type: ignore[attr-defined]
+    async with fast_client(proxy.url) as client:
+        proxy.forward_replies = False  # the hub stores the publish, but its ack never reaches the client
+        publishing = asyncio.ensure_future(client.publish("once/x", "payload", timeout=10))
+        await wait_until(lambda: store.get("once/x") is not None)
+        assert not publishing.done()
+        proxy.cut()
+        proxy.forward_replies = True
+        assert await publishing == 2  # resent after reconnecting: stored a second time
+    assert [message.data for message in store.get("once/x")] == ["payload", "payload"]
+
+
+async def test_without_resend_a_lost_ack_fails_the_publish_instead(big_history_hub: HubServer, proxy: TcpProxy) -> None:
+    store = big_history_hub.hub.backplane.store  # type: ignore[attr-defined]
+    async with fast_client(proxy.url, resend_unacked=False) as client:
+        proxy.forward_replies = False
+        publishing = asyncio.ensure_future(client.publish("most/x", "payload", timeout=10))
+        await wait_until(lambda: store.get("most/x") is not None)
+        proxy.cut()
+        proxy.forward_replies = True
+        with pytest.raises(ConnectionClosed) as lost:
+            await publishing
+        assert "may or may not have been delivered" in lost.value.message
+        await wait_until(lambda: client.state is ClientState.CONNECTED)
+    assert [message.data for message in store.get("most/x")] == ["payload"]
