@@ -41,7 +41,6 @@ import contextlib
 import enum
 import logging
 import random
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -467,7 +466,7 @@ class RedisBackplane:
                     await asyncio.wait_for(asyncio.gather(*waits), self.command_timeout)
                 if added:
                     await self._discover(added, missed_since_ms=None)
-            except (*self._errors, ConnectionError) as error:
+            except self._errors as error:
                 if added:
                     raise self._unavailable(error, "subscribe again when it is back.") from None
                 log.info("could not unsubscribe in Redis (will resync on reconnect): %s", error)
@@ -505,11 +504,10 @@ class RedisBackplane:
         if not pattern.is_wildcard:
             names = [pattern.text] if await self._redis.zscore(self.keys.topics, prefix) is not None else []
             return names
-        if prefix:
-            found = await self._redis.zrangebylex(self.keys.topics, b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff")
-        else:
-            found = await self._redis.zrangebylex(self.keys.topics, b"-", b"+")
-        return [topic for topic in (name.decode() for name in found) if pattern.matches(topic)]
+        low, high = (b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff") if prefix else (b"-", b"+")
+        found = await self._redis.zrangebylex(self.keys.topics, low, high)  # type: ignore[arg-type]
+        names = (name.decode() if isinstance(name, bytes) else name for name in found)
+        return [topic for topic in names if pattern.matches(topic)]
 
     async def _discover(self, patterns: Iterable[Pattern], missed_since_ms: int | None) -> None:
         """Start tracking the untracked topics ``patterns`` match.
@@ -544,15 +542,15 @@ class RedisBackplane:
                 await self._connect(pubsub)
                 delay = self.reconnect_initial
                 await self._listen(pubsub)
-            except (*self._errors, ConnectionError) as error:
+            except self._errors as error:
                 self._went_down(error)
                 # Idle pooled connections went to the Redis we lost: drop them, so the
                 # first publish after it returns does not fail on a dead socket.
-                with contextlib.suppress(*self._errors, ConnectionError):
+                with contextlib.suppress(*self._errors):
                     await self._redis.connection_pool.disconnect(inuse_connections=False)
             finally:
                 self._pubsub = None
-                with contextlib.suppress(*self._errors, ConnectionError):
+                with contextlib.suppress(*self._errors):
                     await pubsub.aclose()
             if self.state is BackplaneState.STOPPED:
                 return
@@ -618,7 +616,7 @@ class RedisBackplane:
         assert self._redis is not None
         end = "+" if upto is None else f"{upto}-0"
         entries = await self._redis.xrange(self.keys.stream(topic), f"{after + 1}-0" if after else "-", end)
-        for message in self._decode_entries(entries):
+        for message in self._decode_entries(entries):  # type: ignore[arg-type]
             self._accept(message)
 
     async def _listen(self, pubsub: Any) -> None:
@@ -757,7 +755,7 @@ class RedisBackplane:
                     pipe.hgetall(self.keys.presence(hub_id))
                 hashes = await pipe.execute()
             members: list[dict[str, str]] = []
-            for hub_id, fields in zip(hub_ids, hashes):
+            for hub_id, fields in zip(hub_ids, hashes, strict=True):
                 members.extend(present_members(decode_memberships(fields), query, hub_id))
             return members
 

@@ -15,7 +15,7 @@ import pytest
 import tornado.httpclient
 from redis_helpers import PrivateRedis, collect, eventually, hub_processes
 
-from rtnb.testing import WirePeer, wait_until
+from rtnb.testing import WirePeer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -147,14 +147,13 @@ async def test_redis_stopped_and_restarted_mid_stream(private_redis: PrivateRedi
                 response = await tornado.httpclient.AsyncHTTPClient().fetch(url + "/healthz", raise_error=False)
                 return dict(orjson.loads(response.body))
 
+            async def state(url: str) -> tuple[str, str]:
+                report = await health(url)
+                return report["status"], report["state"]
+
             for hub in (hub_a, hub_b, hub_c):
                 assert hub.url is not None
                 url = hub.url
-
-                async def state() -> tuple[str, str]:
-                    report = await health(url)
-                    return report["status"], report["state"]
-
                 # A hub with no subscribers notices Redis is back at its next retry (backoff up to 2 s).
-                assert await eventually(state, ("ok", "connected"), timeout=10) == ("ok", "connected")
+                assert await eventually(lambda: state(url), ("ok", "connected"), timeout=10)  # noqa: B023 == ("ok", "connected")
                 assert (await health(url))["reconnects"] >= 1

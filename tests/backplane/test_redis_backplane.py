@@ -9,14 +9,13 @@ from typing import Any
 import orjson
 import pytest
 import tornado.httpclient
+from redis_helpers import PrivateRedis, eventually, redis_hub
 
 from rtnb.backplane.redis import BackplaneState, RedisBackplane
 from rtnb.core.history import HistoryLimits
-from rtnb.server.hub import Hub, HubConfig
+from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer, wait_until
-
-from redis_helpers import PrivateRedis, eventually, redis_hub
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,7 +113,7 @@ async def test_catch_up_meets_the_live_stream_without_loss_or_duplicates(shared_
                 await wait_until(lambda: hub_b.hub.connection_count >= len(subscribers))
             await publishing
             results = await asyncio.gather(*subscribers)
-            for since, received in zip((0, 1, 5, 20, 50), results):
+            for since, received in zip((0, 1, 5, 20, 50), results, strict=True):
                 assert received == list(range(since + 1, total + 1)), f"since={since}"
 
 
