@@ -502,8 +502,8 @@ class RedisBackplane:
         assert self._redis is not None
         prefix = topic_prefix(pattern)
         if not pattern.is_wildcard:
-            names = [pattern.text] if await self._redis.zscore(self.keys.topics, prefix) is not None else []
-            return names
+            known = await self._redis.zscore(self.keys.topics, prefix) is not None
+            return [pattern.text] if known else []
         low, high = (b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff") if prefix else (b"-", b"+")
         found = await self._redis.zrangebylex(self.keys.topics, low, high)  # type: ignore[arg-type]
         names = (name.decode() if isinstance(name, bytes) else name for name in found)

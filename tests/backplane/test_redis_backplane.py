@@ -13,7 +13,7 @@ from redis_helpers import PrivateRedis, eventually, redis_hub
 
 from rtnb.backplane.redis import BackplaneState, RedisBackplane
 from rtnb.core.history import HistoryLimits
-from rtnb.server.hub import HubConfig
+from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer, wait_until
 
@@ -339,3 +339,49 @@ async def test_publish_costs_one_redis_round_trip_whatever_the_subscriber_count(
         assert set(per_message) <= {"evalsha", "publish", "xadd", "incr", "get", "info", "config|resetstat"}
     finally:
         await admin.aclose()
+
+
+class ManualClock:
+    """A clock tests move by hand, so age limits are tested without waiting."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_history_age_limit_trims_the_stream(shared_redis_url: str, prefix: str) -> None:
+    clock = ManualClock()
+    config = HubConfig(ping_interval=0, history=HistoryLimits(max_age=60.0))
+    backplane = RedisBackplane(shared_redis_url, prefix=prefix, hub_id="A", limits=config.history)
+    server = HubServer(Hub(config, backplane, clock))
+    await server.start()
+    try:
+        async with WirePeer(server.ws_url) as publisher:
+            for n in range(5):
+                await publish(publisher, "aged/t", n)
+            clock.now += 120  # two minutes later: the first five are past the age limit
+            for n in range(5, 8):
+                await publish(publisher, "aged/t", n)
+            async with WirePeer(server.ws_url) as late:
+                await late.request({"op": "subscribe", "topic": "aged/t", "since": {"aged/t": 0}})
+                gap = await late.next_op("gap")
+                assert (gap["reason"], gap["from"], gap["to"]) == ("trimmed", 1, 5)
+                assert offsets(await late.messages(3), "aged/t") == [6, 7, 8]
+    finally:
+        await server.stop()
+
+
+async def test_reset_topic_starts_a_newer_epoch(shared_redis_url: str, prefix: str) -> None:
+    async with redis_hub(shared_redis_url, prefix, "A") as hub_a:
+        async with WirePeer(hub_a.ws_url) as publisher:
+            first = await publish(publisher, "reset/t", "old")
+            hub_a.hub.backplane.reset_topic("reset/t")
+            assert isinstance(hub_a.hub.backplane, RedisBackplane)
+            backplane = hub_a.hub.backplane
+            await wait_until(lambda: not backplane._background)
+            again = await publish(publisher, "reset/t", "new")
+            assert again["offset"] == 1 and again["epoch"] > first["epoch"]

@@ -1,0 +1,39 @@
+"""The presence op on a single hub (in-memory backplane) and its parsing. No Redis needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtnb.core.errors import InvalidPattern, MissingField
+from rtnb.core.protocol import Presence, parse_request
+from rtnb.core.topics import Pattern
+from rtnb.server.runner import HubServer
+from rtnb.testing import WirePeer
+
+
+def test_presence_requests_parse_and_bad_ones_get_typed_errors() -> None:
+    assert parse_request({"op": "presence", "topic": "chat/+", "id": 7}) == Presence(Pattern.parse("chat/+"), 7)
+    with pytest.raises(MissingField) as missing:
+        parse_request({"op": "presence", "id": "q"})
+    assert missing.value.request_id == "q"
+    with pytest.raises(InvalidPattern):
+        parse_request({"op": "presence", "topic": "chat/#/x"})
+
+
+async def test_presence_on_one_hub_lists_its_subscribers(hub_server: HubServer) -> None:
+    async with WirePeer(hub_server.ws_url) as asker, WirePeer(hub_server.ws_url) as member:
+        await member.request({"op": "subscribe", "topic": "chat/+"})
+        assert member.welcome is not None
+        reply = await asker.request({"op": "presence", "topic": "chat/lobby", "id": "p"})
+        assert reply == {"op": "presence", "topic": "chat/lobby", "members": [{"client": member.welcome["client"]}],
+                         "id": "p"}
+        assert (await asker.request({"op": "presence", "topic": "news/#"}))["members"] == []
+        error = await asker.request({"op": "presence", "topic": "a/#/b", "id": "bad"})
+        assert (error["op"], error["code"], error["id"]) == ("error", "invalid_pattern", "bad")
+
+
+def test_a_hub_and_a_redis_url_together_are_refused() -> None:
+    from rtnb.server.hub import Hub
+
+    with pytest.raises(ValueError, match="redis="):
+        HubServer(Hub(), redis="redis://127.0.0.1:6379/0")
