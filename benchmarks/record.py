@@ -14,7 +14,9 @@ topic, offset, epoch and one column per payload field:
 
 Memory: the recorder's buffer before ``to_frame()`` and the peak while
 ingesting and building (Python/NumPy allocations via tracemalloc plus the Arrow
-pool's peak), both against the final frame's ``memory_usage(deep=True)``.
+pool's peak), both against the final frame's ``memory_usage(deep=True)``. The
+two peaks are added although they need not coincide, so ``peak/frame`` is an
+upper bound.
 
 Run::
 

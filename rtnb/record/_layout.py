@@ -225,9 +225,16 @@ def _integers(column: pa.ChunkedArray) -> np.ndarray:
 def _payload_series(column: pa.ChunkedArray, name: str, is_json: bool, index: pd.Index) -> pd.Series:
     column_type = column.type
     if is_json:
+        # decoded chunk by chunk into one object array: the transient lists stay chunk-sized
         loads = orjson.loads
-        values = [None if text is None else loads(text) for text in column.to_pylist()]
-        return pd.Series(values, index=index, name=name, dtype=object)
+        values = np.empty(len(column), dtype=object)
+        position = 0
+        for chunk in column.chunks:
+            for text in chunk.to_pylist():
+                if text is not None:
+                    values[position] = loads(text)
+                position += 1
+        return pd.Series(values, index=index, name=name, copy=False)
     if pa.types.is_null(column_type):
         return pd.Series([None] * len(column), index=index, name=name, dtype=object)
     if pa.types.is_integer(column_type):
