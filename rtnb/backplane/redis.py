@@ -199,6 +199,10 @@ class RedisBackplane:
         self._redis_time_ms: int | None = None
         self._errors: tuple[type[BaseException], ...] = _NETWORK_ERRORS
         self._control_channel = f"{self.keys.prefix}control:{self.hub_id}".encode()
+        self._presence_channel = f"{self.keys.prefix}presence-events".encode()
+        #: other hubs' members as their join/leave events told us, and when each hub last spoke
+        self._remote_members: dict[str, dict[str, list[str]]] = {}
+        self._remote_heard: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -407,7 +411,7 @@ class RedisBackplane:
 
     def _targets(self) -> tuple[set[bytes], set[bytes]]:
         """(channels, globs) covering every watched pattern, plus the control channel."""
-        channels, globs = {self._control_channel}, set()
+        channels, globs = {self._control_channel, self._presence_channel}, set()
         for pattern in self._patterns:
             if pattern.is_wildcard:
                 globs.add(self.keys.channel_glob(pattern).encode())
@@ -631,6 +635,9 @@ class RedisBackplane:
             channel = item["channel"]
             if channel == self._control_channel:
                 return
+            if channel == self._presence_channel:
+                self._membership_event(item["data"])
+                return
             topic = self.keys.topic_of(channel)
             if not self._wanted(topic):
                 return
@@ -719,6 +726,7 @@ class RedisBackplane:
             try:
                 await self._write_presence()
                 self._redis_time_ms = await self._redis_time()
+                await self._expire_silent_hubs()
             except self._errors as error:
                 log.info("presence refresh failed: %s", error)
 
@@ -733,6 +741,52 @@ class RedisBackplane:
                 pipe.pexpire(key, int(self.presence_ttl * 1000))
             pipe.zadd(self.keys.hubs, {self.hub_id: 0})
             await pipe.execute()
+
+    def announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
+        """Tell every hub (this one too, through Redis) that ``client``'s subscriptions changed."""
+        if self._redis is None or self.state is not BackplaneState.CONNECTED:
+            # No Redis, no cluster events; tell this hub's own watchers directly.
+            if self._hub is not None:
+                self._hub.membership_changed(client, before, after, self.hub_id)
+            return
+        event = orjson.dumps({"hub": self.hub_id, "client": client, "before": before, "after": after})
+        self._spawn(self._redis.publish(self._presence_channel, event))
+
+    def _membership_event(self, data: bytes) -> None:
+        try:
+            event = orjson.loads(data)
+            hub_id, client = str(event["hub"]), str(event["client"])
+            before, after = list(event["before"]), list(event["after"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            log.warning("ignoring an unreadable presence event: %s", error)
+            return
+        if hub_id != self.hub_id:
+            members = self._remote_members.setdefault(hub_id, {})
+            if after:
+                members[client] = after
+            else:
+                members.pop(client, None)
+            self._remote_heard[hub_id] = asyncio.get_running_loop().time()
+        if self._hub is not None:
+            self._hub.membership_changed(client, before, after, hub_id)
+
+    async def _expire_silent_hubs(self) -> None:
+        """Send leave events for the members of hubs whose presence entry expired (killed hubs)."""
+        assert self._redis is not None
+        now = asyncio.get_running_loop().time()
+        quiet = [hub_id for hub_id, members in self._remote_members.items()
+                 if members and now - self._remote_heard.get(hub_id, now) > self.presence_ttl]
+        for hub_id in quiet:
+            if await self._redis.exists(self.keys.presence(hub_id)):
+                self._remote_heard[hub_id] = now
+                continue
+            members = self._remote_members.pop(hub_id)
+            self._remote_heard.pop(hub_id, None)
+            await self._redis.zrem(self.keys.hubs, hub_id)
+            log.info("hub %s vanished; its %d clients left", hub_id, len(members))
+            for client, patterns in members.items():
+                if self._hub is not None:
+                    self._hub.membership_changed(client, patterns, [], hub_id)
 
     async def presence(self, query: Pattern) -> list[dict[str, str]]:
         """Every client, on any hub, subscribed to what ``query`` names.
@@ -755,8 +809,14 @@ class RedisBackplane:
                     pipe.hgetall(self.keys.presence(hub_id))
                 hashes = await pipe.execute()
             members: list[dict[str, str]] = []
+            now = asyncio.get_running_loop().time()
             for hub_id, fields in zip(hub_ids, hashes, strict=True):
-                members.extend(present_members(decode_memberships(fields), query, hub_id))
+                memberships = decode_memberships(fields)
+                members.extend(present_members(memberships, query, hub_id))
+                if hub_id != self.hub_id and memberships:
+                    # A fresh snapshot, so a hub killed later yields leave events for all its members.
+                    self._remote_members[hub_id] = memberships
+                    self._remote_heard[hub_id] = now
             return members
 
         return await self._redis_call(read)

@@ -157,3 +157,30 @@ async def test_redis_stopped_and_restarted_mid_stream(private_redis: PrivateRedi
                 # A hub with no subscribers notices Redis is back at its next retry (backoff up to 2 s).
                 assert await eventually(lambda: state(url), ("ok", "connected"), timeout=10)  # noqa: B023 == ("ok", "connected")
                 assert (await health(url))["reconnects"] >= 1
+
+
+async def test_presence_watchers_get_join_and_leave_across_hubs_even_when_a_hub_is_killed(
+    shared_redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    async with hub_processes(shared_redis_url, prefix, ["A", "B", "C"], tmp_path) as (hub_a, hub_b, hub_c):
+        async with WirePeer(hub_a.ws_url) as watcher, WirePeer(hub_c.ws_url) as on_c:
+            reply = await watcher.request({"op": "presence", "topic": "room/lobby", "watch": True})
+            assert reply["members"] == []
+            async with WirePeer(hub_b.ws_url) as on_b:
+                assert on_b.welcome is not None
+                await on_b.request({"op": "subscribe", "topic": "room/+"})
+                joined = await watcher.next_op("join")
+                assert joined == {"op": "join", "topic": "room/lobby", "client": on_b.welcome["client"], "hub": "B"}
+                await on_b.request({"op": "subscribe", "topic": "room/lobby"})  # still present: no event
+                await on_b.request({"op": "unsubscribe", "topic": "room/+"})
+                await on_b.request({"op": "unsubscribe", "topic": "room/lobby"})
+                left = await watcher.next_op("leave")
+                assert (left["client"], left["hub"]) == (on_b.welcome["client"], "B")
+            assert on_c.welcome is not None
+            await on_c.request({"op": "subscribe", "topic": "room/lobby"})
+            joined = await watcher.next_op("join")
+            assert (joined["client"], joined["hub"]) == (on_c.welcome["client"], "C")
+            hub_c.kill()
+            # No goodbye from a SIGKILLed hub: its entry expires (--presence-ttl 2), then hub A says so.
+            left = await watcher.next_op("leave", timeout=15)
+            assert (left["client"], left["hub"]) == (on_c.welcome["client"], "C")

@@ -37,3 +37,32 @@ def test_a_hub_and_a_redis_url_together_are_refused() -> None:
 
     with pytest.raises(ValueError, match="redis="):
         HubServer(Hub(), redis="redis://127.0.0.1:6379/0")
+
+
+async def test_presence_watch_on_one_hub_sends_join_and_leave(hub_server: HubServer) -> None:
+    async with WirePeer(hub_server.ws_url) as watcher:
+        reply = await watcher.request({"op": "presence", "topic": "chat/#", "watch": True, "id": 1})
+        assert (reply["op"], reply["members"], reply["id"]) == ("presence", [], 1)
+        async with WirePeer(hub_server.ws_url) as member:
+            assert member.welcome is not None
+            await member.request({"op": "subscribe", "topic": "chat/lobby"})
+            joined = await watcher.next_op("join")
+            assert joined == {"op": "join", "topic": "chat/#", "client": member.welcome["client"]}
+        assert await watcher.next_op("leave") == {"op": "leave", "topic": "chat/#", "client": member.welcome["client"]}
+        await watcher.request({"op": "presence", "topic": "chat/#", "watch": False})
+        async with WirePeer(hub_server.ws_url) as quiet:
+            await quiet.request({"op": "subscribe", "topic": "chat/x"})
+            pong = await watcher.request({"op": "ping", "id": "after"})
+            assert pong["op"] == "pong", "no join after watch: false"
+    error = parse_error({"op": "presence", "topic": "a", "watch": "yes"})
+    assert error == "bad_field"
+
+
+def parse_error(frame: dict[str, object]) -> str:
+    from rtnb.core.errors import RtnbError
+
+    try:
+        parse_request(frame)
+    except RtnbError as error:
+        return error.code
+    return "accepted"
