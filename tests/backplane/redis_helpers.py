@@ -50,7 +50,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def shared_redis_url() -> str:
     if not redis_reachable(*SHARED_REDIS):
-        pytest.skip("no Redis reachable at 127.0.0.1:6379 (start redis-server to run the Redis backplane tests)")
+        reason = "no Redis reachable at 127.0.0.1:6379 (start redis-server to run the Redis backplane tests)"
+        if os.environ.get("RTNB_REQUIRE_REDIS"):
+            pytest.fail(reason + "; RTNB_REQUIRE_REDIS is set, so this is an error")
+        pytest.skip(reason)
     return "redis://127.0.0.1:6379/0"
 
 
