@@ -1,0 +1,273 @@
+"""The IoT dashboard tutorial in a real JupyterLab, driven in headless Chromium.
+
+JupyterLab runs on 127.0.0.1 with the rtnb server extension and a token; the
+browser opens ``notebooks/02-iot-dashboard.ipynb`` and runs it with the
+"Run ▸ Run All Cells" menu command, as a reader would. Then, in the DOM: the
+plotly chart's traces grow, the LiveValue's text changes, and a click on the
+dashboard's "Boiler to 90 °C" button reaches the simulated device: the test
+sees the command and the device's new readings through the kernel's hub, and
+the LiveTable shows the new setpoint. A screenshot goes to ``test-artifacts/``.
+
+The notebook's last cell (tagged ``cleanup``) shuts the dashboard down; the
+copy opened here leaves it out so the dashboard is still live after "Run All".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtnb.client import AsyncClient
+from rtnb.core.message import Message
+from rtnb.testing import wait_until
+
+if os.environ.get("RTNB_CI"):
+    import playwright.async_api as playwright_api  # CI installs the test extra: a missing one fails
+else:
+    playwright_api = pytest.importorskip(
+        "playwright.async_api", reason="Playwright is not installed (pip install -e '.[test]')"
+    )
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPOSITORY / "notebooks" / "02-iot-dashboard.ipynb"
+ARTIFACTS = REPOSITORY / "test-artifacts"
+TOKEN = "rtnb-e2e-token-9c41"
+CHROMIUM_ARGUMENTS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: seconds; generous for a loaded 2-core CI machine, conditions are polled so passing runs are fast
+START_TIMEOUT = 60.0
+WAIT_MS = 45_000
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass
+class JupyterLab:
+    process: subprocess.Popen[bytes]
+    url: str  # http://127.0.0.1:PORT/ (base_url included)
+    log_path: Path
+
+
+def _copy_without_cleanup(source: Path, target: Path) -> None:
+    """The notebook without outputs and without the cell tagged ``cleanup``."""
+    notebook = json.loads(source.read_text(encoding="utf-8"))
+    cells = []
+    for cell in notebook["cells"]:
+        if "cleanup" in cell.get("metadata", {}).get("tags", []):
+            continue
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        cells.append(cell)
+    notebook["cells"] = cells
+    target.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+
+
+def _write_lab_settings(config_dir: Path) -> None:
+    """Keep every cell in the DOM (no windowing) and skip the news prompt."""
+    settings = config_dir / "lab" / "user-settings" / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"})
+    )
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+
+
+@pytest.fixture
+async def jupyter_lab(tmp_path: Path) -> AsyncIterator[JupyterLab]:
+    runtime_dir, root_dir, config_dir = tmp_path / "runtime", tmp_path / "root", tmp_path / "config"
+    runtime_dir.mkdir()
+    root_dir.mkdir()
+    _write_lab_settings(config_dir)
+    _copy_without_cleanup(NOTEBOOK, root_dir / NOTEBOOK.name)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_PATH": str(REPOSITORY / "jupyter-config"),  # enables the rtnb server extension
+        "JUPYTER_CONFIG_DIR": str(config_dir),
+        "JUPYTER_RUNTIME_DIR": str(runtime_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])),
+    }
+    for name in ("RTNB_URL", "RTNB_TOKEN", "RTNB_HUB_INFO", "JPY_PARENT_PID"):
+        env.pop(name, None)
+    log_path = tmp_path / "jupyterlab.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyterlab",
+                "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
+                "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root_dir}",
+            ],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
+        )
+    try:
+        yield JupyterLab(process, await _server_url(runtime_dir, process, log_path), log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+async def _server_url(runtime_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> str:
+    """The URL from the server's runtime file, once the rtnb hub is mounted too."""
+    found: list[dict[str, Any]] = []
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log_path.read_text()}")
+        servers, hubs = list(runtime_dir.glob("jpserver-*.json")), list(runtime_dir.glob("rtnb-hub-*.json"))
+        if not (servers and hubs):
+            return False
+        try:
+            found.append(json.loads(servers[0].read_text()))
+        except ValueError:  # caught mid-write
+            return False
+        return True
+
+    try:
+        await wait_until(ready, timeout=START_TIMEOUT, interval=0.1)
+    except TimeoutError:
+        raise TimeoutError(f"JupyterLab did not start in {START_TIMEOUT}s:\n{log_path.read_text()}") from None
+    return str(found[0]["url"])
+
+
+@pytest.fixture
+async def page(chromium_path: str) -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGUMENTS)
+        try:
+            context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+# -- reading the DOM -----------------------------------------------------------------
+
+#: points in the longest line trace of the first plotly chart
+CHART_POINTS = """() => {
+    const paths = [...document.querySelectorAll('.js-plotly-plot .scatterlayer .trace path.js-line')];
+    const counts = paths.map((path) => ((path.getAttribute('d') || '').match(/[ML]/g) || []).length);
+    return counts.length ? Math.max(...counts) : 0;
+}"""
+CHART_TRACES = "() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length"
+VALUE_TEXT = "() => { const v = document.querySelector('.rtnb-value'); return v ? v.innerText : null; }"
+#: the setpoint cell of the boiler's row in the LiveTable
+TABLE_BOILER_SETPOINT = """() => {
+    const table = document.querySelector('table.rtnb-table');
+    if (!table) return null;
+    const headers = [...table.querySelectorAll('thead th')].map((th) => th.innerText.trim());
+    const column = headers.indexOf('setpoint');
+    const row = [...table.querySelectorAll('tbody tr')].find((tr) => tr.cells[0].innerText === 'plant/boiler/temp');
+    return row && column >= 0 ? row.cells[column].innerText.trim() : null;
+}"""
+#: every code cell has run: each prompt shows a number, none is queued or running ([*])
+ALL_CELLS_RAN = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map((p) => p.innerText);
+    return prompts.length > 0 && prompts.every((text) => /\\[\\d+\\]/.test(text));
+}"""
+
+
+KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]
+    .some((item) => /\\| Idle/.test(item.innerText))"""
+#: the first code cell is queued, running or done
+FIRST_CELL_STARTED = """() => {
+    const prompt = document.querySelector('.jp-CodeCell .jp-InputArea-prompt');
+    return prompt !== null && /\\[(\\*|\\d+)\\]/.test(prompt.innerText);
+}"""
+
+
+async def run_all_cells(page: Any) -> None:
+    """Run ▸ Run All Cells, through JupyterLab's menu bar, once the kernel is idle.
+
+    A click in the instant between "kernel idle" and the session being wired
+    to the notebook runs nothing (every prompt stays ``[ ]``); then the
+    command is given again, which is safe because no cell has run.
+    """
+    await page.wait_for_function(KERNEL_IDLE, timeout=WAIT_MS)
+    for attempt in range(3):
+        await page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        await page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            await page.wait_for_function(FIRST_CELL_STARTED, timeout=10_000)
+            return
+        except playwright_api.TimeoutError:
+            if attempt == 2:
+                raise
+
+
+async def test_iot_dashboard_runs_live_in_jupyterlab(jupyter_lab: JupyterLab, page: Any) -> None:
+    try:
+        await check_iot_dashboard(jupyter_lab, page)
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "jupyterlab_iot_dashboard_failure.png"), full_page=True)
+        raise
+
+
+async def check_iot_dashboard(jupyter_lab: JupyterLab, page: Any) -> None:
+    started = time.monotonic()
+    await page.goto(f"{jupyter_lab.url}lab/tree/{NOTEBOOK.name}?token={TOKEN}", timeout=WAIT_MS)
+    await page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=WAIT_MS)
+
+    await run_all_cells(page)
+    await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS * 2)
+    stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    errors = await page.locator(stderr).all_inner_texts()
+    assert not any("Traceback" in text for text in errors), errors
+
+    # the chart draws one trace per device and its traces grow
+    await page.wait_for_function(f"() => ({CHART_TRACES})() === 3", timeout=WAIT_MS)
+    points_before = await page.evaluate(CHART_POINTS)
+    await page.wait_for_function(f"() => ({CHART_POINTS})() >= {points_before + 10}", timeout=WAIT_MS)
+
+    # the LiveValue keeps changing
+    value_before = await page.evaluate(VALUE_TEXT)
+    assert value_before and "°C" in value_before, value_before
+    await page.wait_for_function(f"() => ({VALUE_TEXT})() !== {json.dumps(value_before)}", timeout=WAIT_MS)
+
+    # a click on a control reaches the simulated device, seen through the kernel's hub and in the table
+    hub_url = re.search(r"hub: (http://127\.0\.0\.1:\d+)", await page.inner_text(".jp-Notebook"))
+    assert hub_url, "the first cell prints the kernel hub's URL"
+    async with AsyncClient(hub_url.group(1)) as client:
+        boiler = await client.subscribe("plant/boiler/#")
+        await page.get_by_role("button", name="Boiler to 90 °C").click()
+        seen: list[Message] = []
+
+        async def collect() -> None:
+            async for item in boiler:
+                if isinstance(item, Message):
+                    seen.append(item)
+                    if item.topic == "plant/boiler/temp" and item.data.get("setpoint") == 90:
+                        return
+
+        await asyncio.wait_for(collect(), 20)
+    assert any(item.topic == "plant/boiler/cmd" and item.data == {"setpoint": 90} for item in seen), seen
+    await page.wait_for_function(f"() => ({TABLE_BOILER_SETPOINT})() === '90'", timeout=WAIT_MS)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "jupyterlab_iot_dashboard.png"), full_page=True)
+    assert time.monotonic() - started < 150
