@@ -203,6 +203,7 @@ class RedisBackplane:
         #: other hubs' members as their join/leave events told us, and when each hub last spoke
         self._remote_members: dict[str, dict[str, list[str]]] = {}
         self._remote_heard: dict[str, float] = {}
+        self._outgoing_events: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -240,6 +241,7 @@ class RedisBackplane:
         self._tasks = [
             asyncio.ensure_future(self._listen_forever()),
             asyncio.ensure_future(self._presence_forever()),
+            asyncio.ensure_future(self._send_events_forever()),
         ]
         try:
             await asyncio.wait_for(self._connected.wait(), self.start_timeout)
@@ -620,8 +622,33 @@ class RedisBackplane:
         assert self._redis is not None
         end = "+" if upto is None else f"{upto}-0"
         entries = await self._redis.xrange(self.keys.stream(topic), f"{after + 1}-0" if after else "-", end)
-        for message in self._decode_entries(entries):  # type: ignore[arg-type]
+        messages = self._decode_entries(entries)  # type: ignore[arg-type]
+        tracked = self._tracked.get(topic)
+        if after and tracked is not None:
+            current = [message for message in messages if message.epoch == tracked.epoch]
+            first = current[0].offset if current else (upto + 1 if upto is not None else None)
+            if first is not None and first > after + 1:
+                self._report_trimmed(Gap(topic, after + 1, first - 1, "trimmed", tracked.epoch))
+        for message in messages:
             self._accept(message)
+
+    def _report_trimmed(self, gap: Gap) -> None:
+        """Live subscribers of ``gap.topic`` missed messages history no longer holds: say so."""
+        log.warning("hub fell behind on %r: offsets %s..%s are gone from history", gap.topic,
+                    gap.from_offset, gap.to_offset)
+        hub = self._hub
+        if hub is None:
+            return
+        from ..core.fanout import MemberState
+
+        told = 0
+        for group in list(hub.fanout.groups.values()):
+            if group.matches(gap.topic):
+                for member in list(group.members):
+                    if member.state is MemberState.LIVE and member.sink is not None:
+                        member.sink.send_items([gap])
+                        told += 1
+        hub.stats.gaps_sent += told
 
     async def _listen(self, pubsub: Any) -> None:
         while self.state is not BackplaneState.STOPPED:
@@ -750,7 +777,21 @@ class RedisBackplane:
                 self._hub.membership_changed(client, before, after, self.hub_id)
             return
         event = orjson.dumps({"hub": self.hub_id, "client": client, "before": before, "after": after})
-        self._spawn(self._redis.publish(self._presence_channel, event))
+        try:
+            self._outgoing_events.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("presence events are backing up; dropping one (presence queries stay exact)")
+
+    async def _send_events_forever(self) -> None:
+        """Publish presence events one at a time, so every hub hears them in order."""
+        while self.state is not BackplaneState.STOPPED:
+            event = await self._outgoing_events.get()
+            if self._redis is None:
+                return
+            try:
+                await self._redis.publish(self._presence_channel, event)
+            except self._errors as error:
+                log.info("could not publish a presence event: %s", error)
 
     def _membership_event(self, data: bytes) -> None:
         try:

@@ -385,3 +385,51 @@ async def test_reset_topic_starts_a_newer_epoch(shared_redis_url: str, prefix: s
             await wait_until(lambda: not backplane._background)
             again = await publish(publisher, "reset/t", "new")
             assert again["offset"] == 1 and again["epoch"] > first["epoch"]
+
+
+class GatedReconnect(RedisBackplane):
+    """Reconnects only while ``gate`` is set, so a test decides how long a hub stays cut off."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def _connect(self, pubsub: Any) -> None:
+        await self.gate.wait()
+        await super()._connect(pubsub)
+
+
+async def test_a_hub_cut_off_longer_than_history_tells_its_subscribers_of_the_gap(
+    private_redis: PrivateRedis,
+) -> None:
+    import redis.asyncio
+
+    config = HubConfig(ping_interval=0, history=HistoryLimits(max_messages=5))
+    prefix = "rtnb:behind:"
+    async with redis_hub(private_redis.url, prefix, "A", config) as hub_a, redis_hub(
+        private_redis.url, prefix, "B", config, backplane_class=GatedReconnect
+    ) as hub_b:
+        async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
+            await subscriber.request({"op": "subscribe", "topic": "far/#"})
+            await publish(publisher, "far/t", 0)
+            await subscriber.messages(1)
+            backplane_b = hub_b.hub.backplane
+            assert isinstance(backplane_b, GatedReconnect)
+            backplane_b.gate.clear()
+            admin = redis.asyncio.Redis.from_url(private_redis.url)
+            try:
+                clients = await admin.client_list(_type="pubsub")
+                await admin.client_kill_filter(_id=next(c["id"] for c in clients if c.get("name") == "rtnb-B"))
+            finally:
+                await admin.aclose()
+            await wait_until(lambda: backplane_b.state is not BackplaneState.CONNECTED, timeout=5)
+            # Far more than the history keeps (MAXLEN ~ trims whole stream nodes of 100 entries).
+            for n in range(1, 400):
+                await publish(publisher, "far/t", n)
+            backplane_b.gate.set()
+            await wait_until(lambda: backplane_b.state is BackplaneState.CONNECTED, timeout=10)
+            gap = await subscriber.next_op("gap")
+            assert (gap["reason"], gap["from"]) == ("trimmed", 2) and gap["to"] >= 2
+            rest = await subscriber.messages(400 - gap["to"])
+            assert offsets(rest, "far/t") == list(range(gap["to"] + 1, 401))
