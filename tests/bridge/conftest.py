@@ -8,6 +8,7 @@ touch the shared one.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +21,18 @@ from mqtt_helpers import SHARED_HOST, SHARED_PORT, PrivateBroker, broker_reachab
 from rtnb.server.hub import Hub
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip with ``reason``; in CI (``RTNB_CI``) the missing piece is an error instead."""
+    if os.environ.get("RTNB_CI"):
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def broker_url() -> str:
-    """The shared broker's URL; skips when none is reachable."""
+    """The shared broker's URL; skips (fails in CI) when none is reachable."""
     if not broker_reachable():
-        pytest.skip(f"no MQTT broker reachable at {SHARED_HOST}:{SHARED_PORT} (start mosquitto to run these tests)")
+        skip_or_fail(f"no MQTT broker reachable at {SHARED_HOST}:{SHARED_PORT} (start mosquitto to run these tests)")
     return f"mqtt://{SHARED_HOST}:{SHARED_PORT}"
 
 
@@ -48,7 +56,7 @@ async def hub() -> AsyncIterator[Hub]:
 def mosquitto_binary() -> str:
     path = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if path is None:
-        pytest.skip("the mosquitto binary is not installed (apt-get install mosquitto) to run private brokers")
+        skip_or_fail("the mosquitto binary is not installed (apt-get install mosquitto) to run private brokers")
     return path
 
 
