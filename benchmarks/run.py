@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout import PAYLOAD_BYTES, default_loop, measure_latency, measure_throughput
+from fanout import PAYLOAD_BYTES, default_loop, measure_latency, measure_throughput, server_nanoseconds_per_message
 from harness import LOADGEN, ROOT, SERVERS, ensure_loadgen, machine_busy_seconds, raise_open_file_limit
 from memory import measure_idle_memory
 
@@ -104,7 +104,7 @@ def describe_machine(loop: str) -> dict[str, Any]:
     ws_version = json.loads((LOADGEN / "node_modules" / "ws" / "package.json").read_text())["version"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--", "rtnb"], capture_output=True, text=True, cwd=ROOT
+        ["git", "status", "--porcelain", "--", "rtnb"], capture_output=True, text=True, cwd=ROOT.parent
     ).stdout.strip()
     if changed:
         commit = commit.strip() + " + uncommitted changes in rtnb/"
@@ -160,7 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run, N=100, 1 s points, 1000 idle connections")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the idle-connection test")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where results go (default: benchmarks/results)")
+    parser.add_argument(
+        "--render", type=Path, metavar="RESULTS_JSON", help="only redo summary.md and the plot from a results.json"
+    )
     arguments = parser.parse_args(argv)
+    if arguments.render is not None:
+        results = json.loads(arguments.render.read_text())
+        results["summary"] = summarize(results)
+        summary = render_summary(results)
+        (arguments.render.parent / "summary.md").write_text(summary)
+        plot(results, arguments.render.parent / "fanout.png")
+        print(summary)
+        return 0
     if arguments.quick:
         arguments.runs, arguments.subscribers, arguments.duration, arguments.idle_connections = 1, [100], 1.0, 1000
     ensure_loadgen()
@@ -241,8 +252,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"throughput": {}, "latency": {}, "memory": {}}
+    summary["cpu_per_message"] = {}
     for name, by_n in results["throughput"].items():
         summary["throughput"][name] = {n: collect(runs, "delivered_per_second") for n, runs in by_n.items()}
+        summary["cpu_per_message"][name] = {
+            n: spread([server_nanoseconds_per_message(run) for run in runs if run.get("server_cpu")])
+            for n, runs in by_n.items()
+        }
     for name, runs in results["latency"].items():
         summary["latency"][name] = {"p50_ms": collect(runs, "p50_ms"), "p99_ms": collect(runs, "p99_ms")}
     for name, runs in results["memory"].items():
@@ -268,6 +284,17 @@ def _cell(value: dict[str, float] | None, scale: float = 1.0, digits: int = 0) -
     )
 
 
+def _median_other_cpu(results: dict[str, Any]) -> float:
+    values = [
+        point["other_cpu"]
+        for by_n in results["throughput"].values()
+        for runs in by_n.values()
+        for point in runs
+        if "other_cpu" in point
+    ]
+    return statistics.median(values) if values else 0.0
+
+
 def render_summary(results: dict[str, Any]) -> str:
     summary = results["summary"]
     machine = results["machine"]
@@ -282,6 +309,10 @@ def render_summary(results: dict[str, Any]) -> str:
         f"Server pinned to one core, Node load generator (ws {machine['packages']['ws (npm)']}) to the other; "
         f"{settings['payload_bytes']}-byte JSON payloads; closed loop with {settings['window']} messages in flight; "
         f"median (min-max) of {settings['runs']} runs.",
+        "",
+        f"Other processes on the machine used a median of {_median_other_cpu(results):.2f} cores during the "
+        "measured windows (0 on a quiet machine; more depresses every server's absolute numbers).",
+        *([machine["note"]] if machine.get("note") else []),
         "",
         "## WebSocket fan-out: delivered messages/s",
         "",
@@ -343,6 +374,17 @@ def render_summary(results: dict[str, Any]) -> str:
         )
         + " | |"
     )
+    lines += [
+        "",
+        "## Server CPU per delivered message (ns; robust to other jobs on the machine)",
+        "",
+        "| server | " + " | ".join(f"N={n}" for n in ns) + " |",
+        "|---" * (len(ns) + 1) + "|",
+    ]
+    for name in WS_SERVERS + SSE_SERVERS:
+        lines.append(
+            f"| {SERVERS[name].label} | " + " | ".join(_cell(summary["cpu_per_message"][name][n]) for n in ns) + " |"
+        )
     lines += ["", "## Targets (issue 10)", ""]
     lines += [f"- {line}" for line in check_targets(summary, ns)]
     lines += [
