@@ -3,15 +3,28 @@
 Each frame (at most ``max_fps`` a second) appends the frame's points to each
 topic's rolling window and sends every changed trace in one
 ``fig.batch_update()``: one widget state message per frame, whatever the
-message rate. Points travel as float64 numpy arrays, which plotly's widget
+message rate. Numbers travel as float64 numpy arrays, which plotly's widget
 sends as binary buffers (8 bytes a number instead of ~20 as JSON text).
+
+Times travel as date strings (``"2026-11-27 12:29:59.760"``, the kernel's
+local time, or UTC with ``utc=True``), not as epoch milliseconds: every
+``restyle`` of ``x`` makes plotly.js forget the axis type it was given and guess
+it again from the data, and numbers are guessed to be a linear axis (ticks
+like ``1.795781958T``). Date strings are guessed to be dates, whatever layout
+the user passes.
+
+The figure autosizes its width to its container: ``layout.autosize`` is set
+explicitly, so plotly.js measures the container again on every update (the
+widget is first drawn before the page lays it out, at plotly's default 700 px,
+which overflowed a dashboard cell), and ``responsive`` redraws it when the
+window resizes.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from ..core.errors import BadField
@@ -44,7 +57,8 @@ class LiveChart(View):
     Args:
         pattern: topic or pattern; each matching topic gets its own trace, added
             when it first appears (up to ``max_traces``).
-        x: field for the x axis; None uses the message timestamp (a date axis).
+        x: field for the x axis; None uses the message timestamp, drawn on a date
+            axis in the kernel's local time (see ``utc``).
         y: field for the y axis (``"value"``, a dotted path, a callable, or None
             for the payload itself). Messages without a number there are skipped
             and counted in :attr:`skipped`.
@@ -54,7 +68,9 @@ class LiveChart(View):
         max_fps: chart updates per second at most.
         max_traces: topics drawn at most; further topics are counted as conflated.
         max_points: points kept per trace in a time window.
-        title, height: figure layout; ``layout`` takes any other plotly layout keys.
+        utc: with ``x=None``, show times in UTC instead of the kernel's local time.
+        title, height: figure layout (the width follows the container);
+            ``layout`` takes any other plotly layout keys.
         client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
@@ -69,6 +85,7 @@ class LiveChart(View):
         *,
         max_traces: int = 20,
         max_points: int = DEFAULT_MAX_POINTS,
+        utc: bool = False,
         title: str | None = None,
         height: int = 350,
         layout: dict[str, Any] | None = None,
@@ -84,6 +101,7 @@ class LiveChart(View):
         import plotly.graph_objects as go
 
         self.x, self.y, self.kind = x, y, kind
+        self.time_zone = timezone.utc if utc else None
         self.window_count, self.window_seconds = parse_window(window)
         self.max_points = self.window_count or max_points
         self.keep_per_topic = self.max_points
@@ -92,6 +110,7 @@ class LiveChart(View):
         self._series: dict[str, _Series] = {}
         figure_layout: dict[str, Any] = {
             "height": height,
+            "autosize": True,  # explicit: plotly.js then re-measures the container on every update
             "margin": {"l": 50, "r": 20, "t": 40 if title else 20, "b": 40},
             "showlegend": True,
             "uirevision": "rtnb",  # keep the user's zoom and legend clicks across updates
@@ -102,6 +121,8 @@ class LiveChart(View):
             figure_layout["xaxis"] = {"type": "date"}
         figure_layout.update(layout or {})
         self.figure = go.FigureWidget(layout=figure_layout)
+        # the widget's plotly.js config: redraw at the container's width when the window resizes
+        self.figure._config = {**self.figure._config, "responsive": True}
         self.widget = self.figure
         self._start()
 
@@ -112,13 +133,18 @@ class LiveChart(View):
         if y is None:
             return None
         if self.x is None:
-            x: Any = message.ts * 1000.0  # plotly date axes read numbers as epoch milliseconds
+            x: Any = self._time_text(message.ts)
         else:
             x = extract(message.data, self.x)
             if x is MISSING:
                 return None
             x = number(x) if isinstance(x, (int, float)) else x
         return message.ts, x, y
+
+    def _time_text(self, timestamp: float) -> str:
+        """``timestamp`` as a date string plotly.js reads as a date (millisecond precision)."""
+        moment = datetime.fromtimestamp(timestamp, self.time_zone)
+        return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
 
     def _new_trace(self, topic: str) -> Any:
         import plotly.graph_objects as go
@@ -183,6 +209,9 @@ class LiveChart(View):
         return list(self._series)
 
     def window(self, topic: str) -> list[tuple[Any, float]]:
-        """The ``(x, y)`` points of ``topic``'s trace, oldest first."""
+        """The ``(x, y)`` points of ``topic``'s trace, oldest first.
+
+        With ``x=None``, ``x`` is the date string drawn (``"2026-11-27 12:29:59.760"``).
+        """
         series = self._series.get(topic)
         return [] if series is None else [(point[1], point[2]) for point in series.points]

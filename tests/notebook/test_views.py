@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import html
+import re
 import statistics
 import time
 from typing import Any
@@ -28,6 +30,19 @@ def publish_many(embedded: EmbeddedHub, items: list[tuple[str, Any]]) -> None:
     embedded.call(publish_all)
 
 
+def assert_local_dates(values: Any, around: float, time_zone: datetime.tzinfo | None = None) -> None:
+    """``values`` are date strings plotly.js reads as dates, within a minute of ``around``.
+
+    Not numbers: plotly.js guesses an axis type again whenever ``x`` changes, and
+    numbers (epoch milliseconds) make a linear axis with ticks like ``1.79T``.
+    """
+    assert not isinstance(values, numpy.ndarray) and len(values) > 0
+    for value in values:
+        assert isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", value), value
+        moment = datetime.datetime.fromisoformat(value).replace(tzinfo=time_zone)
+        assert abs(moment.timestamp() - around) < 60, (value, around)
+
+
 def _subscriptions(embedded: EmbeddedHub) -> int:
     return embedded.call(embedded.hub.fanout.subscription_count)
 
@@ -47,7 +62,7 @@ async def test_chart_has_one_trace_per_topic_and_keeps_the_window(embedded: Embe
             assert [y for _x, y in chart.window(topic)] == [7.0, 8.0, 9.0, 10.0, 11.0]
         trace = chart.figure.data[0]
         assert list(trace.y) == [7.0, 8.0, 9.0, 10.0, 11.0]
-        assert isinstance(trace.x, numpy.ndarray) and trace.x[0] > 1e12  # epoch milliseconds on a date axis
+        assert_local_dates(trace.x, around=time.time())
         assert chart.figure.layout.xaxis.type == "date"
         assert chart.window(topics[2]) == [(chart.window(topics[2])[0][0], -1.0)]
         assert chart.skipped == 1  # the message without a value
@@ -66,6 +81,33 @@ async def test_chart_x_field_and_time_window(embedded: EmbeddedHub, client: Any)
         await wait_until(lambda: time.time() > started + 0.35)  # let the first points age out of the window
         publish_many(embedded, [("lab/xy", {"t": 10, "v": 20})])
         await wait_until(lambda: chart.window("lab/xy") == [(10.0, 20.0)])
+    finally:
+        chart.stop()
+
+
+async def test_chart_time_axis_shows_dates_in_utc_whatever_the_layout(embedded: EmbeddedHub, client: Any) -> None:
+    # a user layout replacing the whole xaxis still gets a date axis: the values are dates
+    chart = notebook.LiveChart(
+        "clock/+", utc=True, client=client, max_fps=50, layout={"xaxis": {"title": {"text": "time"}}}
+    )
+    try:
+        assert chart.figure.layout.xaxis.type is None
+        publish_many(embedded, [("clock/a", {"value": 1.0}), ("clock/a", {"value": 2.0})])
+        await wait_until(lambda: len(chart.window("clock/a")) == 2)
+        assert_local_dates(chart.figure.data[0].x, around=time.time(), time_zone=datetime.timezone.utc)
+        assert [x for x, _y in chart.window("clock/a")] == list(chart.figure.data[0].x)
+    finally:
+        chart.stop()
+
+
+async def test_chart_width_follows_its_container(client: Any) -> None:
+    """No fixed width: plotly.js sizes the figure to its cell (see test_chart_browser.py)."""
+    chart = notebook.LiveChart("size/+", client=client, height=280)
+    try:
+        layout = chart.figure.layout
+        assert layout.autosize is True and layout.width is None and layout.height == 280
+        assert chart.figure._config["responsive"] is True
+        assert chart.figure.to_dict()["layout"]["autosize"] is True  # sent to the browser, not just a default
     finally:
         chart.stop()
 
