@@ -188,7 +188,9 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
         host: address to bind; loopback unless told otherwise.
         **options: :class:`~rtnb.server.hub.HubConfig` fields (``history=``,
             ``limits=``, ``ping_interval=``...), or ``config=`` a whole
-            HubConfig, ``backplane=``, and :class:`~rtnb.server.runner.HubServer`
+            HubConfig, ``backplane=`` or ``redis=`` (a Redis URL such as
+            ``"redis://127.0.0.1:6379/0"``: the hub shares topics and history with
+            the other hubs on that Redis), and :class:`~rtnb.server.runner.HubServer`
             options (``prefix=``, ``allowed_origins=``, ``ssl_context=``).
 
     Returns:
@@ -212,7 +214,7 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
         config = options.pop("config", None) or HubConfig()
         if config_fields:
             config = dataclasses.replace(config, **config_fields)
-        hub = Hub(config, backplane=options.pop("backplane", None))
+        hub = Hub(config, backplane=options.pop("backplane", None), redis=options.pop("redis", None))
         embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options))
         embedded._start(START_TIMEOUT)
         _current = embedded

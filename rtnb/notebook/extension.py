@@ -17,7 +17,8 @@ origin rules (``allow_origin``, ``allow_origin_pat``; WebSockets from a foreign
 file (see :mod:`rtnb.notebook.discovery`) so kernels find the hub.
 
 Settings (``jupyter_server_config.py``): ``c.RtnbExtension.mount = "rtnb"``,
-``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``.
+``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``,
+``c.RtnbExtension.redis = "redis://127.0.0.1:6379/0"`` (servers sharing one Redis share topics).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class RtnbExtension(Configurable):
         Unicode(),
         help="Browser origins allowed to open hub WebSockets besides those Jupyter's own rules allow.",
     ).tag(config=True)
+    redis = Unicode("", help="Redis URL shared by several servers' hubs").tag(config=True)
 
 
 class HubExtension:
@@ -76,7 +78,10 @@ class HubExtension:
 
         self.serverapp = serverapp
         self.settings = settings
-        self.hub = Hub(HubConfig(history=HistoryLimits(max_messages=settings.history_messages)))
+        self.hub = Hub(
+            HubConfig(history=HistoryLimits(max_messages=settings.history_messages)),
+            redis=settings.redis or None,
+        )
         self.prefix = url_path_join(serverapp.base_url, settings.mount).rstrip("/")
         self.runtime_file: Path | None = None
         self._start_task: asyncio.Task[None] | None = None
