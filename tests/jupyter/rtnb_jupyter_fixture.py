@@ -7,6 +7,7 @@ tests also prove the config file enables it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,9 +64,12 @@ def _wait_for_files(runtime_dir: Path, process: subprocess.Popen[bytes], log_pat
     raise TimeoutError(f"jupyter server did not start in {START_TIMEOUT}s:\n{log_path.read_text()}")
 
 
-@pytest.fixture(scope="package")
-def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    base = tmp_path_factory.mktemp("jupyter")
+@contextlib.contextmanager
+def start_jupyter_server(base: Path, *arguments: str) -> Iterator[JupyterServer]:
+    """A ``jupyter server`` in ``base`` (its own runtime, config and root directories), stopped on exit.
+
+    ``arguments`` are more command-line options, e.g. ``--RtnbExtension.redis=...``.
+    """
     runtime_dir, root_dir = base / "runtime", base / "root"
     runtime_dir.mkdir()
     root_dir.mkdir()
@@ -88,6 +92,7 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
                 f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
                 "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root_dir}",
                 "--ServerApp.shutdown_no_activity_timeout=600",
+                *arguments,
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
         )
@@ -101,3 +106,9 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture(scope="package")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    with start_jupyter_server(tmp_path_factory.mktemp("jupyter")) as server:
+        yield server
