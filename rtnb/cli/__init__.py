@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: verb modules, in the order ``rtnb --help`` lists them
-VERB_MODULES = ("serve", "sim", "record", "replay")
+VERB_MODULES = ("serve", "publish", "subscribe", "sim", "record", "replay", "token")
 
 
 def build_parser() -> argparse.ArgumentParser:

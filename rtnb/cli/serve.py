@@ -13,6 +13,7 @@ from ..core.history import HistoryLimits
 from ..core.limits import Limits
 from ..server.hub import HubConfig
 from ..server.runner import HubServer, serve
+from ._security import add_security_arguments, authenticator_from_args, binding_warning, ssl_context_from_args
 
 __all__ = ["register"]
 
@@ -35,8 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--redis-prefix", default="rtnb:", metavar="PREFIX", help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)")
     parser.add_argument("--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)")
     parser.add_argument("--presence-ttl", type=float, default=10.0, metavar="SECONDS", help="a killed hub's clients leave cluster presence after this (default: 10)")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="event loop: uvloop when installed (auto, the default) or asyncio's own")
     add_mqtt_arguments(parser)
+    add_security_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def run_on_loop(coroutine: Any, loop: str = "auto") -> None:
+    """Run ``coroutine`` to completion on uvloop when installed (``auto``) or asked, else asyncio's loop.
+
+    uvloop's transports and callbacks cut the hub's per-write overhead; see docs/performance.md.
+    """
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit("rtnb serve: --loop uvloop needs the uvloop package (pip install uvloop)") from None
+        else:
+            uvloop.run(coroutine)
+            return
+    asyncio.run(coroutine)
 
 
 def config_from_args(args: argparse.Namespace) -> HubConfig:
@@ -45,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         history=HistoryLimits(max_messages=args.history, max_age=args.history_age),
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        websocket_compression=getattr(args, "websocket_compression", False),
     )
 
 
@@ -65,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     except RtnbError as error:
         print(f"rtnb serve: {error.message}", file=sys.stderr)
         return 2
+    try:
+        authenticator = authenticator_from_args(args)
+        ssl_context = ssl_context_from_args(args)
+    except (ValueError, OSError) as error:
+        print(f"rtnb serve: {error}", file=sys.stderr)
+        return 2
+    warning = binding_warning(args.host, authenticator)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if mqtt_options is not None:
         on_ready = with_mqtt_bridge(mqtt_options, announce)
     backplane = None
@@ -73,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
 
         backplane = RedisBackplane(args.redis, prefix=args.redis_prefix, limits=config.history, hub_id=args.hub_id,
                                     presence_ttl=args.presence_ttl)
-    asyncio.run(
-        serve(args.host, args.port, config, on_ready=on_ready, allowed_origins=args.allow_origin, backplane=backplane)
+    run_on_loop(
+        serve(args.host, args.port, config, on_ready=on_ready, allowed_origins=args.allow_origin, backplane=backplane,
+              authenticator=authenticator, ssl_context=ssl_context),
+        getattr(args, "loop", "auto"),
     )
     return 0

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--rate", type=float, default=10.0, help="readings per second per device and topic (default: 10)"
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible values")
+    parser.add_argument("--token", default=None, help="token for a hub with --auth jwt (default: $RTNB_TOKEN)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--mqtt-qos", type=int, default=1, choices=(0, 1, 2), help="MQTT QoS (default: 1)")
     parser.add_argument("--mqtt-username", metavar="NAME", help="MQTT user name")
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
                    "ca_file": args.mqtt_ca}
     else:
         target = args.url or "http://127.0.0.1:8765"
+        token = args.token or os.environ.get("RTNB_TOKEN")
+        if token:
+            options = {"token": token}
     topics = args.topic or ["plant/+/temp"]
     devices = args.device or list(sim.DEFAULT_DEVICES)
     try:

@@ -919,6 +919,25 @@ class AsyncClient:
                 raise
         return subscription
 
+    async def authenticate(self, token: str) -> dict[str, Any]:
+        """Switch to a new token: refresh it on the live connection, and use it for reconnections.
+
+        A hub with ``--auth jwt`` closes a connection (4004) when its token
+        expires; calling this with a fresh token before then keeps it open.
+
+        Returns:
+            The hub's ``authenticated`` reply (``{}`` when not connected right now).
+
+        Raises:
+            Unauthorized: the hub refused the token (the connection keeps the old one).
+        """
+        self.token = token
+        self.headers["Authorization"] = f"Bearer {token}"
+        connection = self._connection
+        if connection is None:
+            return {}
+        return await (await self._start_request(connection, {"op": "auth", "token": token}))
+
     async def unsubscribe(self, pattern: str) -> bool:
         """End every subscription to ``pattern`` and tell the hub.
 

@@ -187,6 +187,10 @@ class Client:
     def unsubscribe(self, pattern: str) -> bool:
         return self._call(self._client.unsubscribe(pattern))
 
+    def authenticate(self, token: str) -> dict[str, Any]:
+        """Switch to a new token; see :meth:`AsyncClient.authenticate`."""
+        return self._call(self._client.authenticate(token))
+
     def close(self) -> None:
         """Send what is queued, close the connection and stop the thread. Safe to call twice."""
         if self._closed:

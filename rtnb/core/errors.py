@@ -22,7 +22,8 @@ Tree::
     │   └── BadCursor              "bad_cursor"      a resume cursor that cannot be read
     ├── LimitExceeded              the peer is within the rules but over a limit
     │   ├── RateLimited            "rate_limited"
-    │   └── TooManySubscriptions   "too_many_subscriptions"
+    │   ├── TooManySubscriptions   "too_many_subscriptions"
+    │   └── TooManyConnections     "too_many_connections"  per client address
     ├── AuthError
     │   ├── Unauthorized           "unauthorized"    no or bad credentials
     │   └── Forbidden              "forbidden"       credentials lack the permission
@@ -52,6 +53,7 @@ __all__ = [
     "RtnbError",
     "Timeout",
     "TooDeep",
+    "TooManyConnections",
     "TooManySubscriptions",
     "Unauthorized",
     "Unavailable",
@@ -151,6 +153,10 @@ class RateLimited(LimitExceeded):
 
 class TooManySubscriptions(LimitExceeded):
     code = "too_many_subscriptions"
+
+
+class TooManyConnections(LimitExceeded):
+    code = "too_many_connections"
 
 
 class AuthError(RtnbError):

@@ -122,10 +122,13 @@ class Presence:
     """``{"op":"presence","topic":TOPIC_OR_PATTERN}``: who is subscribed there, cluster-wide.
 
     Answered with ``{"op":"presence","topic":...,"members":[{"client":ID,"hub":HUB}, ...]}``.
+    With ``"watch": true`` the connection also gets ``{"op":"join"|"leave","topic":...,
+    "client":ID,"hub":HUB}`` as clients start or stop being present; ``"watch": false`` stops that.
     """
 
     pattern: Pattern
     id: RequestId | None = None
+    watch: bool | None = None
 
 
 Request = Union[Subscribe, Unsubscribe, Publish, Ping, Auth, Presence]
@@ -235,7 +238,10 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
                 max_length=limits.max_topic_length,
                 max_depth=limits.max_topic_depth,
             )
-            return Presence(Pattern.parse(text), request_id)
+            watch = frame.get("watch")
+            if watch is not None and not isinstance(watch, bool):
+                raise BadField("Field 'watch' must be true or false.")
+            return Presence(Pattern.parse(text), request_id, watch)
         return Ping(request_id)
     except RtnbError as error:
         if error.request_id is None:

@@ -9,6 +9,12 @@ hub through :meth:`EmbeddedHub.call`, which runs a function on the hub's loop.
 One hub per process: :func:`start_hub` returns the running one when called
 again, and the hub stops when the interpreter exits. This module imports
 neither ipywidgets nor plotly, so clients can use it cheaply.
+
+``start_hub(mqtt="mqtt://127.0.0.1:1883", mqtt_in=["plant/#"])`` also bridges
+an MQTT broker (:mod:`rtnb.bridge`): the bridge is a component of the hub, so
+it starts and stops with it. :func:`mqtt_bridge_options` turns those keywords
+into checked :class:`~rtnb.bridge.options.MqttOptions`; the Jupyter server
+extension uses it too.
 """
 
 from __future__ import annotations
@@ -16,27 +22,38 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
+import importlib.util
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.errors import Timeout, Unavailable
+from ..bridge.options import MqttOptions
+from ..core.errors import BadField, Timeout, Unavailable
 from ..server.hub import Hub, HubConfig
 from ..server.runner import HubServer
 
-__all__ = ["EmbeddedHub", "current_hub", "start_hub"]
+if TYPE_CHECKING:
+    from ..bridge.mqtt import MqttBridge
+
+__all__ = ["MQTT_COMPONENT", "EmbeddedHub", "current_hub", "mqtt_bridge_options", "start_hub"]
 
 log = logging.getLogger("rtnb.embedded")
 
 Result = TypeVar("Result")
 
+#: the MQTT bridge's component name on the hub (``/healthz``, ``/metrics``)
+MQTT_COMPONENT = "mqtt"
+
 #: seconds :func:`start_hub` waits for the hub to listen before giving up
 START_TIMEOUT = 10.0
 
 _HUB_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(HubConfig))
+#: MqttOptions fields given by their own keyword, not through ``mqtt_options``
+_MQTT_TOPIC_FIELDS = frozenset({"url", "inbound", "outbound", "prefix"})
+_MQTT_OTHER_FIELDS = frozenset(field.name for field in dataclasses.fields(MqttOptions)) - _MQTT_TOPIC_FIELDS
 
 _lock = threading.Lock()
 _current: EmbeddedHub | None = None

@@ -20,10 +20,12 @@ from typing import Any
 import orjson
 import tornado.web
 
+from ..core.auth import OriginPolicy, Permissions
 from ..core.cursor import decode_cursor
 from ..core.errors import BadField, MissingField, RtnbError, TooManySubscriptions, UnknownOp
 from ..core.protocol import MAX_LAST, SinceCursor, Subscribe
 from ..core.topics import Pattern, validate_pattern
+from .auth import Authenticator
 from .hub import Hub
 
 __all__ = ["HubRequestHandler", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
@@ -34,8 +36,76 @@ log = logging.getLogger("rtnb.http")
 class HubRequestHandler(tornado.web.RequestHandler):
     """Base of the hub's HTTP handlers: the hub passed in, errors as typed JSON."""
 
-    def initialize(self, hub: Hub) -> None:
+    def initialize(
+        self, hub: Hub, authenticator: Authenticator | None = None, allowed_origins: Sequence[str] = ()
+    ) -> None:
         self.hub = hub
+        # None (pages, /topics): no origin or token check. Hub transports get one
+        # from make_handlers, so SSE, poll and publish all follow the same rules.
+        self.authenticator = authenticator
+        self.origin_policy = OriginPolicy(allowed_origins)
+        self.permissions = Permissions.allow_all()
+        self._admitted_address: str | None = None
+
+    async def prepare(self) -> None:
+        """Origin check and CORS headers, then the token (not on a CORS preflight).
+
+        Raises:
+            Forbidden: a cross-site ``Origin`` not in the allow-list (403).
+            Unauthorized: authentication is required and the token is missing or bad (401).
+        """
+        if self.authenticator is None:
+            return
+        origin = self.request.headers.get("Origin")
+        self.origin_policy.check(origin, self.request.headers.get("Host"))
+        allowed = self.origin_policy.cors_origin(origin)
+        if allowed is not None:
+            self.set_header("Access-Control-Allow-Origin", allowed)
+            self.set_header("Vary", "Origin")
+            self.set_header("Access-Control-Expose-Headers", "Content-Type")
+        if self.request.method == "OPTIONS":
+            return
+        self.permissions = self.authenticator.authenticate_request(
+            self.request.headers, self.get_query_argument("token", None)
+        )
+
+    def options(self, *args: str) -> None:
+        """CORS preflight: which methods and headers a cross-site page may use."""
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    def check_subscribe(self, patterns: Sequence[Pattern], since: SinceCursor | None) -> None:
+        """Every pattern (and resume-cursor topic) within the request's subscribe grants.
+
+        Raises:
+            Forbidden: one is not (403).
+        """
+        for pattern in patterns:
+            self.permissions.check_subscribe(pattern, since)
+
+    def admit_connection(self) -> None:
+        """Count this long-lived request against its address's connection limit.
+
+        Raises:
+            TooManyConnections: the address holds its limit (429).
+        """
+        if self.authenticator is None or self._admitted_address is not None:
+            return
+        address = self.request.remote_ip or "unknown"
+        self.authenticator.connections.admit(address)
+        self._admitted_address = address
+
+    def release_connection(self) -> None:
+        """Undo :meth:`admit_connection`; safe to call twice."""
+        if self.authenticator is not None and self._admitted_address is not None:
+            self.authenticator.connections.release(self._admitted_address)
+            self._admitted_address = None
+
+    def on_finish(self) -> None:
+        self.release_connection()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")

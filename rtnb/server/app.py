@@ -12,6 +12,7 @@ from typing import Any
 
 import tornado.web
 
+from .auth import Authenticator
 from .hub import Hub
 from .metrics import HealthHandler, MetricsHandler
 from .pages import page_handlers
@@ -24,7 +25,7 @@ __all__ = ["make_app", "make_handlers"]
 
 
 def make_handlers(
-    hub: Hub, prefix: str = "", *, allowed_origins: Sequence[str] = ()
+    hub: Hub, prefix: str = "", *, allowed_origins: Sequence[str] = (), authenticator: Authenticator | None = None
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The hub's routes as ``(path, handler, kwargs)`` tuples under ``prefix``.
 
@@ -32,16 +33,20 @@ def make_handlers(
         hub: the hub the handlers serve.
         prefix: URL prefix without a trailing slash, e.g. ``"/rtnb"``.
         allowed_origins: extra browser origins allowed to open WebSockets
-            (same-origin is always allowed; ``"*"`` allows any).
+            (same-origin is always allowed; ``"*"`` allows any); SSE, poll and
+            publish follow the same list, with CORS headers for the listed ones.
+        authenticator: tokens, permissions, rate and connection limits shared by
+            every transport (see :mod:`rtnb.server.auth`); none by default.
     """
     prefix = prefix.rstrip("/")
+    security = {"allowed_origins": tuple(allowed_origins), "authenticator": authenticator or Authenticator.open()}
     return [
-        (f"{prefix}/ws", HubWebSocket, {"hub": hub, "allowed_origins": tuple(allowed_origins)}),
+        (f"{prefix}/ws", HubWebSocket, {"hub": hub, **security}),
         (f"{prefix}/healthz", HealthHandler, {"hub": hub}),
         (f"{prefix}/metrics", MetricsHandler, {"hub": hub}),
-        (f"{prefix}/sse", SSEHandler, {"hub": hub}),
-        (f"{prefix}/poll", PollHandler, {"hub": hub}),
-        (f"{prefix}/publish/?(.*)", PublishHandler, {"hub": hub}),
+        (f"{prefix}/sse", SSEHandler, {"hub": hub, **security}),
+        (f"{prefix}/poll", PollHandler, {"hub": hub, **security}),
+        (f"{prefix}/publish/?(.*)", PublishHandler, {"hub": hub, **security}),
         *page_handlers(hub, prefix),
     ]
 
@@ -52,5 +57,6 @@ def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Applica
     Returns:
         The application; its routes are the ones :func:`make_handlers` returns.
     """
-    return tornado.web.Application(make_handlers(hub, prefix, allowed_origins=settings.pop("allowed_origins", ())),
+    return tornado.web.Application(make_handlers(hub, prefix, allowed_origins=settings.pop("allowed_origins", ()),
+                                                 authenticator=settings.pop("authenticator", None)),
                                    **settings)

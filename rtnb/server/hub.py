@@ -118,6 +118,10 @@ class HubConfig:
         write_timeout: seconds a connection may hold unsent bytes while its peer takes
             none; then it is closed (any transport). ``None`` disables it. Readers that
             are merely slow are handled by the slow-consumer policy instead.
+        websocket_compression: accept permessage-deflate from clients (off by
+            default: decompression bombs). When on, a message's decompressed size is
+            bounded by ``limits.max_frame_bytes`` (over it: close 1009); the hub's own
+            frames still go out uncompressed, so fan-out keeps encoding once.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -133,6 +137,7 @@ class HubConfig:
     handshake_timeout: float = 10.0
     body_timeout: float = 30.0
     write_timeout: float | None = 30.0
+    websocket_compression: bool = False
 
 
 @dataclass
@@ -187,6 +192,7 @@ class Hub:
         self._heartbeats: dict[str, Heartbeat] = {}
         self.components: dict[str, Component] = {}
         self._closing = False
+        self._presence_watchers: dict[Member, set[Pattern]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -285,7 +291,13 @@ class Hub:
         """Forget a connection and its subscriptions; safe to call twice."""
         if member.state is MemberState.CLOSED:
             return
+        # The fan-out refuses membership changes while batches are pending; a
+        # connection that drops mid-stream must still be forgotten.
+        self.flush()
+        left = list(member.patterns)
         self.fanout.remove(member)
+        self._presence_watchers.pop(member, None)
+        self._announce_membership(member.id, left, [])
         self._watch_patterns()
 
     @property
@@ -376,8 +388,10 @@ class Hub:
         start: Cursor = member.position()
         patterns = dict(member.patterns)
         patterns[pattern.text] = pattern
+        before = list(member.patterns)
         group = self.fanout.set_patterns(member, patterns)
         assert group is not None
+        self._announce_membership(member.id, before, list(patterns))
         lost: list[Gap] = []
         positions = self.backplane.positions(pattern)
         for known in group.patterns:
@@ -434,6 +448,7 @@ class Hub:
         patterns = dict(member.patterns)
         del patterns[pattern]
         self.fanout.set_patterns(member, patterns)
+        self._announce_membership(member.id, list(member.patterns) + [pattern], list(patterns))
         self._watch_patterns()
         return True
 
@@ -580,6 +595,43 @@ class Hub:
         from ..backplane._redis_presence import present_members
 
         return present_members(self.local_subscriptions(), query)
+
+    def watch_presence(self, member: Member, query: Pattern, enabled: bool) -> None:
+        """Send ``member`` join/leave events for ``query`` from now on (or stop)."""
+        queries = self._presence_watchers.setdefault(member, set())
+        if enabled:
+            queries.add(query)
+        else:
+            queries.discard(query)
+            if not queries:
+                del self._presence_watchers[member]
+
+    def _announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
+        if sorted(before) == sorted(after):
+            return
+        announce = getattr(self.backplane, "announce_membership", None)
+        if announce is not None:
+            announce(client, before, after)  # every hub, this one included, hears it back
+        else:
+            self.membership_changed(client, before, after)
+
+    def membership_changed(self, client: str, before: list[str], after: list[str], hub_id: str | None = None) -> None:
+        """A client's subscriptions changed (here or, via the backplane, on ``hub_id``): tell watchers."""
+        if not self._presence_watchers:
+            return
+        from ..backplane._redis_presence import is_present
+
+        old = [Pattern.parse(text) for text in before]
+        new = [Pattern.parse(text) for text in after]
+        for member, queries in list(self._presence_watchers.items()):
+            for query in queries:
+                was = any(is_present(pattern, query) for pattern in old)
+                now = any(is_present(pattern, query) for pattern in new)
+                if was != now and member.sink is not None:
+                    event = {"op": "join" if now else "leave", "topic": query.text, "client": client}
+                    if hub_id is not None:
+                        event["hub"] = hub_id
+                    member.sink.send_control(event)
 
     # -- introspection ---------------------------------------------------------------
 

@@ -114,8 +114,8 @@ class PollSink:
 class PollHandler(HubRequestHandler):
     """One long poll: subscribe with the cursor, wait for something or the timeout, answer."""
 
-    def initialize(self, hub: Any) -> None:
-        super().initialize(hub)
+    def initialize(self, hub: Any, **security: Any) -> None:  # type: ignore[override]
+        super().initialize(hub, **security)
         self._sink: PollSink | None = None
 
     async def get(self) -> None:
@@ -124,6 +124,8 @@ class PollHandler(HubRequestHandler):
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
         since = parse_cursor(self.get_query_argument("cursor", None))
+        self.check_subscribe(patterns, since)
+        self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
@@ -140,6 +142,7 @@ class PollHandler(HubRequestHandler):
         finally:
             hub.disconnect(member)
             sink.answered()
+            self.release_connection()
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             return
         self.set_header("Content-Type", "application/json")

@@ -44,12 +44,14 @@ class PublishHandler(HubRequestHandler):
         hub = self.hub
         limits = hub.limits
         validate_topic(topic, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
+        self.permissions.check_publish(topic)
         content_type = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
         if content_type in _REFUSED_TYPES:
             raise BadField(f"Content-Type {content_type} is not accepted; send JSON or application/x-ndjson.")
         body = self.request.body
         if content_type in _NDJSON_TYPES:
             values = self._ndjson_values(body)
+            self._spend_rate(len(values))
             messages = [await hub.publish(topic, value, trusted=True) for value in values]
             reply: dict[str, Any] = {
                 "topic": topic,
@@ -63,11 +65,17 @@ class PublishHandler(HubRequestHandler):
                 raise BadJson("The body is empty; send a JSON value such as {\"value\": 71}.")
             value = _decode(body, "The body")
             check_nesting(value, limits.max_nesting)
+            self._spend_rate(1)
             message = await hub.publish(topic, value, trusted=True)
             reply = {"topic": topic, "offset": message.offset, "epoch": message.epoch}
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(orjson.dumps(reply))
+
+    def _spend_rate(self, count: int) -> None:
+        """Raises RateLimited (429) when the subject (or address) publishes over its limit."""
+        if self.authenticator is not None:
+            self.authenticator.check_http_publish(self.permissions, self.request.remote_ip or "unknown", count)
 
     def _ndjson_values(self, body: bytes) -> list[Any]:
         """Every line's value, all checked before anything is published."""

@@ -21,6 +21,7 @@ import tornado.netutil
 from ..backplane import Backplane
 from ._timeouts import GuardedHTTPServer
 from .app import make_app
+from .auth import Authenticator
 from .hub import Hub, HubConfig
 
 __all__ = ["HubServer", "serve"]
@@ -38,6 +39,8 @@ class HubServer:
         prefix: URL prefix of every route.
         ssl_context: serve https/wss with this context.
         allowed_origins: extra browser origins allowed for WebSockets.
+        authenticator: tokens, permissions and limits for every transport
+            (see :mod:`rtnb.server.auth`); none by default.
         redis: Redis URL for a default hub on the Redis backplane (ignored
             when ``hub`` is given); see :class:`~rtnb.backplane.redis.RedisBackplane`.
         app_settings: extra Tornado application settings.
@@ -53,14 +56,18 @@ class HubServer:
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
         redis: str | None = None,
+        authenticator: Authenticator | None = None,
         **app_settings: Any,
     ) -> None:
+        if hub is not None and redis is not None:
+            raise ValueError("Give redis= to the Hub you pass (Hub(config, redis=...)), or pass no hub.")
         self.hub = hub or Hub(redis=redis)
         self.host = host
         self.requested_port = port
         self.prefix = prefix.rstrip("/")
         self.ssl_context = ssl_context
         self.allowed_origins = tuple(allowed_origins)
+        self.authenticator = authenticator or Authenticator.open()
         self.app_settings = app_settings
         self.port: int | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -80,7 +87,8 @@ class HubServer:
         return self.url.replace("http", "ws", 1) + "/ws"
 
     def make_app(self) -> Any:
-        return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins, **self.app_settings)
+        return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins,
+                        authenticator=self.authenticator, **self.app_settings)
 
     async def start(self) -> HubServer:
         await self.hub.start()

@@ -102,8 +102,9 @@ class SSEHandler(HubRequestHandler):
 
     transport = "sse"
 
-    def initialize(self, hub: Any) -> None:
-        super().initialize(hub)
+    def initialize(self, hub: Any, **security: Any) -> None:  # type: ignore[override]
+        super().initialize(hub, **security)
+        self._expiry: asyncio.TimerHandle | None = None
         self.member: Member | None = None
         self.awaiting_pong_since: float | None = None
         self._done: asyncio.Future[None] | None = None
@@ -116,6 +117,8 @@ class SSEHandler(HubRequestHandler):
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
         since = parse_cursor(self.request.headers.get("Last-Event-ID") or self.get_query_argument("lastEventId", None))
+        self.check_subscribe(patterns, since)
+        self.admit_connection()
         config = hub.config
         self.member = hub.connect(self)
         self._done = asyncio.get_running_loop().create_future()
@@ -140,6 +143,10 @@ class SSEHandler(HubRequestHandler):
             if config.keepalive_interval:
                 self._heartbeat = hub.heartbeat("sse", config.keepalive_interval, None)
                 self._heartbeat.add(self)
+            left = self.permissions.seconds_left(self.authenticator.clock()) if self.authenticator else None
+            if left is not None:
+                # The stream ends when its token does; the client reconnects with a fresh one.
+                self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._token_expired)
             await self._done
         except tornado.iostream.StreamClosedError:
             pass
@@ -165,7 +172,18 @@ class SSEHandler(HubRequestHandler):
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
+    def _token_expired(self) -> None:
+        self._expiry = None
+        error = {"op": "error", "code": "unauthorized", "message": "The token expired; reconnect with a new one."}
+        self.hub.record_error("unauthorized")
+        self._send(format_event("error", orjson.dumps(error)))
+        self._end()
+
     def _release(self) -> None:
+        self.release_connection()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._heartbeat is not None:
             self._heartbeat.discard(self)
             self._heartbeat = None

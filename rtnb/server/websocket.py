@@ -12,6 +12,7 @@ are valid on every connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import orjson
 import tornado.iostream
 import tornado.websocket
 
+from ..core.auth import OriginPolicy, Verdict
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
 from ..core.history import Gap
@@ -37,6 +39,7 @@ from ..core.protocol import (
     Unsubscribe,
     parse_request,
 )
+from .auth import CLOSE_AUTH_INVALID, CLOSE_NOT_AUTHENTICATED, CLOSE_POLICY, Authenticator, ConnectionSecurity
 from .hub import Hub
 
 __all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
@@ -91,7 +94,9 @@ def _encode_item(item: Message | Gap, fmt: Format) -> bytes:
     return orjson.dumps(item.to_wire()) if fmt == "json" else encode_msgpack(item.to_wire())
 
 
+@functools.lru_cache(maxsize=64)
 def _batch_builder(fmt: Format, max_frame: int) -> Callable[[Batch], list[bytes]]:
+    """The function turning a batch into frames; one per (format, size), shared by connections."""
     if fmt == "json":
 
         def build(batch: Batch) -> list[bytes]:
@@ -103,6 +108,12 @@ def _batch_builder(fmt: Format, max_frame: int) -> Callable[[Batch], list[bytes]
             return split_frames([message.msgpack for message in batch.messages], "msgpack", max_frame)
 
     return build
+
+
+@functools.lru_cache(maxsize=64)
+def _origin_set(origins: tuple[str, ...]) -> frozenset[str]:
+    """Allowed origins as a set, one per route instead of one per connection."""
+    return frozenset(origins)
 
 
 def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
@@ -122,12 +133,21 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
 
     transport = "ws"
 
-    def initialize(self, hub: Hub, allowed_origins: Sequence[str] | None = None) -> None:
+    def initialize(
+        self, hub: Hub, allowed_origins: Sequence[str] | None = None, authenticator: Authenticator | None = None
+    ) -> None:
         self.hub = hub
-        self.allowed_origins = set(allowed_origins or ())
+        self.allowed_origins = _origin_set(tuple(allowed_origins or ()))
+        self.authenticator = authenticator or Authenticator.open()
+        self.security: ConnectionSecurity | None = None
+        self._handshake_permissions: Any = None
+        self._admitted = False
         self.member: Member | None = None
         self.format: Format = "json"
         self._stream: tornado.iostream.BaseIOStream | None = None
+        #: plain TCP stream with Tornado's write counters: writes may go straight to the socket
+        self._direct = False
+        self._max_queue_bytes = hub.limits.max_queue_bytes
         self._builder: Callable[[Batch], list[bytes]] | None = None
         self._batch_key = "ws:json"
         self._opcode = _TEXT
@@ -148,7 +168,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         return self.hub.limits.max_frame_bytes
 
     def get_compression_options(self) -> dict[str, Any] | None:
-        return None
+        # Off unless HubConfig.websocket_compression: inflating is bounded by
+        # max_message_size (Tornado's decompressor stops there and we close 1009).
+        return {} if self.hub.config.websocket_compression else None
 
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
         # Strict RFC 6455 frame reading (close codes, UTF-8, fail with 1002/1007);
@@ -174,6 +196,29 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             return True
         return super().check_origin(origin)
 
+    async def prepare(self) -> None:
+        """Refuse before the upgrade, with a typed JSON body: a foreign ``Origin``
+        (403 ``forbidden``) or a token given in the handshake that does not verify
+        (401 ``unauthorized``). A missing token is not refused here: the client may
+        still send an ``auth`` request (see :mod:`rtnb.server.auth`)."""
+        from ..core.errors import Forbidden
+
+        try:
+            origin = self.request.headers.get("Origin")
+            same_origin = OriginPolicy().allows(origin, self.request.headers.get("Host"))
+            if origin is not None and not same_origin and not self.check_origin(origin):
+                raise Forbidden(f"WebSockets from the origin {origin!r} are not allowed (see --allow-origin).")
+            from .auth import token_from_request
+
+            token = token_from_request(self.request.headers, self.get_query_argument("token", None))
+            if token is not None or not self.authenticator.required:
+                self._handshake_permissions = self.authenticator.verify(token)
+        except RtnbError as error:
+            self.hub.record_error(error.code)
+            self.set_status(error.http_status)
+            self.set_header("Content-Type", "application/json")
+            self.finish(orjson.dumps(error.to_http_body()))
+
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         for offered in subprotocols:
             if offered in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
@@ -186,9 +231,13 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         assert connection is not None
         self._stream = connection.stream
+        # TLS streams (SSLIOStream) and unknown Tornados always go through stream.write.
+        self._direct = type(self._stream) is tornado.iostream.IOStream and hasattr(
+            self._stream, "_total_write_done_index"
+        )
         if self.selected_subprotocol == SUBPROTOCOL_MSGPACK:
             self.format, self._opcode = "msgpack", _BINARY
-        self._batch_key = f"ws:{self.format}"
+        self._batch_key = "ws:msgpack" if self.format == "msgpack" else "ws:json"  # constants: no string per connection
         self._builder = _batch_builder(self.format, self.hub.limits.max_batch_bytes)
         try:
             self.member = self.hub.connect(self)
@@ -197,6 +246,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.close(1013, error.message)
             return
         self.send_control({"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION})
+        address = self.request.remote_ip or "unknown"
+        try:
+            self.authenticator.connections.admit(address)
+        except RtnbError as error:
+            self._report(error)
+            self.close(CLOSE_POLICY, error.message[:120])
+            return
+        self._admitted = True
+        self.security = ConnectionSecurity(self.authenticator, address, self._close_for_security)
+        self.security.start(self._handshake_permissions)
         config = self.hub.config
         if config.ping_interval:
             self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).add(self)
@@ -209,9 +268,21 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         config = self.hub.config
         if config.ping_interval:
             self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).discard(self)
+        if self.security is not None:
+            self.security.close()
+        if self._admitted:
+            self._admitted = False
+            self.authenticator.connections.release(self.request.remote_ip or "unknown")
         if self.member is not None:
             self.hub.disconnect(self.member)
             log.debug("client %s closed (%s %s)", self.member.id, self.close_code, self.close_reason)
+
+    def _close_for_security(self, code: int, reason: str) -> None:
+        """Deadline missed or token expired: say why in an error frame, then close."""
+        from ..core.errors import Unauthorized
+
+        self._report(Unauthorized(f"Closing: {reason}."))
+        self.close(code, reason)
 
     # -- input -----------------------------------------------------------------------
 
@@ -240,6 +311,27 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             frame_log.debug("<- %s %r", member.id, frame)
         try:
             request = parse_request(decode_frame(frame, self.format), self.hub.limits)
+            security = self.security
+            if security is None:  # refused at open (connection limit); closing
+                return None
+            if isinstance(request, Auth):
+                return self._authenticate(security, request)
+            if not security.authenticated:
+                from ..core.errors import Unauthorized
+
+                self._report(Unauthorized("Authenticate first with {\"op\": \"auth\", \"token\": ...}.",
+                                          request_id=request.id))
+                self.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+                return None
+            if isinstance(request, Publish):
+                if security.check_publish(request.topic, request.id) is Verdict.CLOSE:
+                    self._report(security.rate_error(request.id))
+                    self.close(CLOSE_POLICY, "persistently over the publish rate limit")
+                    return None
+            elif isinstance(request, Subscribe):
+                security.check_subscribe(request.pattern, request.since, request.id)
+            elif isinstance(request, Presence):
+                security.check_subscribe(request.pattern, None, request.id)
             if isinstance(request, Publish):
                 if self.hub.backplane.is_local:
                     message = self.hub.publish_now(request.topic, request.data, trusted=True)
@@ -250,17 +342,33 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             if isinstance(request, Subscribe):
                 return self._subscribe(member, request)
             if isinstance(request, Presence):
-                return self._presence(request)
+                return self._presence(member, request)
             if isinstance(request, Unsubscribe):
                 self.hub.unsubscribe(member, request.pattern)
                 self._reply({"op": "unsubscribed", "topic": request.pattern}, request.id)
             elif isinstance(request, Ping):
                 self._reply({"op": "pong"}, request.id)
-            elif isinstance(request, Auth):
-                self._reply({"op": "authenticated"}, request.id)
         except RtnbError as error:
             self._report(error)
         return None
+
+    def _authenticate(self, security: ConnectionSecurity, request: Auth) -> None:
+        """First authentication (a bad token closes 4002) or a refresh (a bad one keeps the old grant)."""
+        was_authenticated = security.authenticated
+        try:
+            permissions = security.authenticate(request.token)
+        except RtnbError as error:
+            error.request_id = request.id
+            self._report(error)
+            if not was_authenticated:
+                self.close(CLOSE_AUTH_INVALID, "invalid token")
+            return
+        reply: dict[str, Any] = {"op": "authenticated"}
+        if permissions.subject is not None:
+            reply["subject"] = permissions.subject
+        if permissions.expires_at is not None:
+            reply["expires"] = permissions.expires_at
+        self._reply(reply, request.id)
 
     def _reply(self, frame: dict[str, Any], request_id: Any) -> None:
         if request_id is not None:
@@ -295,7 +403,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 error.request_id = request.id
             self._report(error)
 
-    async def _presence(self, request: Presence) -> None:
+    async def _presence(self, member: Member, request: Presence) -> None:
+        if request.watch is not None:
+            self.hub.watch_presence(member, request.pattern, request.watch)
         try:
             members = await self.hub.presence(request.pattern)
         except RtnbError as error:
@@ -311,6 +421,20 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         stream = self._stream
         if stream is None or self._closed:
             return
+        if self._direct and stream._total_write_index == stream._total_write_done_index:  # type: ignore[attr-defined]
+            # Nothing is queued in Tornado: hand the bytes to the kernel here.
+            # IOStream.write would do the same send, plus a Future, a done
+            # callback and a loop callback per call, once per subscriber.
+            sock = stream.socket  # type: ignore[attr-defined]
+            if sock is not None:
+                try:
+                    sent = sock.send(data)
+                except OSError:
+                    sent = 0  # EAGAIN, or an error stream.write meets again and closes the stream on
+                if sent == len(data):
+                    return
+                if sent:
+                    data = memoryview(data)[sent:]  # type: ignore[assignment]
         try:
             stream.write(data)
         except tornado.iostream.StreamClosedError:
@@ -320,7 +444,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         stream = self._stream
         if stream is None or self._closed:
             return True
-        if buffered_bytes(stream) > self.hub.limits.max_queue_bytes:
+        if buffered_bytes(stream) > self._max_queue_bytes:
             return False
         for frame in batch.encoded(self._batch_key, self._builder):  # type: ignore[arg-type]
             self._write(frame)

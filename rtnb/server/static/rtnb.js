@@ -502,6 +502,18 @@ export class RtnbClient extends EventTarget {
   }
 
   /**
+   * Use a new token from now on. On an open WebSocket it is sent as an `auth` request,
+   * which extends the connection (a hub with --auth jwt closes it with 4004 when its
+   * token expires); SSE, polls and HTTP publishes carry it on their next request.
+   */
+  authenticate(token) {
+    this.options.token = token;
+    const transport = this._active;
+    if (transport && transport.name === "ws" && this.status === STATUS.OPEN) transport.send({ op: "auth", token });
+    return this;
+  }
+
+  /**
    * Receive messages on `pattern` (MQTT-style). `last`: replay that many retained
    * messages per topic the first time. Resumes after a reconnect are automatic.
    */
