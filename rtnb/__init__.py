@@ -20,7 +20,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "Client",
-    "connect",
     "Gap",
     "HistoryLimits",
     "Hub",
@@ -30,6 +29,7 @@ __all__ = [
     "Message",
     "RtnbError",
     "__version__",
+    "connect",
     "sim",
 ]
 

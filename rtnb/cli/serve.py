@@ -22,22 +22,84 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser("serve", help="run a hub", description="Run an rtnb hub until Ctrl-C.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port, 0 for any free one (default: 8765)")
-    parser.add_argument("--history", type=int, default=1000, metavar="N", help="messages kept per topic (default: 1000)")
-    parser.add_argument("--history-age", type=float, default=None, metavar="SECONDS", help="drop history older than this")
-    parser.add_argument("--ping-interval", type=float, default=20.0, metavar="SECONDS", help="WebSocket ping interval, 0 disables")
-    parser.add_argument("--ping-timeout", type=float, default=20.0, metavar="SECONDS", help="close peers silent this long after a ping")
-    parser.add_argument("--max-frame-bytes", type=int, default=2**20, metavar="BYTES", help="largest accepted frame or body (default: 1 MiB)")
-    parser.add_argument("--max-queue-bytes", type=int, default=4 * 2**20, metavar="BYTES", help="outbound buffer per subscriber before it is treated as slow")
-    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="browser origin allowed besides same-origin (repeatable, '*' for any)")
-    parser.add_argument("--demo", action="store_true", help="also run simulated sensors (rtnb.sim) so the page at / is alive at once")
-    parser.add_argument("--demo-topic", action="append", default=[], metavar="PATTERN", help="simulated topic with '+' for the device (repeatable; default: plant/+/temp)")
-    parser.add_argument("--demo-rate", type=float, default=10.0, metavar="HZ", help="messages per second per simulated topic (default: 10)")
-    parser.add_argument("--redis", default=None, metavar="URL", help="share topics with other hubs through Redis, e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument("--redis-prefix", default="rtnb:", metavar="PREFIX", help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)")
-    parser.add_argument("--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)")
-    parser.add_argument("--presence-ttl", type=float, default=10.0, metavar="SECONDS", help="a killed hub's clients leave cluster presence after this (default: 10)")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop: uvloop when installed (auto, the default) or asyncio's own")
+    parser.add_argument(
+        "--history", type=int, default=1000, metavar="N", help="messages kept per topic (default: 1000)"
+    )
+    parser.add_argument(
+        "--history-age", type=float, default=None, metavar="SECONDS", help="drop history older than this"
+    )
+    parser.add_argument(
+        "--ping-interval", type=float, default=20.0, metavar="SECONDS", help="WebSocket ping interval, 0 disables"
+    )
+    parser.add_argument(
+        "--ping-timeout", type=float, default=20.0, metavar="SECONDS", help="close peers silent this long after a ping"
+    )
+    parser.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=2**20,
+        metavar="BYTES",
+        help="largest accepted frame or body (default: 1 MiB)",
+    )
+    parser.add_argument(
+        "--max-queue-bytes",
+        type=int,
+        default=4 * 2**20,
+        metavar="BYTES",
+        help="outbound buffer per subscriber before it is treated as slow",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser origin allowed besides same-origin (repeatable, '*' for any)",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="also run simulated sensors (rtnb.sim) so the page at / is alive at once"
+    )
+    parser.add_argument(
+        "--demo-topic",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="simulated topic with '+' for the device (repeatable; default: plant/+/temp)",
+    )
+    parser.add_argument(
+        "--demo-rate",
+        type=float,
+        default=10.0,
+        metavar="HZ",
+        help="messages per second per simulated topic (default: 10)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share topics with other hubs through Redis, e.g. redis://127.0.0.1:6379/0",
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        default="rtnb:",
+        metavar="PREFIX",
+        help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)",
+    )
+    parser.add_argument(
+        "--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)"
+    )
+    parser.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a killed hub's clients leave cluster presence after this (default: 10)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (auto, the default) or asyncio's own",
+    )
     add_mqtt_arguments(parser)
     add_security_arguments(parser)
     parser.set_defaults(handler=run)
@@ -77,8 +139,12 @@ def run(args: argparse.Namespace) -> int:
             from .. import sim
 
             devices = sim.sensors(server, args.demo_topic or ["plant/+/temp"], rate=args.demo_rate)
-            print(f"demo: {len(devices.devices)} simulated devices at {args.demo_rate:g}/s; "
-                  f"open {server.url}/ in a browser", file=sys.stderr, flush=True)
+            print(
+                f"demo: {len(devices.devices)} simulated devices at {args.demo_rate:g}/s; "
+                f"open {server.url}/ in a browser",
+                file=sys.stderr,
+                flush=True,
+            )
 
     config = config_from_args(args)
     on_ready: Any = announce
@@ -102,11 +168,24 @@ def run(args: argparse.Namespace) -> int:
     if args.redis:
         from ..backplane.redis import RedisBackplane
 
-        backplane = RedisBackplane(args.redis, prefix=args.redis_prefix, limits=config.history, hub_id=args.hub_id,
-                                    presence_ttl=args.presence_ttl)
+        backplane = RedisBackplane(
+            args.redis,
+            prefix=args.redis_prefix,
+            limits=config.history,
+            hub_id=args.hub_id,
+            presence_ttl=args.presence_ttl,
+        )
     run_on_loop(
-        serve(args.host, args.port, config, on_ready=on_ready, allowed_origins=args.allow_origin, backplane=backplane,
-              authenticator=authenticator, ssl_context=ssl_context),
+        serve(
+            args.host,
+            args.port,
+            config,
+            on_ready=on_ready,
+            allowed_origins=args.allow_origin,
+            backplane=backplane,
+            authenticator=authenticator,
+            ssl_context=ssl_context,
+        ),
         getattr(args, "loop", "auto"),
     )
     return 0

@@ -9,7 +9,7 @@ I/O; adapters call :func:`parse_request` and act on the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict
 
 from .errors import BadField, BadJson, MissingField, RtnbError, UnknownOp
 from .limits import Limits
@@ -42,10 +42,10 @@ SUBPROTOCOL_MSGPACK = "rtnb.msgpack"
 SUBPROTOCOL_JSON = "rtnb.json"
 
 #: a request's ``id``, echoed in its ``ack`` or ``error``
-RequestId = Union[str, int]
+RequestId = str | int
 
 #: topic -> (last seen offset, epoch or None when the client does not know it)
-SinceCursor = dict[str, tuple[int, Union[int, None]]]
+SinceCursor = dict[str, tuple[int, int | None]]
 
 
 # -- hub -> client frames (for type checkers and documentation) ----------------------
@@ -131,7 +131,7 @@ class Presence:
     watch: bool | None = None
 
 
-Request = Union[Subscribe, Unsubscribe, Publish, Ping, Auth, Presence]
+Request = Subscribe | Unsubscribe | Publish | Ping | Auth | Presence
 
 _OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth", "presence")
 MAX_LAST = 100_000
@@ -189,7 +189,7 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
     """
     limits = limits or Limits()
     if not isinstance(frame, dict):
-        raise BadJson("A frame must be a JSON object such as {\"op\": \"ping\"}.")
+        raise BadJson('A frame must be a JSON object such as {"op": "ping"}.')
     request_id = _request_id(frame)
     op = frame.get("op")
     if op not in _OPS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-__all__ = ["Heartbeat", "Beating"]
+__all__ = ["Beating", "Heartbeat"]
 
 
 class Beating(Protocol):

@@ -448,7 +448,7 @@ class Hub:
         patterns = dict(member.patterns)
         del patterns[pattern]
         self.fanout.set_patterns(member, patterns)
-        self._announce_membership(member.id, list(member.patterns) + [pattern], list(patterns))
+        self._announce_membership(member.id, [*list(member.patterns), pattern], list(patterns))
         self._watch_patterns()
         return True
 

@@ -64,7 +64,9 @@ class HubCollector(Collector):
             "rtnb_queue_bytes_max", "Largest outbound buffer of one connection.", value=max(depths, default=0)
         )
         health = hub.backplane.health()
-        yield GaugeMetricFamily("rtnb_backplane_up", "1 when the backplane is healthy.", value=int(bool(health.get("ok"))))
+        yield GaugeMetricFamily(
+            "rtnb_backplane_up", "1 when the backplane is healthy.", value=int(bool(health.get("ok")))
+        )
         if "topics" in health:
             yield GaugeMetricFamily("rtnb_topics", "Topics with history.", value=health["topics"])
         if "history_bytes" in health:

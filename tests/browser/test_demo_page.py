@@ -249,7 +249,8 @@ async def test_publishes_made_offline_wait_in_a_bounded_queue_and_keep_their_ord
             const queuedWhileOffline = client.queue.length;
             client.connect();
             const late = new Promise((_, reject) => setTimeout(
-                () => reject(new Error(`not settled in 10 s over ${client.transport}: ${JSON.stringify(results)}`)), 10000));
+                () => reject(new Error(
+                    `not settled in 10 s over ${client.transport}: ${JSON.stringify(results)}`)), 10000));
             await Promise.race([Promise.all(publishes), late]);
             const usedTransport = client.transport;
             client.close();

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import msgpack
 import orjson
@@ -14,7 +13,7 @@ from rtnb.core.history import HistoryLimits
 from rtnb.core.limits import Limits
 from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
-from rtnb.testing import WirePeer, running_hub, wait_until
+from rtnb.testing import WirePeer, running_hub
 
 
 async def publish(peer: WirePeer, topic: str, data: object, request_id: str = "p") -> dict:
