@@ -66,12 +66,14 @@ class EmbeddedHub:
 
     Attributes:
         server: the HTTP server, with its :class:`~rtnb.server.hub.Hub` as ``server.hub``.
+        mqtt_options: the MQTT bridge's options, or None without a bridge.
         loop: the hub's private event loop.
         thread: the daemon thread running ``loop``.
     """
 
-    def __init__(self, server: HubServer) -> None:
+    def __init__(self, server: HubServer, mqtt_options: MqttOptions | None = None) -> None:
         self.server = server
+        self.mqtt_options = mqtt_options
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="rtnb-hub", daemon=True)
         self._started: Future[None] = Future()
@@ -98,6 +100,16 @@ class EmbeddedHub:
         except BaseException as error:  # reported to the starting thread, which re-raises it
             self._started.set_exception(error)
             return
+        if self.mqtt_options is not None:
+            from ..bridge.mqtt import start_mqtt_bridge
+
+            try:
+                # starts connecting in the background: a broker that is down is retried, not fatal
+                await start_mqtt_bridge(self.server.hub, self.mqtt_options, name=MQTT_COMPONENT)
+            except BaseException as error:  # e.g. TLS files that cannot be read: no half-started hub
+                await self.server.stop()
+                self._started.set_exception(error)
+                return
         self._started.set_result(None)
 
     def _start(self, timeout: float) -> None:
@@ -138,6 +150,14 @@ class EmbeddedHub:
     @property
     def hub(self) -> Hub:
         return self.server.hub
+
+    @property
+    def bridge(self) -> MqttBridge | None:
+        """The MQTT bridge started with the hub (``start_hub(mqtt=...)``), or None.
+
+        Use it on the hub's loop, e.g. ``hub.call(hub.bridge.wait_connected)``.
+        """
+        return self.server.hub.components.get(MQTT_COMPONENT)  # type: ignore[return-value]
 
     @property
     def url(self) -> str:
@@ -194,7 +214,84 @@ class EmbeddedHub:
         if self.server.port is None:
             return "<EmbeddedHub (not listening)>"
         state = "running" if self.running else "stopped"
-        return f"<EmbeddedHub {state} at {self.url} (WebSocket {self.ws_url})>"
+        bridge = ""
+        if self.mqtt_options is not None:
+            bridge = f", MQTT bridge to {self.mqtt_options.address.display}"
+        return f"<EmbeddedHub {state} at {self.url} (WebSocket {self.ws_url}{bridge})>"
+
+
+def mqtt_bridge_options(
+    url: str | MqttOptions | None,
+    inbound: Sequence[str] | str = (),
+    outbound: Sequence[str] | str = (),
+    prefix: str = "",
+    more: Mapping[str, Any] | None = None,
+    *,
+    names: tuple[str, str, str, str, str] = ("mqtt", "mqtt_in", "mqtt_out", "mqtt_prefix", "mqtt_options"),
+) -> MqttOptions | None:
+    """Checked MQTT bridge options from ``start_hub``'s keywords (or the extension's traits).
+
+    Args:
+        url: the broker (``"mqtt://127.0.0.1:1883"``), a whole
+            :class:`~rtnb.bridge.options.MqttOptions`, or None/``""`` for no bridge.
+        inbound: MQTT topic filters bridged into the hub.
+        outbound: MQTT topic filters whose hub messages go out to the broker.
+        prefix: hub topic level(s) in front of the bridged MQTT topics.
+        more: any other :class:`~rtnb.bridge.options.MqttOptions` field
+            (``qos``, ``retain``, ``payload``, ``username``, ``password``, ``ca_file``...).
+        names: how the caller calls these five options, for the error sentences.
+
+    Returns:
+        The options, or None when no broker was given (and nothing else either).
+
+    Raises:
+        BadField: topics or other options without a broker URL, an unknown
+            option, a bad URL, QoS, payload mode...; or aiomqtt is not installed.
+        InvalidPattern / InvalidTopic: a bad topic filter or prefix.
+    """
+    url_name, inbound_name, outbound_name, prefix_name, more_name = names
+    more = dict(more or {})
+    if isinstance(url, MqttOptions):
+        if inbound or outbound or prefix or more:
+            raise BadField(
+                f"Give the topics and settings inside the MqttOptions passed as {url_name}, "
+                f"not also as {inbound_name}/{outbound_name}/{prefix_name}/{more_name}."
+            )
+        options: MqttOptions | None = url
+    elif url is None or url == "":
+        if inbound or outbound or prefix or more:
+            raise BadField(
+                f"{inbound_name}, {outbound_name}, {prefix_name} and {more_name} need a broker: "
+                f"set {url_name} to a URL such as 'mqtt://127.0.0.1:1883'."
+            )
+        return None
+    elif not isinstance(url, str):
+        raise BadField(f"{url_name} must be a broker URL such as 'mqtt://127.0.0.1:1883', not {url!r}.")
+    else:
+        unknown = sorted(set(more) - _MQTT_OTHER_FIELDS)
+        if unknown:
+            raise BadField(
+                f"Unknown {more_name} {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(_MQTT_OTHER_FIELDS))}."
+            )
+        for value, name in ((inbound, inbound_name), (outbound, outbound_name)):
+            if not isinstance(value, (str, list, tuple)) or not all(isinstance(item, str) for item in value):
+                raise BadField(f"{name} must be a list of MQTT topic filters such as ['factory/#'], not {value!r}.")
+        if not isinstance(prefix, str):
+            raise BadField(f"{prefix_name} must be a string (a hub topic prefix such as 'mqtt'), not {prefix!r}.")
+        try:
+            options = MqttOptions(
+                url=url,
+                inbound=(inbound,) if isinstance(inbound, str) else tuple(inbound),
+                outbound=(outbound,) if isinstance(outbound, str) else tuple(outbound),
+                prefix=prefix,
+                **more,
+            )
+        except TypeError as error:  # a value of the wrong type deep in the dataclass checks
+            raise BadField(f"Invalid MQTT bridge option: {error}.") from None
+    if importlib.util.find_spec("aiomqtt") is None:
+        raise BadField(f"{url_name} needs the aiomqtt package: pip install 'rtnb[mqtt]'.")
+    return options
 
 
 def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> EmbeddedHub:
@@ -209,16 +306,35 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
             ``"redis://127.0.0.1:6379/0"``: the hub shares topics and history with
             the other hubs on that Redis), and :class:`~rtnb.server.runner.HubServer`
             options (``prefix=``, ``allowed_origins=``, ``ssl_context=``).
+        mqtt: bridge this MQTT broker (``"mqtt://127.0.0.1:1883"``,
+            ``"mqtts://user:password@host"``), or a whole
+            :class:`~rtnb.bridge.options.MqttOptions`. The bridge is a hub
+            component: it reconnects on its own and stops with the hub.
+        mqtt_in: MQTT topic filters bridged into the hub, e.g. ``["plant/#"]``.
+        mqtt_out: MQTT topic filters whose hub messages go out to the broker,
+            e.g. ``["plant/+/cmd"]``.
+        mqtt_prefix: hub topic of MQTT topic ``T`` is ``prefix/T`` (default ``T``).
+        mqtt_options: other bridge options, e.g. ``{"qos": 0, "retain": True}``.
 
     Returns:
-        The running :class:`EmbeddedHub`.
+        The running :class:`EmbeddedHub` (its bridge, if any, as ``.bridge``).
 
     Raises:
-        Unavailable: a hub already runs on another address than the one asked for.
+        Unavailable: a hub already runs on another address, or with another
+            MQTT bridge, than the one asked for.
+        BadField / InvalidPattern / InvalidTopic: invalid MQTT options (checked
+            before anything starts).
         OSError: the port cannot be bound.
         Timeout: the hub did not start within :data:`START_TIMEOUT` seconds.
     """
     global _current
+    mqtt_options = mqtt_bridge_options(
+        options.pop("mqtt", None),
+        options.pop("mqtt_in", ()),
+        options.pop("mqtt_out", ()),
+        options.pop("mqtt_prefix", ""),
+        options.pop("mqtt_options", None),
+    )
     with _lock:
         existing = _current
         if existing is not None and existing.running:
@@ -226,16 +342,23 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
                 raise Unavailable(
                     f"An embedded hub already runs at {existing.url}; stop it before starting one on {host}:{port}."
                 )
+            if mqtt_options is not None and mqtt_options != existing.mqtt_options:
+                raise Unavailable(
+                    f"An embedded hub already runs at {existing.url} with another MQTT bridge, or none; "
+                    "stop it (hub.stop()) before starting one with this bridge."
+                )
             return existing
         config_fields = {name: options.pop(name) for name in list(options) if name in _HUB_CONFIG_FIELDS}
         config = options.pop("config", None) or HubConfig()
         if config_fields:
             config = dataclasses.replace(config, **config_fields)
         hub = Hub(config, backplane=options.pop("backplane", None), redis=options.pop("redis", None))
-        embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options))
+        embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options), mqtt_options)
         embedded._start(START_TIMEOUT)
         _current = embedded
         log.info("embedded rtnb hub listening on %s", embedded.url)
+        if mqtt_options is not None:
+            log.info("embedded rtnb hub bridging MQTT broker %s", mqtt_options.address.display)
         return embedded
 
 

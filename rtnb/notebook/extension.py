@@ -18,7 +18,11 @@ file (see :mod:`rtnb.notebook.discovery`) so kernels find the hub.
 
 Settings (``jupyter_server_config.py``): ``c.RtnbExtension.mount = "rtnb"``,
 ``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``,
-``c.RtnbExtension.redis = "redis://127.0.0.1:6379/0"`` (servers sharing one Redis share topics).
+``c.RtnbExtension.redis = "redis://127.0.0.1:6379/0"`` (servers sharing one Redis share topics),
+``c.RtnbExtension.mqtt = "mqtt://127.0.0.1:1883"`` with ``c.RtnbExtension.mqtt_in = ["plant/#"]``,
+``mqtt_out``, ``mqtt_prefix`` and ``mqtt_options`` (an MQTT bridge started with the hub on
+Jupyter's loop; see ``docs/mqtt.md``). Invalid MQTT settings stop the extension from loading
+with a typed :mod:`rtnb.core.errors` error in the server's log.
 """
 
 from __future__ import annotations
@@ -34,16 +38,24 @@ from typing import Any
 
 import tornado.web
 import tornado.websocket
-from traitlets import Int, List, Unicode
+from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
+from ..bridge.options import MqttOptions
 from ..core.errors import Forbidden, Unauthorized
 from ..core.history import HistoryLimits
 from ..server.app import make_handlers
 from ..server.hub import Hub, HubConfig
 from .discovery import HUB_INFO_ENV, hub_info_path
+from .embedded import MQTT_COMPONENT, mqtt_bridge_options
 
-__all__ = ["HubExtension", "RtnbExtension", "jupyter_handler_class", "load_jupyter_server_extension"]
+__all__ = [
+    "HubExtension",
+    "RtnbExtension",
+    "jupyter_handler_class",
+    "load_jupyter_server_extension",
+    "mqtt_options_from_settings",
+]
 
 log = logging.getLogger("rtnb.extension")
 
@@ -63,6 +75,17 @@ class RtnbExtension(Configurable):
         help="Browser origins allowed to open hub WebSockets besides those Jupyter's own rules allow.",
     ).tag(config=True)
     redis = Unicode("", help="Redis URL shared by several servers' hubs").tag(config=True)
+    mqtt = Unicode(
+        "", help="MQTT broker to bridge, e.g. 'mqtt://127.0.0.1:1883' or 'mqtts://user:password@host'; '' for none."
+    ).tag(config=True)
+    mqtt_in = List(Unicode(), help="MQTT topic filters bridged into the hub, e.g. ['plant/#'].").tag(config=True)
+    mqtt_out = List(
+        Unicode(), help="MQTT topic filters whose hub messages go out to the broker, e.g. ['plant/+/cmd']."
+    ).tag(config=True)
+    mqtt_prefix = Unicode("", help="Hub topic of MQTT topic T is '<prefix>/T' (default: T).").tag(config=True)
+    mqtt_options = Dict(
+        help="Other MQTT bridge options (rtnb.bridge.MqttOptions fields), e.g. {'qos': 0, 'ca_file': '...'}."
+    ).tag(config=True)
 
 
 class HubExtension:
@@ -71,6 +94,9 @@ class HubExtension:
     Args:
         serverapp: the Jupyter ``ServerApp`` loading the extension.
         settings: the extension's options.
+
+    Raises:
+        BadField / InvalidPattern / InvalidTopic: invalid ``mqtt*`` settings.
     """
 
     def __init__(self, serverapp: Any, settings: RtnbExtension) -> None:
@@ -78,6 +104,7 @@ class HubExtension:
 
         self.serverapp = serverapp
         self.settings = settings
+        self.mqtt_options = mqtt_options_from_settings(settings)
         self.hub = Hub(
             HubConfig(history=HistoryLimits(max_messages=settings.history_messages)),
             redis=settings.redis or None,
@@ -92,10 +119,24 @@ class HubExtension:
         return [(path, jupyter_handler_class(handler, self), kwargs) for path, handler, kwargs in routes]
 
     async def ensure_started(self) -> None:
-        """Start the hub on the running (Jupyter's) loop, once."""
+        """Start the hub (and its MQTT bridge, if configured) on the running (Jupyter's) loop, once."""
         if self._start_task is None:
-            self._start_task = asyncio.ensure_future(self.hub.start())
+            self._start_task = asyncio.ensure_future(self._start())
         await asyncio.shield(self._start_task)
+
+    async def _start(self) -> None:
+        await self.hub.start()
+        if self.mqtt_options is None:
+            return
+        from ..bridge.mqtt import start_mqtt_bridge
+
+        try:
+            # connects in the background: a broker that is down is retried and shown on /healthz
+            await start_mqtt_bridge(self.hub, self.mqtt_options, name=MQTT_COMPONENT)
+        except BaseException:  # e.g. TLS files that cannot be read: no hub without its bridge
+            await self.hub.stop()
+            raise
+        log.info("rtnb: hub bridging MQTT broker %s", self.mqtt_options.address.display)
 
     # -- runtime file ------------------------------------------------------------------
 
@@ -134,6 +175,25 @@ class HubExtension:
         if self.runtime_file is not None:
             self.runtime_file.unlink(missing_ok=True)
             self.runtime_file = None
+
+
+def mqtt_options_from_settings(settings: RtnbExtension) -> MqttOptions | None:
+    """The MQTT bridge the ``c.RtnbExtension.mqtt*`` settings ask for, or None.
+
+    Raises:
+        BadField / InvalidPattern / InvalidTopic: invalid settings, named as in
+            ``jupyter_server_config.py``.
+    """
+    return mqtt_bridge_options(
+        settings.mqtt,
+        settings.mqtt_in,
+        settings.mqtt_out,
+        settings.mqtt_prefix,
+        settings.mqtt_options,
+        names=tuple(  # type: ignore[arg-type]
+            f"c.RtnbExtension.{name}" for name in ("mqtt", "mqtt_in", "mqtt_out", "mqtt_prefix", "mqtt_options")
+        ),
+    )
 
 
 # -- handlers behind Jupyter's auth ----------------------------------------------------
