@@ -18,6 +18,17 @@ explicitly, so plotly.js measures the container again on every update (the
 widget is first drawn before the page lays it out, at plotly's default 700 px,
 which overflowed a dashboard cell), and ``responsive`` redraws it when the
 window resizes.
+
+The legend lies in rows below the plot, not in a column on its right: in a
+narrow dashboard cell (320 px) a right-hand legend of two topic names took
+more than half the width. It is placed against the bottom of the figure
+(``yref="container"``), and plotly.js grows the bottom margin to fit it, so
+it never covers the time axis's tick labels, however many rows it has. (A
+paper-referenced ``y=-0.1`` overlapped them by 7-14 px in Chromium with
+two-line date ticks in a 320 px cell: its distance scales with the plot's
+height, the labels' height does not.) A
+``layout`` that places the legend itself (``orientation``, ``x``, ``y``,
+anchors or refs) is left alone.
 """
 
 from __future__ import annotations
@@ -39,6 +50,28 @@ ChartKind = Literal["line", "scatter", "bar"]
 
 #: points kept per topic in a time window, whatever the rate
 DEFAULT_MAX_POINTS = 5000
+
+#: legend in horizontal rows at the bottom of the figure, below the x axis
+LEGEND_BELOW: dict[str, Any] = {
+    "orientation": "h",
+    "x": 0,
+    "xanchor": "left",
+    "y": 0,
+    "yanchor": "bottom",
+    "yref": "container",
+}
+#: legend keys that say where the legend goes; a user layout with any of them places it
+_LEGEND_PLACEMENT_KEYS = frozenset({"orientation", "x", "y", "xanchor", "yanchor", "xref", "yref"})
+
+
+def _legend_placed_by(layout: dict[str, Any]) -> bool:
+    """Whether ``layout`` (a user's plotly layout dict) says where the legend goes."""
+    legend = layout.get("legend")
+    if legend is not None and not isinstance(legend, dict):
+        return True  # a plotly Legend object: the user's, whole
+    if legend and _LEGEND_PLACEMENT_KEYS & set(legend):
+        return True
+    return any(key.removeprefix("legend_") in _LEGEND_PLACEMENT_KEYS for key in layout if key.startswith("legend_"))
 
 
 class _Series:
@@ -70,7 +103,10 @@ class LiveChart(View):
         max_points: points kept per trace in a time window.
         utc: with ``x=None``, show times in UTC instead of the kernel's local time.
         title, height: figure layout (the width follows the container);
-            ``layout`` takes any other plotly layout keys.
+            ``layout`` takes any other plotly layout keys. The legend goes in
+            rows below the plot unless ``layout`` places it (e.g.
+            ``layout={"legend": {"orientation": "v"}}`` for plotly's column on
+            the right).
         client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
@@ -119,7 +155,11 @@ class LiveChart(View):
             figure_layout["title"] = {"text": title}
         if x is None:
             figure_layout["xaxis"] = {"type": "date"}
-        figure_layout.update(layout or {})
+        user_layout = dict(layout or {})
+        if not _legend_placed_by(user_layout):
+            # keep the user's other legend settings (font, title...), add the placement
+            user_layout["legend"] = {**LEGEND_BELOW, **(user_layout.get("legend") or {})}
+        figure_layout.update(user_layout)
         self.figure = go.FigureWidget(layout=figure_layout)
         # the widget's plotly.js config: redraw at the container's width when the window resizes
         self.figure._config = {**self.figure._config, "responsive": True}

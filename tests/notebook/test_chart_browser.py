@@ -5,7 +5,7 @@ default 700 px), then applies each frame with ``Plotly.update``, which makes
 plotly.js guess the x axis type again from the new data. This test replays
 that sequence with the figure a LiveChart built from real messages, in a
 320 px wide cell, and checks what a reader sees: a date axis with clock
-ticks, and a plot as wide as its cell.
+ticks, a plot as wide as its cell, and the legend below the axis's labels.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ pytestmark = pytest.mark.timeout(60)
 
 # As the widget: draw while detached, attach into the cell, then apply a frame with Plotly.update.
 DRAW_LIKE_THE_WIDGET = """async ([figure, cellWidth]) => {
+  const box = element => {
+    const r = element.getBoundingClientRect();
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+  };
   const graph = document.createElement('div');
   const emptyTraces = figure.data.map(trace => ({type: trace.type, name: trace.name, mode: trace.mode}));
   await Plotly.newPlot(graph, emptyTraces, figure.layout, figure.config);
@@ -61,6 +65,11 @@ DRAW_LIKE_THE_WIDGET = """async ([figure, cellWidth]) => {
     axisType: graph._fullLayout.xaxis.type,
     ticks: Array.from(graph.querySelectorAll('.xtick text')).map(tick => tick.textContent),
     svgWidth: graph.querySelector('svg.main-svg').getBoundingClientRect().width,
+    plotBox: box(graph.querySelector('.nsewdrag')),
+    legendBox: box(graph.querySelector('.legend')),
+    tickLabelsBottom: Math.max(
+      ...Array.from(graph.querySelectorAll('.xtick text')).map(tick => tick.getBoundingClientRect().bottom)
+    ),
   };
 }"""
 
@@ -92,3 +101,7 @@ async def test_time_axis_shows_clock_times_and_the_chart_fits_its_cell(embedded:
     assert drawn["ticks"] and all(":" in tick and not tick.endswith("T") for tick in drawn["ticks"]), drawn
     assert drawn["drawnWidth"] == 700  # plotly's default while the widget is not laid out yet
     assert drawn["width"] == CELL_WIDTH and drawn["svgWidth"] <= CELL_WIDTH, drawn
+    # the legend lies below the time axis's labels and leaves the plot the cell's width (less the y axis)
+    plot, legend = drawn["plotBox"], drawn["legendBox"]
+    assert legend["top"] >= drawn["tickLabelsBottom"] >= plot["bottom"], drawn
+    assert plot["right"] - plot["left"] >= CELL_WIDTH - 80, drawn

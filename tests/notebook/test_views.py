@@ -112,6 +112,29 @@ async def test_chart_width_follows_its_container(client: Any) -> None:
         chart.stop()
 
 
+async def test_chart_legend_lies_below_the_plot_unless_the_layout_places_it(client: Any) -> None:
+    """A right-hand legend took half a narrow dashboard cell: rows below the plot instead."""
+    below = {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"}
+    charts = {
+        "default": notebook.LiveChart("legend/+", client=client),
+        "styled": notebook.LiveChart("legend/+", client=client, layout={"legend": {"font": {"size": 9}}}),
+        "vertical": notebook.LiveChart("legend/+", client=client, layout={"legend": {"orientation": "v"}}),
+        "above": notebook.LiveChart("legend/+", client=client, layout={"legend": {"y": 1.2, "orientation": "h"}}),
+        "underscore": notebook.LiveChart("legend/+", client=client, layout={"legend_x": 0.8}),
+    }
+    try:
+        sent = {name: chart.figure.to_dict()["layout"].get("legend", {}) for name, chart in charts.items()}
+        assert sent["default"] == below  # what the browser receives, not a Python-side default
+        assert sent["styled"] == {**below, "font": {"size": 9}}  # the user's style kept, placement added
+        assert sent["vertical"] == {"orientation": "v"}  # plotly's own right-hand column, as asked
+        assert sent["above"] == {"orientation": "h", "y": 1.2}
+        assert sent["underscore"] == {"x": 0.8}
+        assert all(chart.figure.layout.showlegend is True for chart in charts.values())
+    finally:
+        for chart in charts.values():
+            chart.stop()
+
+
 async def test_flood_of_10k_per_second_stays_within_frame_budget(embedded: EmbeddedHub, client: Any) -> None:
     topics = ["flood/a/temp", "flood/b/temp", "flood/c/temp"]
     lags: list[float] = []
