@@ -103,6 +103,11 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             sent, and to discard input after failing the connection.
     """
 
+    # Slots for our state: Tornado's protocol sets 29 attributes, the most CPython
+    # keeps in a compact shared-key table; one more and every connection pays
+    # for a full dict of its own (about 1.5 KiB).
+    __slots__ = ("close_timeout", "failed", "_text_decoder", "_text_parts")
+
     def __init__(self, handler: Any, params: _WebSocketParams, close_timeout: float) -> None:
         super().__init__(handler, False, params)
         self.close_timeout = close_timeout

@@ -128,10 +128,92 @@ def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
         return len(stream._write_buffer)  # type: ignore[attr-defined]
 
 
+#: Attributes Tornado (6.x) gives a WebSocket handler over its life, from
+#: ``RequestHandler.__init__`` to ``_detach_stream`` after the upgrade.
+_TORNADO_HANDLER_ATTRIBUTES = (
+    "application",
+    "request",
+    "_headers_written",
+    "_finished",
+    "_auto_finish",
+    "_prepared_future",
+    "ui",
+    "_headers",
+    "_write_buffer",
+    "_status_code",
+    "_reason",
+    "ws_connection",
+    "close_code",
+    "close_reason",
+    "_on_close_called",
+    "_transforms",
+    "path_args",
+    "path_kwargs",
+    "open_args",
+    "open_kwargs",
+    "write",
+    "redirect",
+    "set_header",
+    "set_cookie",
+    "set_status",
+    "flush",
+    "finish",
+)
+
+
+def _prime_attribute_table(cls: type) -> None:
+    """Register Tornado's handler attribute names in ``cls``'s shared key table, once, up front.
+
+    CPython keeps an instance's attributes as a bare array of values against
+    a key table shared by its class (a few hundred bytes) instead of a dict of
+    its own (about 1.5 KiB for a handler), as long as every name fits in the
+    shared table. That table stops taking new names once many instances exist;
+    under a burst of connections (every dashboard reconnecting after a restart)
+    hundreds of handlers exist before the first one sets the attributes Tornado
+    adds late (``path_args``, ``open_args``, the methods replaced by
+    ``_detach_stream``), so those names never get in and every handler pays for
+    a dict. Setting each name once on a throw-away instance puts them all in
+    first. Names that are data descriptors on ``cls`` are left alone.
+    """
+    probe = cls.__new__(cls)
+    for name in _TORNADO_HANDLER_ATTRIBUTES:
+        if not hasattr(type(getattr(cls, name, None)), "__set__"):
+            setattr(probe, name, None)
+
+
 class HubWebSocket(tornado.websocket.WebSocketHandler):
     """One WebSocket client of the hub. Implements :class:`~rtnb.server.hub.Sink`."""
 
     transport = "ws"
+
+    # Our per-connection state lives in slots: Tornado's handler already sets 27
+    # attributes, and CPython keeps an instance's attributes in a compact
+    # shared-key table only up to about 30 names (past that, every handler
+    # pays for a full dict of its own, about 1.5 KiB).
+    __slots__ = (
+        "hub",
+        "allowed_origins",
+        "authenticator",
+        "security",
+        "_handshake_permissions",
+        "_admitted",
+        "_address",
+        "member",
+        "format",
+        "_stream",
+        "_direct",
+        "_max_queue_bytes",
+        "_builder",
+        "_batch_key",
+        "_opcode",
+        "_closed",
+        "_abort_handle",
+        "awaiting_pong_since",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _prime_attribute_table(cls)
 
     def initialize(
         self, hub: Hub, allowed_origins: Sequence[str] | None = None, authenticator: Authenticator | None = None
@@ -142,6 +224,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self.security: ConnectionSecurity | None = None
         self._handshake_permissions: Any = None
         self._admitted = False
+        self._address = "unknown"
         self.member: Member | None = None
         self.format: Format = "json"
         self._stream: tornado.iostream.BaseIOStream | None = None
@@ -246,7 +329,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.close(1013, error.message)
             return
         self.send_control({"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION})
-        address = self.request.remote_ip or "unknown"
+        address = self._address = self.request.remote_ip or "unknown"
         try:
             self.authenticator.connections.admit(address)
         except RtnbError as error:
@@ -259,7 +342,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         config = self.hub.config
         if config.ping_interval:
             self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).add(self)
-        log.debug("client %s connected from %s (%s)", self.member.id, self.request.remote_ip, self.format)
+        log.debug("client %s connected from %s (%s)", self.member.id, address, self.format)
 
     def on_close(self) -> None:
         self._closed = True
@@ -272,7 +355,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.security.close()
         if self._admitted:
             self._admitted = False
-            self.authenticator.connections.release(self.request.remote_ip or "unknown")
+            self.authenticator.connections.release(self._address)
         if self.member is not None:
             self.hub.disconnect(self.member)
             log.debug("client %s closed (%s %s)", self.member.id, self.close_code, self.close_reason)
@@ -486,3 +569,6 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         if self._abort_handle is None and self._stream is not None:
             stream = self._stream
             self._abort_handle = asyncio.get_running_loop().call_later(self.hub.config.close_timeout, stream.close)
+
+
+_prime_attribute_table(HubWebSocket)
