@@ -11,6 +11,7 @@ many tests, share one Redis without meeting. For a topic ``T``:
 * ``{prefix}m:T``  the pub/sub channel carrying each message's JSON envelope
 * ``{prefix}topics`` every topic name (a sorted set, all scores 0, read by prefix)
 * ``{prefix}hubs`` and ``{prefix}presence:HUB`` cluster presence (see the presence module)
+* ``{prefix}alive:HUB`` a hub's heartbeat (expires), present even when it has no members
 
 Redis pub/sub globs are not MQTT wildcards: ``*`` crosses ``/`` and a topic may
 itself contain ``*``, ``?``, ``[`` or ``\\``. So a pattern maps to a glob that
@@ -96,6 +97,9 @@ class RedisKeys:
 
     def presence(self, hub_id: str) -> str:
         return f"{self.prefix}presence:{hub_id}"
+
+    def alive(self, hub_id: str) -> str:
+        return f"{self.prefix}alive:{hub_id}"
 
     def channel_glob(self, pattern: Pattern) -> str:
         """The PSUBSCRIBE glob for a wildcard ``pattern`` (prefix escaped too)."""

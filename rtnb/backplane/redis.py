@@ -28,7 +28,9 @@ topic index. Nothing acknowledged is skipped.
 
 Presence is cluster-wide: each hub writes its connections' subscriptions to a
 hash with an expiry it keeps refreshing, so a hub killed with SIGKILL loses its
-members within ``presence_ttl`` seconds.
+members within ``presence_ttl`` seconds. A separate heartbeat key, refreshed
+with it, says the hub is alive even when it has no members: only a hub whose
+heartbeat expired is declared gone by the others.
 
 Not supported: Redis Cluster (the publish script touches keys of several hash
 slots). A single Redis, or Redis with Sentinel failover, works.
@@ -203,6 +205,9 @@ class RedisBackplane:
         #: other hubs' members as their join/leave events told us, and when each hub last spoke
         self._remote_members: dict[str, dict[str, list[str]]] = {}
         self._remote_heard: dict[str, float] = {}
+        #: (hub, client) whose leave this hub's watchers were told, and when: a late event or a
+        #: stale presence snapshot about them must not make a second leave
+        self._remote_left: dict[tuple[str, str], float] = {}
         self._outgoing_events: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -267,7 +272,7 @@ class RedisBackplane:
             if was_connected:
                 try:
                     async with redis_client.pipeline(transaction=True) as pipe:
-                        pipe.delete(self.keys.presence(self.hub_id))
+                        pipe.delete(self.keys.presence(self.hub_id), self.keys.alive(self.hub_id))
                         pipe.zrem(self.keys.hubs, self.hub_id)
                         await asyncio.wait_for(pipe.execute(), 1.0)
                 except self._errors as error:
@@ -766,6 +771,8 @@ class RedisBackplane:
             if fields:
                 pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
                 pipe.pexpire(key, int(self.presence_ttl * 1000))
+            # Alive even with no members: the others must not take an empty hub for a dead one.
+            pipe.set(self.keys.alive(self.hub_id), b"1", px=int(self.presence_ttl * 1000))
             pipe.zadd(self.keys.hubs, {self.hub_id: 0})
             await pipe.execute()
 
@@ -802,12 +809,18 @@ class RedisBackplane:
             log.warning("ignoring an unreadable presence event: %s", error)
             return
         if hub_id != self.hub_id:
+            now = asyncio.get_running_loop().time()
             members = self._remote_members.setdefault(hub_id, {})
+            key = (hub_id, client)
+            if key in self._remote_left:
+                before = []  # its leave was already told (its hub looked gone): never twice
             if after:
                 members[client] = after
+                self._remote_left.pop(key, None)
             else:
                 members.pop(client, None)
-            self._remote_heard[hub_id] = asyncio.get_running_loop().time()
+                self._remote_left.setdefault(key, now)
+            self._remote_heard[hub_id] = now
         if self._hub is not None:
             self._hub.membership_changed(client, before, after, hub_id)
 
@@ -815,19 +828,25 @@ class RedisBackplane:
         """Send leave events for the members of hubs whose presence entry expired (killed hubs)."""
         assert self._redis is not None
         now = asyncio.get_running_loop().time()
+        forget = now - max(60.0, 6 * self.presence_ttl)
+        self._remote_left = {key: when for key, when in self._remote_left.items() if when > forget}
         quiet = [hub_id for hub_id, members in self._remote_members.items()
                  if members and now - self._remote_heard.get(hub_id, now) > self.presence_ttl]
         for hub_id in quiet:
-            if await self._redis.exists(self.keys.presence(hub_id)):
+            # The heartbeat, not the members' hash: a live hub whose last client just left has
+            # no hash, and its leave event may still be on its way.
+            if await self._redis.exists(self.keys.alive(hub_id)):
                 self._remote_heard[hub_id] = now
                 continue
-            members = self._remote_members.pop(hub_id)
+            members = self._remote_members.pop(hub_id, {})
             self._remote_heard.pop(hub_id, None)
-            await self._redis.zrem(self.keys.hubs, hub_id)
             log.info("hub %s vanished; its %d clients left", hub_id, len(members))
+            # No await from the pop to here: an event read meanwhile would be told twice.
             for client, patterns in members.items():
+                self._remote_left[(hub_id, client)] = now
                 if self._hub is not None:
                     self._hub.membership_changed(client, patterns, [], hub_id)
+            await self._redis.zrem(self.keys.hubs, hub_id)
 
     async def presence(self, query: Pattern) -> list[dict[str, str]]:
         """Every client, on any hub, subscribed to what ``query`` names.
@@ -855,8 +874,13 @@ class RedisBackplane:
                 memberships = decode_memberships(fields)
                 members.extend(present_members(memberships, query, hub_id))
                 if hub_id != self.hub_id and memberships:
-                    # A fresh snapshot, so a hub killed later yields leave events for all its members.
-                    self._remote_members[hub_id] = memberships
+                    # Learn members no event told us of, so a hub killed later yields leave events
+                    # for them too. Events stay the truth for the others: the hash is written a
+                    # little after them, so it may still hold a client whose leave was told.
+                    known = self._remote_members.setdefault(hub_id, {})
+                    for client, patterns in memberships.items():
+                        if client not in known and (hub_id, client) not in self._remote_left:
+                            known[client] = patterns
                     self._remote_heard[hub_id] = now
             return members
 
