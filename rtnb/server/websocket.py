@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
@@ -126,6 +127,22 @@ def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
         return stream._total_write_index - stream._total_write_done_index  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - a future Tornado without the counters
         return len(stream._write_buffer)  # type: ignore[attr-defined]
+
+
+class _ReleasedHeaders(tornado.httputil.HTTPHeaders):
+    """Stands for a connection's handshake headers once the socket is open.
+
+    Empty and read-only, so one instance serves every connection; changing it
+    raises, as Tornado's ``set_header`` already does after the upgrade.
+    """
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("The WebSocket handshake is over: its headers were released after open().")
+
+    add = __setitem__ = __delitem__ = parse_line = _refuse  # type: ignore[assignment]
+
+
+_RELEASED_HEADERS = _ReleasedHeaders()
 
 
 #: Attributes Tornado (6.x) gives a WebSocket handler over its life, from
@@ -343,6 +360,25 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         if config.ping_interval:
             self.hub.heartbeat("ws", config.ping_interval, config.ping_timeout or None).add(self)
         log.debug("client %s connected from %s (%s)", self.member.id, address, self.format)
+        self._release_handshake()
+
+    def _release_handshake(self) -> None:
+        """Drop what only the opening handshake needed, about 2 KiB per connection.
+
+        Tornado keeps the request's and the response's headers, the HTTP/1
+        connection objects (with their futures, parsed start line and
+        addresses) and the finished request loop for the socket's whole life.
+        Everything the hub uses later was copied in :meth:`prepare` and
+        :meth:`open` (the address, the permissions, the format). ``request``
+        keeps its method, URI, address and query; ``request.headers`` is an
+        empty read-only stand-in from here on (subclasses needing a header
+        later read it in ``open``).
+        """
+        request = self.request
+        request.connection = None
+        request.server_connection = None
+        request.headers = _RELEASED_HEADERS
+        self._headers = _RELEASED_HEADERS
 
     def on_close(self) -> None:
         self._closed = True
