@@ -166,7 +166,7 @@ def is_request_object(frame: str | bytes) -> bool:
     """Whether the frame decodes to an object with a known op (else an error is required)."""
     try:
         value = orjson.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame, raw=False)
-    except Exception:
+    except (ValueError, TypeError, msgpack.UnpackException):  # any undecodable frame
         return False
     return isinstance(value, dict) and value.get("op") in VALID_OPS
 
