@@ -59,7 +59,8 @@ def _serve(report: str, group_by: str, top: int) -> None:
         def write_report() -> None:
             gc.collect()
             ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
-            stats = tracemalloc.take_snapshot().filter_traces(ignore).compare_to(baseline.filter_traces(ignore), group_by)
+            snapshot = tracemalloc.take_snapshot().filter_traces(ignore)
+            stats = snapshot.compare_to(baseline.filter_traces(ignore), group_by)
             lines = [f"{sum(stat.size_diff for stat in stats)}"]
             for stat in stats[:top]:
                 frame = stat.traceback[0]

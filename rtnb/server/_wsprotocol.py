@@ -35,7 +35,7 @@ import logging
 import struct
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from tornado.iostream import StreamClosedError
 from tornado.util import _websocket_mask
@@ -117,7 +117,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     # Slots for our state: Tornado's protocol sets 29 attributes, the most CPython
     # keeps in a compact shared-key table; one more and every connection pays
     # for a full dict of its own (about 1.5 KiB).
-    __slots__ = ("close_timeout", "failed", "_text_decoder", "_text_parts")
+    __slots__ = ("_text_decoder", "_text_parts", "close_timeout", "failed")
 
     def __init__(self, handler: Any, params: _WebSocketParams, close_timeout: float) -> None:
         super().__init__(handler, False, params)
@@ -191,7 +191,9 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         while not self.client_terminated:
             start = self._wire_bytes_in
             try:
-                header = stream.read_bytes(2)
+                # Tornado returns a Future here (typed as Awaitable): polling it and adding a
+                # callback is what lets an idle connection hold no coroutine at all.
+                header = cast("asyncio.Future[bytes]", stream.read_bytes(2))
             except StreamClosedError:
                 self._stop_reading(aborted=True)
                 return

@@ -192,7 +192,7 @@ def _prime_attribute_table(cls: type) -> None:
     a dict. Setting each name once on a throw-away instance puts them all in
     first. Names that are data descriptors on ``cls`` are left alone.
     """
-    probe = cls.__new__(cls)
+    probe: Any = object.__new__(cls)
     for name in _TORNADO_HANDLER_ATTRIBUTES:
         if not hasattr(type(getattr(cls, name, None)), "__set__"):
             setattr(probe, name, None)
@@ -208,24 +208,24 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
     # shared-key table only up to about 30 names (past that, every handler
     # pays for a full dict of its own, about 1.5 KiB).
     __slots__ = (
-        "hub",
+        "_abort_handle",
+        "_address",
+        "_admitted",
+        "_batch_key",
+        "_builder",
+        "_closed",
+        "_direct",
+        "_handshake_permissions",
+        "_max_queue_bytes",
+        "_opcode",
+        "_stream",
         "allowed_origins",
         "authenticator",
-        "security",
-        "_handshake_permissions",
-        "_admitted",
-        "_address",
-        "member",
-        "format",
-        "_stream",
-        "_direct",
-        "_max_queue_bytes",
-        "_builder",
-        "_batch_key",
-        "_opcode",
-        "_closed",
-        "_abort_handle",
         "awaiting_pong_since",
+        "format",
+        "hub",
+        "member",
+        "security",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
