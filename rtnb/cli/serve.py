@@ -49,6 +49,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="outbound buffer per subscriber before it is treated as slow",
     )
     parser.add_argument(
+        "--max-lag",
+        type=_seconds_or_off,
+        default=60.0,
+        metavar="SECONDS|off",
+        help="close a slow subscriber whose queue does not drain for this long (default: 60)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send a request head or WebSocket upgrade (default: 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client has to send a request body (default: 30)",
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=_seconds_or_off,
+        default=30.0,
+        metavar="SECONDS|off",
+        help="close a connection whose peer takes no bytes for this long (default: 30)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -122,12 +150,32 @@ def run_on_loop(coroutine: Any, loop: str = "auto") -> None:
     asyncio.run(coroutine)
 
 
+def _seconds_or_off(text: str) -> float | None:
+    """A positive number of seconds, or ``off`` (no limit)."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'off', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0, or 'off'")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> HubConfig:
     return HubConfig(
-        limits=Limits(max_frame_bytes=args.max_frame_bytes, max_queue_bytes=args.max_queue_bytes),
+        limits=Limits(
+            max_frame_bytes=args.max_frame_bytes,
+            max_queue_bytes=args.max_queue_bytes,
+            max_lag_seconds=args.max_lag,
+        ),
         history=HistoryLimits(max_messages=args.history, max_age=args.history_age),
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        handshake_timeout=args.handshake_timeout,
+        body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
         websocket_compression=getattr(args, "websocket_compression", False),
     )
 
