@@ -4,6 +4,7 @@
 
     rtnb record 'plant/#' -o run.parquet --duration 60
     rtnb record 'plant/+/temp' 'plant/status' -o run.csv --max-rows 100000
+    rtnb record 'plant/#' -o run.parquet --token "$(rtnb token --sub recorder --subscribe 'plant/#')"
 
 A progress line (rows, rate, elapsed) is kept up to date on stderr. Ctrl-C
 stops the recording and still writes the file. Parquet output spills to disk
@@ -13,14 +14,14 @@ in row groups while recording, so memory stays bounded however long it runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import TextIO
 
-from ..core.errors import RtnbError, Timeout
+from ..core.errors import AuthError, RtnbError, Timeout
+from .publish import add_connection_arguments, client_options, hub_url
 
-__all__ = ["register"]
+__all__ = ["describe_error", "exit_status", "register"]
 
 #: seconds between progress updates
 PROGRESS_INTERVAL = 0.5
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("patterns", nargs="+", metavar="PATTERN", help="topic pattern, e.g. 'plant/#'")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write: .parquet or .csv")
-    parser.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
+    add_connection_arguments(parser)
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--max-rows", type=int, default=None, metavar="N", help="stop after N messages")
     parser.add_argument(
@@ -51,19 +52,38 @@ def format_progress(rows: int, elapsed: float) -> str:
     return f"recorded {rows:,} rows  {rate:,.1f} rows/s  {minutes:d}:{seconds:02d}"
 
 
+def describe_error(error: RtnbError, args: argparse.Namespace) -> str:
+    """The error's sentence, plus what to do when the hub wants a token the command lacks."""
+    if isinstance(error, AuthError):
+        if client_options(args):
+            return f"the hub at {hub_url(args)} refused the token: {error.message}"
+        return (
+            f"the hub at {hub_url(args)} requires a token: pass --token TOKEN or set RTNB_TOKEN "
+            f"({error.message})"
+        )
+    return error.message
+
+
+def exit_status(error: RtnbError) -> int:
+    """2 for bad input (the command line is wrong), 1 for a refusal or a failure."""
+    return 2 if error.http_status == 400 else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from ..record import Recorder
     from ..record._storage import file_format, write_table
 
     output = args.output
-    url = args.url or os.environ.get("RTNB_URL") or "http://127.0.0.1:8765"
     try:
         spill = output if file_format(output) == "parquet" else None
-        recorder = Recorder(url, *args.patterns, max_rows=args.max_rows, spill=spill, raw=args.raw, last=args.last)
+        recorder = Recorder(
+            hub_url(args), *args.patterns, max_rows=args.max_rows, spill=spill, raw=args.raw, last=args.last,
+            **client_options(args),
+        )
         recorder.start()
     except RtnbError as error:
-        print(f"rtnb record: {error.message}", file=sys.stderr)
-        return 2
+        print(f"rtnb record: {describe_error(error, args)}", file=sys.stderr)
+        return exit_status(error)
     stream: TextIO = sys.stderr
     live_line = stream.isatty()
     started = time.monotonic()

@@ -4,15 +4,17 @@
 
     rtnb replay run.parquet --speed 10 --url http://127.0.0.1:8765
     rtnb replay run.csv --fast --topic-map plant/boiler/temp=demo/boiler/temp --loop
+    RTNB_TOKEN=... rtnb replay run.parquet --url https://hub.example:8765
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..core.errors import BadField, RtnbError, Timeout
+from .publish import add_connection_arguments, client_options, hub_url
+from .record import describe_error, exit_status
 
 __all__ = ["register"]
 
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Publish a recording (.parquet or .csv) again, with its original spacing scaled by --speed.",
     )
     parser.add_argument("path", metavar="FILE", help="recording made by 'rtnb record' or Recorder.save()")
-    parser.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
+    add_connection_arguments(parser)
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="time factor: 10 plays ten times faster (default: 1)")
     pace.add_argument("--fast", action="store_true", help="as fast as possible, ignoring the recorded spacing")
@@ -54,15 +56,15 @@ def parse_topic_map(pairs: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from ..record import replay
 
-    url = args.url or os.environ.get("RTNB_URL") or "http://127.0.0.1:8765"
     try:
         handle = replay(
             args.path,
-            url,
+            hub_url(args),
             speed=None if args.fast else args.speed,
             topic_map=parse_topic_map(args.topic_map) or None,
             loop=args.loop,
             progress=not args.quiet,
+            **client_options(args),
         )
     except RtnbError as error:
         print(f"rtnb replay: {error.message}", file=sys.stderr)
@@ -79,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtnb replay: stopped after {handle.published:,} messages", file=sys.stderr)
         return 130
     except RtnbError as error:
-        print(f"rtnb replay: {error.message}", file=sys.stderr)
-        return 1
+        print(f"rtnb replay: {describe_error(error, args)}", file=sys.stderr)
+        return exit_status(error)
     if not args.quiet:
         print(f"replayed {handle.published:,} messages ({handle.loops} pass(es))", file=sys.stderr)
     return 0

@@ -76,6 +76,8 @@ class Recorder:
         since: ``{topic: last offset seen}``: resume from there (a recording that
             continues another); what the hub no longer has comes as gaps.
         chunk_rows: rows per sealed chunk / Parquet row group.
+        token: access token for a hub with ``--auth jwt``, used when the
+            recorder connects itself (``source`` is a URL or has a ``url``).
 
     Raises:
         InvalidPattern: a pattern breaks the naming rules.
@@ -92,6 +94,7 @@ class Recorder:
         last: int | None = None,
         since: dict[str, int] | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        token: str | None = None,
     ) -> None:
         if source is not None and not patterns:
             raise BadField("Give at least one topic pattern to record, e.g. Recorder(url, 'plant/#').")
@@ -108,6 +111,7 @@ class Recorder:
         self.max_rows = max_rows
         self.last = last
         self.since = dict(since) if since else None
+        self.token = token
         self.state = RecorderState.NEW
         self.started_at: float | None = None
         self.stopped_at: float | None = None
@@ -215,13 +219,16 @@ class Recorder:
         if url is not None:
             from ..client import connect
 
-            return connect(url), True
+            return connect(url, **self._client_options()), True
         subscribe = getattr(self.source, "subscribe", None)
         if subscribe is None:
             raise BadField(f"A recorder records from a URL or a client, not {type(self.source).__name__}.")
         if inspect.iscoroutinefunction(subscribe):
             raise BadField("This is an AsyncClient: use 'await recorder.astart()' or 'async with recorder'.")
         return self.source, False
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"token": self.token} if self.token else {}
 
     async def astart(self) -> Recorder:
         """Subscribe through an :class:`~rtnb.client.AsyncClient` (or a URL, connecting one)."""
@@ -236,7 +243,7 @@ class Recorder:
             if url is not None:
                 from ..client import AsyncClient
 
-                self._client, self._owns_client = AsyncClient(url), True
+                self._client, self._owns_client = AsyncClient(url, **self._client_options()), True
                 await self._client.connect()
             else:
                 self._client, self._owns_client = self.source, False

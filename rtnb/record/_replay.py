@@ -187,9 +187,11 @@ class Replay:
         speed: float | None,
         loop: bool,
         progress: bool,
+        token: str | None = None,
     ) -> None:
         self._schedule = schedule
         self._target = target
+        self._token = token
         self.speed = speed
         self.loop = loop
         self.show_progress = progress
@@ -277,7 +279,7 @@ class Replay:
         if isinstance(url, str):
             from ..client import connect
 
-            return connect(url), True
+            return connect(url, **({"token": self._token} if self._token else {})), True
         publish = getattr(target, "publish", None)
         if publish is None or inspect.iscoroutinefunction(publish):
             raise BadField("replay() publishes through a URL or a sync rtnb client (rtnb.connect(url)).")
@@ -333,8 +335,9 @@ class Replay:
                         self.skipped += 1
                         continue
                     is_last = final_pass and start + row == schedule.total - 1
-                    # the last message is acknowledged: once it is, the hub has taken all before it
-                    client.publish(topic, payload, ack=is_last)
+                    # the first message is acknowledged so a refusal (no token, no grant) stops the
+                    # replay at once; the last one too: once it is, the hub has taken all before it
+                    client.publish(topic, payload, ack=is_last or self.published == 0)
                     self.published += 1
                     if bar is not None and clock() - last_shown > 0.1:
                         bar.update(self.published - shown)
@@ -355,6 +358,7 @@ def replay(
     *,
     progress: bool = False,
     start: bool = True,
+    token: str | None = None,
 ) -> Replay:
     """Publish a recording again, keeping its spacing scaled by ``speed``.
 
@@ -368,6 +372,8 @@ def replay(
         loop: start over after the end until :meth:`Replay.stop`.
         progress: show a tqdm progress bar (a widget in notebooks).
         start: start at once (else call :meth:`Replay.start`).
+        token: access token for a hub with ``--auth jwt``, used when ``target``
+            is a URL (a client from :func:`rtnb.connect` carries its own).
 
     Returns:
         The :class:`Replay` handle: ``.progress``, ``.published``, ``.wait()``, ``.stop()``.
@@ -379,5 +385,5 @@ def replay(
     if speed is not None and not speed > 0:
         raise BadField("speed must be > 0, or None for as fast as possible.")
     schedule = _Schedule(_load_frame(recording), topic_map)
-    handle = Replay(schedule, target, speed, loop, progress)
+    handle = Replay(schedule, target, speed, loop, progress, token=token)
     return handle.start() if start else handle

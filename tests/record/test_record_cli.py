@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,9 +13,12 @@ from typing import Any
 import pytest
 
 from rtnb.cli import main
-from rtnb.client import connect
+from rtnb.cli.token import mint_token
+from rtnb.client import AsyncClient, connect
 from rtnb.core.message import Message
 from rtnb.record import Recorder, frame_from_messages, load, save
+from rtnb.server.auth import Authenticator
+from rtnb.testing import running_hub
 
 ThreadedHub = Any  # the fixture's type, defined in conftest.py
 
@@ -22,8 +26,11 @@ ThreadedHub = Any  # the fixture's type, defined in conftest.py
 class RunningCommand:
     """An ``rtnb`` child process whose stderr lines are collected as they come."""
 
-    def __init__(self, *arguments: str) -> None:
+    def __init__(self, *arguments: str, token: str | None = None) -> None:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environment.pop("RTNB_TOKEN", None)
+        if token is not None:
+            environment["RTNB_TOKEN"] = token
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rtnb", *arguments],
             stdout=subprocess.PIPE,
@@ -113,3 +120,57 @@ def test_import_rtnb_does_not_import_pandas() -> None:
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# -- a hub with --auth jwt ------------------------------------------------------------------------
+
+SECRET = "record-tests-secret-long-enough-for-hs256"
+
+
+def recorder_token() -> str:
+    return mint_token(SECRET, "recorder", publish=("secure/#",), subscribe=("secure/#",), ttl=600)
+
+
+async def test_record_and_replay_commands_with_a_token(tmp_path: Path) -> None:
+    """--token for record, $RTNB_TOKEN for replay: both work against a hub that requires JWTs."""
+    token = recorder_token()
+    async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
+        output = tmp_path / "secure.parquet"
+        command = RunningCommand(
+            "record", "secure/#", "-o", str(output), "--max-rows", "5", "--url", server.url, "--token", token
+        )
+        await asyncio.to_thread(command.wait_for_line, "rows/s")  # subscribed: the hub took the token
+        async with AsyncClient(server.url, token=token) as publisher:
+            for index in range(5):
+                await publisher.publish("secure/a", {"i": index})
+            assert await asyncio.to_thread(command.finish) == 0, command.lines
+            assert load(output)["i"].tolist() == list(range(5))
+
+            subscription = await publisher.subscribe("secure/b")
+            replayed = RunningCommand(
+                "replay", str(output), "--fast", "--topic-map", "secure/a=secure/b", "--url", server.url,
+                "--quiet", token=token,
+            )
+            assert await asyncio.to_thread(replayed.finish) == 0, replayed.lines
+            received = [await asyncio.wait_for(subscription.__anext__(), 5) for _ in range(5)]
+            assert [item.data["i"] for item in received] == list(range(5))
+
+
+async def test_record_and_replay_commands_without_a_token_fail_clearly(tmp_path: Path) -> None:
+    path = save(
+        frame_from_messages(Message("secure/a", index + 1, 1, 1_790_000_000 + index, {"i": index}) for index in range(3)),
+        tmp_path / "session.parquet",
+    )
+    async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
+        command = RunningCommand("record", "secure/#", "-o", str(tmp_path / "out.parquet"), "--url", server.url)
+        assert await asyncio.to_thread(command.finish) == 1
+        line = await asyncio.to_thread(command.wait_for_line, "rtnb record:")
+        assert "requires a token" in line and "--token" in line and "RTNB_TOKEN" in line
+        assert not (tmp_path / "out.parquet").exists()
+
+        replayed = RunningCommand("replay", str(path), "--fast", "--quiet", "--url", server.url)
+        assert await asyncio.to_thread(replayed.finish) == 1
+        line = await asyncio.to_thread(replayed.wait_for_line, "rtnb replay:")
+        assert "requires a token" in line and "--token" in line
+        assert server.hub.stats.messages_in == 0  # the hub took nothing from the anonymous replay
+        assert server.hub.stats.errors["unauthorized"] >= 2
