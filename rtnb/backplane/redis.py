@@ -24,7 +24,9 @@ reports it, and a reconnect loop retries with exponential backoff. Once back,
 the hub re-subscribes and, before any new live message, catches every tracked
 topic up from its stream by offset; topics created while it was away (or a
 Redis that restarted empty, which gives new epochs) are found through the
-topic index. Nothing acknowledged is skipped.
+topic index. Nothing acknowledged is skipped silently: what the streams no
+longer hold (trimmed, expired, or a new epoch) reaches live subscribers as a
+``gap`` before the messages that are still there.
 
 Presence is cluster-wide: each hub writes its connections' subscriptions to a
 hash with an expiry it keeps refreshing, so a hub killed with SIGKILL loses its
@@ -537,7 +539,7 @@ class RedisBackplane:
             if position is None or topic in self._tracked:
                 continue
             if missed_since_ms is not None and position.epoch >= missed_since_ms:
-                await self._deliver_range(topic, 0, None)
+                await self._catch_up_topic(topic, position.epoch, position.offset)
             else:
                 self._tracked[topic] = position
 
@@ -606,13 +608,11 @@ class RedisBackplane:
         """After a (re)connect: deliver what tracked topics missed, find topics created meanwhile."""
         assert self._redis is not None
         for topic, tracked in list(self._tracked.items()):
-            epoch = await self._redis.get(self.keys.epoch(topic))
-            if epoch is None:
+            position = await self._fetch_position(topic)
+            if position is None:
                 continue  # Redis lost the topic; its next message starts a new epoch
-            if int(epoch) == tracked.epoch:
-                await self._deliver_range(topic, tracked.offset, None)
-            elif int(epoch) > tracked.epoch:
-                await self._deliver_range(topic, 0, None)
+            if position.epoch >= tracked.epoch:
+                await self._catch_up_topic(topic, position.epoch, position.offset)
         if missed_since_ms is not None:
             await self._discover(list(self._patterns), missed_since_ms)
         self._redis_time_ms = await self._redis_time()
@@ -622,37 +622,68 @@ class RedisBackplane:
         seconds, microseconds = await self._redis.time()
         return int(seconds) * 1000 + int(microseconds) // 1000
 
-    async def _deliver_range(self, topic: str, after: int, upto: int | None) -> None:
-        """Deliver ``topic``'s stream entries after offset ``after`` (through ``upto``)."""
+    async def _catch_up_topic(self, topic: str, epoch: int, upto: int) -> None:
+        """Bring ``topic`` to offset ``upto`` of ``epoch``, from its stream, with a gap for whatever is gone.
+
+        Delivers the entries the stream retains after this hub's position. Live
+        subscribers are first told, in order, of a new epoch (``epoch_changed``)
+        and of the offsets history no longer holds (``trimmed``): a start trimmed
+        away, or nothing retained at all (a stream expired under its age limit).
+        """
         assert self._redis is not None
-        end = "+" if upto is None else f"{upto}-0"
-        entries = await self._redis.xrange(self.keys.stream(topic), f"{after + 1}-0" if after else "-", end)
-        messages = self._decode_entries(entries)  # type: ignore[arg-type]
         tracked = self._tracked.get(topic)
-        if after and tracked is not None:
-            current = [message for message in messages if message.epoch == tracked.epoch]
-            first = current[0].offset if current else (upto + 1 if upto is not None else None)
-            if first is not None and first > after + 1:
-                self._report_trimmed(Gap(topic, after + 1, first - 1, "trimmed", tracked.epoch))
+        gaps: list[Gap] = []
+        after = 0
+        if tracked is not None:
+            if tracked.epoch > epoch:
+                return  # an older epoch than the one delivered: nothing to catch up
+            if tracked.epoch == epoch:
+                after = tracked.offset
+            else:
+                gaps.append(Gap(topic, tracked.offset + 1, None, "epoch_changed", epoch))
+        messages: list[Message] = []
+        if upto > after:
+            entries = await self._redis.xrange(self.keys.stream(topic), f"{after + 1}-0", f"{upto}-0")
+            decoded = self._decode_entries(entries)  # type: ignore[arg-type]
+            messages = [message for message in decoded if message.epoch == epoch]
+        first = messages[0].offset if messages else max(upto, after) + 1
+        if first > after + 1:
+            gaps.append(Gap(topic, after + 1, first - 1, "trimmed", epoch))
+        if gaps:
+            self._skip_to(topic, epoch, first - 1, gaps)
         for message in messages:
             self._accept(message)
 
-    def _report_trimmed(self, gap: Gap) -> None:
-        """Live subscribers of ``gap.topic`` missed messages history no longer holds: say so."""
-        log.warning("hub fell behind on %r: offsets %s..%s are gone from history", gap.topic,
-                    gap.from_offset, gap.to_offset)
+    def _skip_to(self, topic: str, epoch: int, offset: int, gaps: list[Gap]) -> None:
+        """Tell live subscribers of ``topic`` the ``gaps``, and move this hub's position to ``offset`` of ``epoch``.
+
+        The groups' cursors move too: a subscriber catching up later reads the
+        same gaps from history and meets its group there.
+        """
+        for gap in gaps:
+            log.warning("live subscribers of %r missed what history no longer holds: %s gap %s..%s (epoch %s)",
+                        topic, gap.reason, gap.from_offset, gap.to_offset, gap.epoch)
+        tracked = self._tracked.get(topic)
+        if tracked is not None and tracked.epoch == epoch:
+            # Streams lose their oldest entries first: history now starts after the gap.
+            tracked.offset = max(tracked.offset, offset)
+            tracked.first = max(tracked.first, offset + 1)
+        else:
+            self._tracked[topic] = _Tracked(epoch, offset, offset + 1)
         hub = self._hub
         if hub is None:
             return
         from ..core.fanout import MemberState
 
+        hub.flush()  # messages already routed go out before the gaps that follow them
         told = 0
         for group in list(hub.fanout.groups.values()):
-            if group.matches(gap.topic):
+            if group.matches(topic):
+                group.cursor[topic] = (epoch, offset)
                 for member in list(group.members):
                     if member.state is MemberState.LIVE and member.sink is not None:
-                        member.sink.send_items([gap])
-                        told += 1
+                        member.sink.send_items(gaps)
+                        told += len(gaps)
         hub.stats.gaps_sent += told
 
     async def _listen(self, pubsub: Any) -> None:
@@ -680,9 +711,12 @@ class RedisBackplane:
                 log.warning("ignoring an unreadable message on %r: %s", topic, error)
                 return
             tracked = self._tracked.get(topic)
-            if tracked is not None and message.epoch == tracked.epoch and message.offset > tracked.offset + 1:
+            if tracked is not None and (
+                message.epoch > tracked.epoch
+                or (message.epoch == tracked.epoch and message.offset > tracked.offset + 1)
+            ):
                 # Something between what we delivered and this: fetch it first, in order.
-                await self._deliver_range(topic, tracked.offset, message.offset - 1)
+                await self._catch_up_topic(topic, message.epoch, message.offset - 1)
             self._accept(message)
         elif kind in ("subscribe", "psubscribe", b"subscribe", b"psubscribe"):
             key = (kind.encode() if isinstance(kind, str) else kind, item["channel"])
