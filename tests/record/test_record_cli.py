@@ -157,10 +157,8 @@ async def test_record_and_replay_commands_with_a_token(tmp_path: Path) -> None:
 
 
 async def test_record_and_replay_commands_without_a_token_fail_clearly(tmp_path: Path) -> None:
-    path = save(
-        frame_from_messages(Message("secure/a", index + 1, 1, 1_790_000_000 + index, {"i": index}) for index in range(3)),
-        tmp_path / "session.parquet",
-    )
+    messages = (Message("secure/a", index + 1, 1, 1_790_000_000 + index, {"i": index}) for index in range(3))
+    path = save(frame_from_messages(messages), tmp_path / "session.parquet")
     async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
         command = RunningCommand("record", "secure/#", "-o", str(tmp_path / "out.parquet"), "--url", server.url)
         assert await asyncio.to_thread(command.finish) == 1
