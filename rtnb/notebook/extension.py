@@ -16,6 +16,13 @@ origin rules (``allow_origin``, ``allow_origin_pat``; WebSockets from a foreign
 ``Origin`` are refused even with a token). The extension then writes a runtime
 file (see :mod:`rtnb.notebook.discovery`) so kernels find the hub.
 
+Lifecycle: the extension point is an ``ExtensionApp`` (:class:`RtnbExtensionApp`)
+because jupyter_server 2 calls shutdown hooks only on those: when the server
+stops (SIGTERM, Ctrl-C answered, ``/api/shutdown``, idle culling), its
+``cleanup_extensions`` awaits :meth:`RtnbExtensionApp.stop_extension`, which
+closes every hub client with 1001, stops the MQTT bridge and the backplane,
+and removes the runtime file.
+
 Settings (``jupyter_server_config.py``): ``c.RtnbExtension.mount = "rtnb"``,
 ``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``,
 ``c.RtnbExtension.redis = "redis://127.0.0.1:6379/0"`` (servers sharing one Redis share topics),
@@ -38,6 +45,7 @@ from typing import Any
 
 import tornado.web
 import tornado.websocket
+from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
@@ -52,6 +60,7 @@ from .embedded import MQTT_COMPONENT, mqtt_bridge_options
 __all__ = [
     "HubExtension",
     "RtnbExtension",
+    "RtnbExtensionApp",
     "jupyter_handler_class",
     "load_jupyter_server_extension",
     "mqtt_options_from_settings",
@@ -112,6 +121,7 @@ class HubExtension:
         self.prefix = url_path_join(serverapp.base_url, settings.mount).rstrip("/")
         self.runtime_file: Path | None = None
         self._start_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def handlers(self) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
         """The hub's routes, each handler wrapped in Jupyter's authentication."""
@@ -119,7 +129,14 @@ class HubExtension:
         return [(path, jupyter_handler_class(handler, self), kwargs) for path, handler, kwargs in routes]
 
     async def ensure_started(self) -> None:
-        """Start the hub (and its MQTT bridge, if configured) on the running (Jupyter's) loop, once."""
+        """Start the hub (and its MQTT bridge, if configured) on the running (Jupyter's) loop, once.
+
+        Raises:
+            tornado.web.HTTPError: 503 once :meth:`stop` ran (a request on a
+                kept-alive connection while the server shuts down).
+        """
+        if self._stopped:
+            raise tornado.web.HTTPError(503, "rtnb: the Jupyter server is shutting down")
         if self._start_task is None:
             self._start_task = asyncio.ensure_future(self._start())
         await asyncio.shield(self._start_task)
@@ -137,6 +154,21 @@ class HubExtension:
             await self.hub.stop()
             raise
         log.info("rtnb: hub bridging MQTT broker %s", self.mqtt_options.address.display)
+
+    async def stop(self) -> None:
+        """Close every hub client with 1001, stop the MQTT bridge and the backplane,
+        and remove the runtime file; safe to call twice.
+
+        A start still in progress finishes first, so what it opened is closed too.
+        """
+        self._stopped = True
+        start, self._start_task = self._start_task, None
+        if start is not None:
+            await asyncio.wait([start])
+            # a failed start already stopped what it had started (and was reported to its caller)
+            if not start.cancelled() and start.exception() is None:
+                await self.hub.stop()
+        self.remove_runtime_file()
 
     # -- runtime file ------------------------------------------------------------------
 
@@ -306,7 +338,7 @@ def jupyter_handler_class(
 
 
 def load_jupyter_server_extension(serverapp: Any) -> HubExtension:
-    """Mount the hub's routes in ``serverapp``; called by Jupyter when the server starts."""
+    """Mount the hub's routes in ``serverapp`` (Jupyter's load step, via :class:`RtnbExtensionApp`)."""
     extension = HubExtension(serverapp, RtnbExtension(config=serverapp.config))
     serverapp.web_app.add_handlers(".*$", extension.handlers())
     serverapp.web_app.settings[SETTINGS_KEY] = extension
@@ -325,5 +357,44 @@ async def start_jupyter_server_extension(serverapp: Any) -> None:
         serverapp.log.info("rtnb hub address for kernels written to %s", path)
 
 
+class RtnbExtensionApp(ExtensionApp):  # type: ignore[misc]
+    """The extension point Jupyter links, loads, starts and, at shutdown, stops.
+
+    Options stay on :class:`RtnbExtension` (``c.RtnbExtension.*``); this class
+    only ties the hub's lifetime to the server's. Jupyter's shutdown path
+    (``ServerApp._cleanup`` -> ``cleanup_extensions``) awaits
+    :meth:`stop_extension` before it stops the event loop, so the 1001 close
+    frames and the bridge's disconnect go out while the loop still runs.
+    """
+
+    name = "rtnb"
+
+    hub_extension: HubExtension | None = None
+
+    def initialize_settings(self) -> None:
+        """Mount the hub's routes (Jupyter's load step; bad ``mqtt*`` settings raise here)."""
+        self.hub_extension = load_jupyter_server_extension(self.serverapp)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.hub_extension is None:
+            return  # loading failed; Jupyter logged why
+        await start_jupyter_server_extension(serverapp)
+
+    async def stop_extension(self) -> None:
+        """Close hub clients with 1001, stop the MQTT bridge, remove the runtime file."""
+        if self.hub_extension is None:
+            return
+        await self.hub_extension.stop()
+        bridge = self.hub_extension.hub.components.get(MQTT_COMPONENT)
+        bridge_state = getattr(getattr(bridge, "state", None), "value", None)
+        self.log.info(
+            "rtnb hub at %s/ stopped%s",
+            self.hub_extension.prefix,
+            "" if bridge_state is None else f" (MQTT bridge {bridge_state})",
+        )
+
+
+# Module-style hooks, used only by a package whose metadata names no ``app``
+# (the hub then starts but is never stopped: Jupyter has no module stop hook).
 _load_jupyter_server_extension = load_jupyter_server_extension
 _start_jupyter_server_extension = start_jupyter_server_extension

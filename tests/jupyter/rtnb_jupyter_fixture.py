@@ -65,10 +65,11 @@ def _wait_for_files(runtime_dir: Path, process: subprocess.Popen[bytes], log_pat
 
 
 @contextlib.contextmanager
-def start_jupyter_server(base: Path, *arguments: str) -> Iterator[JupyterServer]:
+def start_jupyter_server(base: Path, *arguments: str, stdin: int | None = None) -> Iterator[JupyterServer]:
     """A ``jupyter server`` in ``base`` (its own runtime, config and root directories), stopped on exit.
 
-    ``arguments`` are more command-line options, e.g. ``--RtnbExtension.redis=...``.
+    ``arguments`` are more command-line options, e.g. ``--RtnbExtension.redis=...``;
+    ``stdin`` is the server's standard input (a terminal makes Ctrl-C ask, as for a user).
     """
     runtime_dir, root_dir = base / "runtime", base / "root"
     runtime_dir.mkdir()
@@ -94,7 +95,7 @@ def start_jupyter_server(base: Path, *arguments: str) -> Iterator[JupyterServer]
                 "--ServerApp.shutdown_no_activity_timeout=600",
                 *arguments,
             ],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
+            env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
         )
     try:
         server_info, hub_info = _wait_for_files(runtime_dir, process, log_path)
