@@ -50,6 +50,7 @@ from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
 from ..bridge.options import MqttOptions
+from ..core.auth import OriginPolicy
 from ..core.errors import Forbidden, Unauthorized
 from ..core.history import HistoryLimits
 from ..server.app import make_handlers
@@ -261,14 +262,29 @@ class _JupyterAuthentication:
         if not authorized:
             raise tornado.web.HTTPError(403, "rtnb: not authorized")
         origin = self.request.headers.get("Origin")  # type: ignore[attr-defined]
-        if origin is not None and not self.rtnb_origin_allowed(origin):
-            raise tornado.web.HTTPError(403, f"rtnb: cross-origin request from {origin} refused")
+        if origin is not None:
+            if not self.rtnb_origin_allowed(origin):
+                raise tornado.web.HTTPError(403, f"rtnb: cross-origin request from {origin} refused")
+            self._rtnb_admit_origin(origin)
         await self.rtnb_extension.ensure_started()
         own_prepare = self.rtnb_handler_class.prepare
         if own_prepare is not tornado.web.RequestHandler.prepare:
             own_outcome = own_prepare(self)  # type: ignore[arg-type]
             if inspect.isawaitable(own_outcome):
                 await own_outcome
+
+    def _rtnb_admit_origin(self, origin: str) -> None:
+        """Let the hub handler's own origin check (SSE, poll, publish) admit what Jupyter's rules admitted.
+
+        The hub's :class:`~rtnb.core.auth.OriginPolicy` knows only
+        ``c.RtnbExtension.allowed_origins`` and same-origin; an origin allowed by
+        ``allow_origin`` or ``allow_origin_pat`` gets a policy listing it for this
+        request, so the handler accepts it and answers with its CORS header.
+        """
+        policy = getattr(self, "origin_policy", None)
+        host = self.request.headers.get("Host")  # type: ignore[attr-defined]
+        if isinstance(policy, OriginPolicy) and not policy.allows(origin, host):
+            self.origin_policy = OriginPolicy([origin])
 
     def rtnb_origin_allowed(self, origin: str) -> bool:
         """Same origin, Jupyter's ``allow_origin``/``allow_origin_pat``, or the extension's list.
@@ -289,10 +305,11 @@ class _JupyterAuthentication:
         host = self.request.headers.get("Host")  # type: ignore[attr-defined]
         if host is not None and urlparse(origin.lower()).netloc == host.lower():
             return True
+        # compared lowercased, as Jupyter's own check_origin does
         if jupyter_allow:
-            return bool(jupyter_allow == origin)
+            return bool(jupyter_allow == origin.lower())
         pattern = self.allow_origin_pat  # type: ignore[attr-defined]
-        return bool(pattern and origin_matches_pat(pattern, origin))
+        return bool(pattern and origin_matches_pat(pattern, origin.lower()))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if status_code in (401, 403):
