@@ -49,6 +49,12 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """Jupyter's hook: the extension lives in :mod:`rtnb.notebook.extension`."""
-    return [{"module": "rtnb.notebook.extension"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Jupyter's hook: the extension lives in :mod:`rtnb.notebook.extension`.
+
+    It is an ``ExtensionApp`` so that Jupyter stops it (and its hub) at shutdown;
+    imported here, when Jupyter asks, so ``import rtnb.notebook`` stays light.
+    """
+    from .extension import RtnbExtensionApp
+
+    return [{"module": "rtnb.notebook.extension", "app": RtnbExtensionApp}]
