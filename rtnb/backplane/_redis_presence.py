@@ -3,7 +3,8 @@
 Each hub keeps, in Redis, one hash of its own connections (client id -> JSON
 list of patterns) with an expiry it refreshes while alive, so the members of a
 hub that is killed vanish by themselves once the expiry passes. A presence
-query reads every hub's hash and keeps the members :func:`is_present` selects.
+query reads every hub's hash and keeps the members
+:func:`rtnb.core.presence.is_present` selects.
 """
 
 from __future__ import annotations
@@ -12,33 +13,9 @@ from collections.abc import Iterable, Mapping
 
 import orjson
 
-from ..core.topics import Pattern
+from ..core.presence import is_present, present_members
 
 __all__ = ["decode_memberships", "encode_memberships", "is_present", "present_members"]
-
-
-def is_present(subscription: Pattern, query: Pattern) -> bool:
-    """True when a client holding ``subscription`` counts as present for ``query``.
-
-    A concrete query (``chat/room1``) selects every subscription that receives
-    that topic (``chat/room1``, ``chat/+``, ``#``...). A wildcard query
-    (``chat/#``) selects every subscription it covers: all clients listening
-    somewhere inside ``chat/``.
-    """
-    if query.is_wildcard:
-        return query.covers(subscription)
-    return subscription.matches(query.text)
-
-
-def present_members(
-    memberships: Mapping[str, Iterable[str]], query: Pattern, hub_id: str | None = None
-) -> list[dict[str, str]]:
-    """Members (``{"client": ID}``, plus ``"hub"`` when given) present for ``query``, sorted by id."""
-    found = []
-    for client, patterns in sorted(memberships.items()):
-        if any(is_present(Pattern.parse(text), query) for text in patterns):
-            found.append({"client": client} if hub_id is None else {"client": client, "hub": hub_id})
-    return found
 
 
 def encode_memberships(memberships: Mapping[str, Iterable[str]]) -> dict[str, bytes]:

@@ -28,6 +28,7 @@ from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
 from ..core.message import Message, check_nesting, encode_json
+from ..core.presence import is_present, present_members
 from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
@@ -592,7 +593,6 @@ class Hub:
         shared = getattr(self.backplane, "presence", None)
         if shared is not None:
             return list(await shared(query))
-        from ..backplane._redis_presence import present_members
 
         return present_members(self.local_subscriptions(), query)
 
@@ -619,7 +619,6 @@ class Hub:
         """A client's subscriptions changed (here or, via the backplane, on ``hub_id``): tell watchers."""
         if not self._presence_watchers:
             return
-        from ..backplane._redis_presence import is_present
 
         old = [Pattern.parse(text) for text in before]
         new = [Pattern.parse(text) for text in after]
