@@ -163,10 +163,12 @@ async def test_flood_of_10k_per_second_stays_within_frame_budget(embedded: Embed
             chart.stop()
             value.stop()
     assert published == int(rate * seconds)
-    # plotly sends each batch_update as four state messages (the update, its reset, two edit ids)
+    # plotly sends each batch_update as four state messages (the update, its reset, two edit ids);
+    # adding the traces of topics seen for the first time costs a few more (an addTraces message
+    # and edit ids, at most four per topic) — measured: 88 messages for 21 frames and 3 topics
     frames = chart.stats.frames
     assert frames <= 10 * elapsed + 2, (frames, elapsed)
-    assert len(chart_messages) <= 4 * frames + 4, (len(chart_messages), frames)
+    assert len(chart_messages) <= 4 * frames + 4 * len(topics) + 4, (len(chart_messages), frames)
     assert len(value_messages) <= 10 * elapsed + 2
     assert len(messages) / elapsed < 100  # Jupyter's IOPub limit is about 1000 messages/s
     # ... and 1 MB/s. Each frame resends the 3 x 500-point windows: ~26 bytes a time (a date string,
