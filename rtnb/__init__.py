@@ -1,7 +1,7 @@
 """rtnb: live data in Jupyter notebooks, through a Tornado hub.
 
 The public API is re-exported here; heavy optional parts (pandas, plotly,
-ipywidgets, redis) are imported only where they are used.
+ipywidgets, redis) and the hub's web server are imported only where they are used.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from .core.errors import RtnbError
 from .core.history import Gap, HistoryLimits
 from .core.limits import Limits
 from .core.message import Message
-from .server.hub import Hub, HubConfig
-from .server.runner import HubServer
 
 __version__ = "0.1.0"
 
@@ -22,9 +20,6 @@ __all__ = [
     "Client",
     "Gap",
     "HistoryLimits",
-    "Hub",
-    "HubConfig",
-    "HubServer",
     "Limits",
     "Message",
     "RtnbError",
@@ -36,6 +31,11 @@ __all__ = [
 #: names loaded on first use so that ``import rtnb`` does not import pandas/pyarrow:
 #: public name -> module that defines it
 _LAZY_ATTRIBUTES = {
+    # the hub and its Tornado server load only when a hub is made: a script that
+    # only publishes or subscribes never imports tornado.web
+    "Hub": ".server.hub",
+    "HubConfig": ".server.hub",
+    "HubServer": ".server.runner",
     "Recorder": ".record",
     "load": ".record",
     "replay": ".record",

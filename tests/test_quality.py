@@ -35,3 +35,14 @@ def test_import_rtnb_stays_light() -> None:
     result = run(sys.executable, "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_import_rtnb_loads_no_web_server() -> None:
+    """A script that only publishes or subscribes never loads Tornado's web server or the hub."""
+    code = (
+        "import sys, rtnb; rtnb.connect; rtnb.AsyncClient; rtnb.sim; "
+        "print(','.join(m for m in ('tornado.web', 'tornado.httpserver', 'rtnb.server.hub') if m in sys.modules))"
+    )
+    result = run(sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

@@ -29,6 +29,8 @@ from typing import Any
 import tornado.httpserver
 import tornado.iostream
 
+from ._tornado import stream_bytes_sent, stream_bytes_written
+
 try:  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
     import fcntl
     import termios
@@ -42,7 +44,7 @@ log = logging.getLogger("rtnb.server")
 
 def bytes_waiting(stream: tornado.iostream.BaseIOStream) -> int:
     """Bytes written to ``stream`` that the socket has not taken yet."""
-    return stream._total_write_index - stream._total_write_done_index  # type: ignore[attr-defined,no-any-return]
+    return stream_bytes_written(stream) - stream_bytes_sent(stream)
 
 
 def _kernel_queue(stream: tornado.iostream.BaseIOStream) -> int:
@@ -67,7 +69,7 @@ def bytes_taken(stream: tornado.iostream.BaseIOStream) -> int:
     from Tornado's buffer can stand still for seconds while a slow peer reads;
     what the peer acknowledged (taken minus the kernel's queue) moves as it reads.
     """
-    return stream._total_write_done_index - _kernel_queue(stream)  # type: ignore[attr-defined,no-any-return]
+    return stream_bytes_sent(stream) - _kernel_queue(stream)
 
 
 class WriteWatchdog:

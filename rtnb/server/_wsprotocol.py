@@ -22,7 +22,8 @@ the closing handshake. :class:`HubWebSocketProtocol` reads frames itself so that
   would raise.
 
 Everything else — the opening handshake, writing, pings, compression — is
-Tornado's. :mod:`tests.reliability.test_autobahn` runs the Autobahn cases
+Tornado's; the Tornado internals this needs are named in :mod:`rtnb.server._tornado`.
+:mod:`tests.reliability.test_autobahn` runs the Autobahn cases
 against it; ``docs/compliance.md`` lists the results.
 """
 
@@ -38,13 +39,14 @@ from collections.abc import Coroutine
 from typing import Any, cast
 
 from tornado.iostream import StreamClosedError
-from tornado.util import _websocket_mask
-from tornado.websocket import (
-    _FRAME_YIELD_COST,
-    _YIELD_THRESHOLD,
+
+from ._tornado import (
+    FRAME_YIELD_COST,
+    YIELD_THRESHOLD,
+    DecompressTooLargeError,
     WebSocketProtocol13,
-    _DecompressTooLargeError,
-    _WebSocketParams,
+    send_pong,
+    websocket_mask,
 )
 
 __all__ = [
@@ -119,7 +121,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     # for a full dict of its own (about 1.5 KiB).
     __slots__ = ("_text_decoder", "_text_parts", "close_timeout", "failed")
 
-    def __init__(self, handler: Any, params: _WebSocketParams, close_timeout: float) -> None:
+    def __init__(self, handler: Any, params: Any, close_timeout: float) -> None:
         super().__init__(handler, False, params)
         self.close_timeout = close_timeout
         #: set once this side failed the connection: input is discarded until the peer's close
@@ -202,8 +204,8 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 return
             if not self._start_frame(header):
                 return
-            work += _FRAME_YIELD_COST + self._wire_bytes_in - start
-            if work >= _YIELD_THRESHOLD:
+            work += FRAME_YIELD_COST + self._wire_bytes_in - start
+            if work >= YIELD_THRESHOLD:
                 stream.io_loop.add_callback(self._read_frames)
                 return
         self._stop_reading(aborted=False)
@@ -323,7 +325,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         is_text = opcode == _TEXT or (opcode == _CONTINUATION and self._fragmented_message_opcode == _TEXT)
         if not is_text or self._frame_compressed:
             data = await self._read_bytes(length) if length else b""
-            return _websocket_mask(mask, data) if data else data
+            return websocket_mask(mask, data) if data else data
         if opcode == _TEXT:
             self._text_decoder = None
             self._text_parts = []
@@ -331,7 +333,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             # The common case: one unfragmented text frame, often already buffered whole.
             chunk = await self._read_chunk(length)
             if len(chunk) == length:
-                data = _websocket_mask(mask, chunk) if chunk else chunk
+                data = websocket_mask(mask, chunk) if chunk else chunk
                 try:
                     self._text_parts = [data.decode("utf-8")]
                 except UnicodeDecodeError:
@@ -350,7 +352,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         chunk = first_chunk
         while True:
             if chunk:
-                data = _websocket_mask(_mask_at(mask, received), chunk)
+                data = websocket_mask(_mask_at(mask, received), chunk)
                 received += len(chunk)
                 try:
                     self._text_parts.append(decoder.decode(data, final and received == length))
@@ -410,7 +412,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             assert self._decompressor is not None
             try:
                 payload = self._decompressor.decompress(payload)
-            except _DecompressTooLargeError:
+            except DecompressTooLargeError:
                 self._fail(CLOSE_TOO_BIG, "message too big after decompression")
                 return None
             if opcode == _TEXT:
@@ -429,7 +431,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
-            self._send_pong(payload)
+            send_pong(self, payload)
             self._run_callback(self.handler.on_ping, payload)
         elif opcode == _PONG:
             self._received_pong = True

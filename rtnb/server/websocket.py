@@ -40,6 +40,13 @@ from ..core.protocol import (
     Unsubscribe,
     parse_request,
 )
+from ._tornado import (
+    release_response_headers,
+    stream_bytes_sent,
+    stream_bytes_written,
+    strict_framing_available,
+    websocket_params,
+)
 from .auth import CLOSE_AUTH_INVALID, CLOSE_NOT_AUTHENTICATED, CLOSE_POLICY, Authenticator, ConnectionSecurity
 from .hub import Hub
 
@@ -123,10 +130,7 @@ def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
     Tornado keeps this as two private counters; reading them costs nothing,
     where asking through futures would cost an allocation per write.
     """
-    try:
-        return stream._total_write_index - stream._total_write_done_index  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - a future Tornado without the counters
-        return len(stream._write_buffer)  # type: ignore[attr-defined]
+    return stream_bytes_written(stream) - stream_bytes_sent(stream)
 
 
 class _ReleasedHeaders(tornado.httputil.HTTPHeaders):
@@ -277,13 +281,12 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         # see rtnb.server._wsprotocol and docs/compliance.md.
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
+        if not strict_framing_available():
+            return super().get_websocket_protocol()
         from ._wsprotocol import HubWebSocketProtocol
 
-        params = tornado.websocket._WebSocketParams(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            max_message_size=self.max_message_size,
-            compression_options=self.get_compression_options(),
+        params = websocket_params(
+            self.ping_interval, self.ping_timeout, self.max_message_size, self.get_compression_options()
         )
         return HubWebSocketProtocol(self, params, self.hub.config.close_timeout)
 
@@ -332,9 +335,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         assert connection is not None
         self._stream = connection.stream
         # TLS streams (SSLIOStream) and unknown Tornados always go through stream.write.
-        self._direct = type(self._stream) is tornado.iostream.IOStream and hasattr(
-            self._stream, "_total_write_done_index"
-        )
+        self._direct = type(self._stream) is tornado.iostream.IOStream and strict_framing_available()
         if self.selected_subprotocol == SUBPROTOCOL_MSGPACK:
             self.format, self._opcode = "msgpack", _BINARY
         self._batch_key = "ws:msgpack" if self.format == "msgpack" else "ws:json"  # constants: no string per connection
@@ -378,7 +379,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         request.connection = None
         request.server_connection = None
         request.headers = _RELEASED_HEADERS
-        self._headers = _RELEASED_HEADERS
+        release_response_headers(self, _RELEASED_HEADERS)
 
     def on_close(self) -> None:
         self._closed = True
@@ -540,7 +541,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         stream = self._stream
         if stream is None or self._closed:
             return
-        if self._direct and stream._total_write_index == stream._total_write_done_index:  # type: ignore[attr-defined]
+        if self._direct and stream_bytes_written(stream) == stream_bytes_sent(stream):
             # Nothing is queued in Tornado: hand the bytes to the kernel here.
             # IOStream.write would do the same send, plus a Future, a done
             # callback and a loop callback per call, once per subscriber.
