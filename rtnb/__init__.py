@@ -7,7 +7,8 @@ ipywidgets, redis) and the hub's web server are imported only where they are use
 from __future__ import annotations
 
 from . import sim  # light (core only): rtnb.sim.sensors(...) works after "import rtnb"
-from .client import AsyncClient, Client, connect
+from ._connect import connect
+from .client import AsyncClient, Client
 from .core.errors import RtnbError
 from .core.history import Gap, HistoryLimits
 from .core.limits import Limits

@@ -19,7 +19,7 @@ from ._backoff import Backoff, BackoffPolicy
 from ._resume import ResumeTracker
 from ._state import ClientState
 from ._subscription import Item, ItemCallback, Subscription
-from ._sync import Client, SyncSubscription, connect, resolve_url
+from ._sync import Client, SyncSubscription, connect
 
 __all__ = [
     "AsyncClient",
@@ -35,5 +35,4 @@ __all__ = [
     "Subscription",
     "SyncSubscription",
     "connect",
-    "resolve_url",
 ]

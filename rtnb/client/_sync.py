@@ -21,11 +21,11 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ..core.errors import ConnectionClosed, RtnbError, Timeout, Unavailable
+from ..core.errors import ConnectionClosed, RtnbError, Timeout
 from ._async import AsyncClient
 from ._subscription import Item, Subscription
 
-__all__ = ["Client", "SyncSubscription", "connect", "resolve_url"]
+__all__ = ["Client", "SyncSubscription", "connect"]
 
 log = logging.getLogger("rtnb.client.sync")
 
@@ -291,48 +291,23 @@ class SyncSubscription:
         self.close()
 
 
-def resolve_url(url: str | None) -> tuple[str, dict[str, str]]:
-    """The hub to talk to when none is named, and headers it needs.
-
-    In order: the hub running in this process (``rtnb.start_hub``), the hub
-    mounted in the Jupyter server this kernel belongs to, else a new embedded
-    hub started now.
-
-    Raises:
-        Unavailable: no URL was given and the notebook helpers are not installed.
-    """
-    if url is not None:
-        return url, {}
-    try:
-        from ..notebook import discovery, embedded  # type: ignore[attr-defined]
-    except ImportError:
-        raise Unavailable(
-            "No hub URL was given and this rtnb has no embedded hub; pass one, e.g."
-            " rtnb.connect('http://127.0.0.1:8765')."
-        ) from None
-    running = embedded.current_hub()
-    if running is not None:
-        return running.url, {}
-    found = discovery.find_jupyter_hub()
-    if found is not None:
-        base_url, token = found
-        return base_url, ({"Authorization": f"token {token}"} if token else {})
-    return embedded.start_hub().url, {}
-
-
-def connect(url: str | None = None, **options: Any) -> Client:
+def connect(url: str, **options: Any) -> Client:
     """A connected synchronous :class:`Client`.
 
+    ``rtnb.connect()`` (the package's) also accepts no URL and finds a hub; this
+    one, in the client layer, talks to the hub it is given.
+
     Args:
-        url: the hub's base URL (``http://127.0.0.1:8765``) or WebSocket URL. Without
-            one: the hub of this process, else the Jupyter server's, else a new
-            embedded hub (see :func:`resolve_url`).
+        url: the hub's base URL (``http://127.0.0.1:8765``) or WebSocket URL.
         **options: as for :class:`AsyncClient`.
 
     Raises:
-        Unavailable: the hub cannot be reached, or none was named or found.
+        Unavailable: the hub cannot be reached.
+        TypeError: ``url`` is not a string.
     """
-    resolved, headers = resolve_url(url)
-    if headers:
-        options["headers"] = {**headers, **dict(options.get("headers") or {})}
-    return Client(resolved, **options)
+    if not isinstance(url, str):
+        raise TypeError(
+            f"rtnb.client.connect() needs the hub's URL as a string, not {type(url).__name__};"
+            " rtnb.connect() without a URL finds the hub of this process or of Jupyter."
+        )
+    return Client(url, **options)

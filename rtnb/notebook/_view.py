@@ -41,7 +41,7 @@ def default_client() -> Any:
     with _default_client_lock:
         client = _default_client
         if client is None or getattr(client.state, "value", None) == "closed":
-            from ..client import connect
+            from .._connect import connect
 
             client = _default_client = connect()
             atexit.register(_close_default_client)

@@ -141,7 +141,7 @@ def test_connect_without_url_uses_the_process_hub(monkeypatch: pytest.MonkeyPatc
     started = embedded.current_hub() is None
     hub = embedded.start_hub()
     try:
-        with connect() as client:
+        with rtnb.connect() as client:
             assert client.url == hub.url
             assert client.publish("found/x", 1) >= 1  # type: ignore[operator]
     finally:
@@ -156,7 +156,12 @@ def test_connect_without_url_finds_the_jupyter_servers_hub(
     monkeypatch.setattr(embedded, "current_hub", lambda: None)  # no hub in this process
     monkeypatch.setenv("RTNB_URL", threaded_hub.url)  # what a kernel of a Jupyter server with rtnb sees
     monkeypatch.setenv("RTNB_TOKEN", "jupyter-token")
-    with connect() as client:
+    with rtnb.connect() as client:
         assert client.url == threaded_hub.url
         assert client.async_client.headers["Authorization"] == "token jupyter-token"
         assert client.publish("jupyter/x", 1) == 1
+
+
+def test_the_client_layers_connect_needs_a_url() -> None:
+    with pytest.raises(TypeError, match=r"rtnb\.connect\(\) without a URL"):
+        connect(None)  # type: ignore[arg-type]
