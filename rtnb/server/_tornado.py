@@ -98,7 +98,7 @@ DecompressTooLargeError: type[Exception] = getattr(tornado.websocket, "_Decompre
 
 def websocket_mask(mask: bytes, data: bytes) -> bytes:
     """``data`` XORed with the 4-byte ``mask`` (Tornado's C speedup when built)."""
-    return tornado.util._websocket_mask(mask, data)  # type: ignore[no-any-return]
+    return tornado.util._websocket_mask(mask, data)
 
 
 def websocket_params(
@@ -131,12 +131,12 @@ def send_pong(protocol: WebSocketProtocol13, data: bytes) -> None:
 
 def stream_bytes_written(stream: tornado.iostream.BaseIOStream) -> int:
     """Bytes handed to ``stream`` since it opened."""
-    return stream._total_write_index  # type: ignore[attr-defined,no-any-return]
+    return stream._total_write_index
 
 
 def stream_bytes_sent(stream: tornado.iostream.BaseIOStream) -> int:
     """Bytes of ``stream`` the socket has taken since it opened."""
-    return stream._total_write_done_index  # type: ignore[attr-defined,no-any-return]
+    return stream._total_write_done_index
 
 
 def release_response_headers(handler: tornado.web.RequestHandler, headers: Any) -> None:
