@@ -551,10 +551,15 @@ export class RtnbClient extends EventTarget {
 
   /**
    * Receive messages on `pattern` (MQTT-style). `last`: replay that many retained
-   * messages per topic the first time. Resumes after a reconnect are automatic.
+   * messages per topic the first time. `since`: positions saved earlier (a Map or an
+   * object topic -> [epoch, offset], as `positions` holds them) to resume from, for the
+   * topics this client has no position of yet. Resumes after a reconnect are automatic.
    */
-  subscribe(pattern, { last = 0 } = {}) {
+  subscribe(pattern, { last = 0, since } = {}) {
     if (this.subscriptions.has(pattern)) return this;
+    for (const [topic, position] of since instanceof Map ? since : Object.entries(since || {})) {
+      if (topicMatches(pattern, topic) && !this.positions.has(topic)) this.positions.set(topic, position);
+    }
     this.subscriptions.set(pattern, { last });
     if (this._active && this.status === STATUS.OPEN) this._active.resubscribe([pattern], []);
     return this;
@@ -637,6 +642,14 @@ export class RtnbClient extends EventTarget {
         this._emit(frame.op, frame); // welcome, subscribed, unsubscribed, pong...
     }
   }
+}
+
+/**
+ * Join a WebRTC room whose peers signal over this hub's topics (rtnb-rtc.js, beside this
+ * file, loaded on first use so that rtnb.js stays small): see docs/browser.md.
+ */
+export function rtcPeer(client, room, options) {
+  return import(new URL("./rtnb-rtc.js", import.meta.url).href).then((rtc) => rtc.rtcPeer(client, room, options));
 }
 
 export default RtnbClient;
