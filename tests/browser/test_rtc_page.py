@@ -106,9 +106,18 @@ async def test_two_peers_exchange_data_and_a_peer_without_publish_rights_is_refu
         for page, other in ((alice, "bob"), (bob, "alice")):
             assert await page.evaluate("() => [...rtnbRtc.room.peers.keys()]") == [other]
 
+        # Presence names Bob's hub connection, the one his hello announced.
+        assert await alice.evaluate(
+            "() => rtnbRtc.room.members.some((member) => member.client === rtnbRtc.room.clients.get('bob'))"
+        )
+
         # All of it was signalled through the hub, on the room's topics.
         topics = set(jwt_hub.hub.backplane.positions(Pattern.parse("rtc/lab/#")))
         assert {"rtc/lab/all", "rtc/lab/to/alice", "rtc/lab/to/bob"} <= topics
         assert not any("mallory" in topic for topic in topics)
         for page in (alice, bob, mallory):
             assert page.errors == []
+
+        # Bob closes his page: Alice's room drops him.
+        await bob.close()
+        await alice.wait_for_function("() => rtnbRtc.room.peers.size === 0 && rtnbRtc.open.size === 0", timeout=WAIT_MS)
