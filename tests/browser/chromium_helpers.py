@@ -56,10 +56,13 @@ async def chromium(executable: str, extra_arguments: list[str] | None = None) ->
 
 
 async def open_page(browser: Any, url: str) -> Any:
-    """A new page at ``url`` whose uncaught errors are collected in ``page.errors``."""
+    """A new page at ``url``; its uncaught errors collect in ``page.errors``, its console in ``page.console``."""
     page = await browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
+    console: list[str] = []  # what the page logged, to read when a test fails
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.console = console
     await page.goto(url)
     return page

@@ -2,7 +2,7 @@
 presence and topics under ``rtc/<room>/`` and talk over a data channel.
 
 The hub runs with JWT auth. Alice and Bob may publish in ``rtc/lab/``; they exchange
-text and a file (several chunks), and a camera stream (Chromium's fake device), over
+text and a file (several chunks), and camera streams (Chromium's fake device), over
 loopback host candidates without any STUN server. Mallory's token lets her listen in
 the room but not publish there: joining is refused with ``forbidden``, and nobody
 ever sees her as a peer.
@@ -10,6 +10,7 @@ ever sees her as a peer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -87,16 +88,19 @@ async def test_two_peers_exchange_data_and_a_peer_without_publish_rights_is_refu
             "sha256": hashlib.sha256(content).hexdigest(),
         }
 
-        # The fake camera: adding a stream renegotiates, and Bob's video plays Alice's frames.
-        await alice.click("#camera")
-        await alice.wait_for_function(
-            "() => document.getElementById('camera-status').dataset.state === 'on'", timeout=WAIT_MS
-        )
-        await bob.wait_for_function(
-            "() => { const video = document.querySelector('#videos video[data-peer=\"alice\"]');"
-            " return video && video.videoWidth > 0; }",
-            timeout=WAIT_MS,
-        )
+        # Both fake cameras at once: both sides renegotiate together (glare), perfect
+        # negotiation settles it, and each page plays the other's frames.
+        await asyncio.gather(alice.click("#camera"), bob.click("#camera"))
+        for page, other in ((alice, "bob"), (bob, "alice")):
+            await page.wait_for_function(
+                "() => document.getElementById('camera-status').dataset.state === 'on'", timeout=WAIT_MS
+            )
+            await page.wait_for_function(
+                '(other) => { const video = document.querySelector(`#videos video[data-peer="${other}"]`);'
+                " return video && video.videoWidth > 0; }",
+                arg=other,
+                timeout=WAIT_MS,
+            )
 
         # Mallory may listen in rtc/lab/ but publish only elsewhere: refused, and never a peer.
         mallory = await join(browser, jwt_hub, "mallory", ["rtc/elsewhere/#"])

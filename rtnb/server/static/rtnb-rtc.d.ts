@@ -35,8 +35,9 @@ export declare class RtcLink {
   readonly peer: string;
   readonly polite: boolean;
   readonly connection: RTCPeerConnection;
-  /** The ordered, reliable data channel shared with the peer (negotiated, id 0). */
-  readonly channel: RTCDataChannel;
+  /** The ordered, reliable data channel shared with the peer (negotiated, id 0); null until
+   * the polite peer of a pair has applied the first offer. */
+  readonly channel: RTCDataChannel | null;
   sendData(data: JsonValue): boolean;
   sendFile(file: Blob & { name?: string }): Promise<void>;
   addStream(stream: MediaStream): void;

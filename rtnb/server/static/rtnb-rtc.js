@@ -13,9 +13,9 @@
 //   rtc/<room>/all       hello and bye, to everyone in the room
 //   rtc/<room>/to/<id>   offers, answers and ICE candidates for peer <id> (its inbox)
 // A peer subscribes to both, then says hello; every peer that hears a hello answers in the
-// newcomer's inbox and both start negotiating. Perfect negotiation (the "polite" peer of a
-// pair yields when both offer at once) lets either side start, renegotiate for a camera
-// stream, or recover from glare. Presence on rtc/<room>/all lists the room's connections
+// newcomer's inbox and both make a connection; the impolite one of the pair sends the
+// first offer. Perfect negotiation (the "polite" peer yields when both offer at once) then
+// lets either side renegotiate at any time, e.g. both adding a camera together. Presence on rtc/<room>/all lists the room's connections
 // and says when one leaves, so a peer that vanished mid-negotiation is dropped; an
 // established connection ends when WebRTC says so (failed, closed) or on bye.
 // Every peer pair shares one ordered, reliable data channel (negotiated, id 0) carrying
@@ -316,12 +316,8 @@ export class RtcLink {
     this._signals = Promise.resolve(); // signals are applied one after the other
     this._sends = Promise.resolve();   // files are sent one after the other
     this._incoming = null;             // the file being received
+    this.channel = null;               // made by start()
     const connection = (this.connection = new RTCPeerConnection(room.config));
-    const channel = (this.channel = connection.createDataChannel("rtnb", { negotiated: true, id: 0 }));
-    channel.binaryType = "arraybuffer";
-    channel.bufferedAmountLowThreshold = BUFFER_LOW;
-    channel.onopen = () => room._emit("open", { peer });
-    channel.onmessage = ({ data }) => this._onChannelMessage(data);
     connection.onnegotiationneeded = () => this._offer();
     connection.onicecandidate = ({ candidate }) => {
       if (candidate) room._send(peer, { type: "candidate", candidate: candidate.toJSON() });
@@ -332,6 +328,22 @@ export class RtcLink {
       room._emit("state", { peer, state });
       if (state === "failed" || state === "closed") room._drop(peer);
     };
+    // The first offer always comes from the impolite peer: the polite one starts (its data
+    // channel, its streams) once that offer is applied. Chromium can stall ICE gathering
+    // when the very first offers collide and one is rolled back; afterwards either side
+    // may renegotiate at any time, and perfect negotiation settles collisions.
+    if (!polite) this.start();
+  }
+
+  /** Open the data channel (negotiated, id 0, on both sides) and send the room's streams. */
+  start() {
+    if (this.channel) return;
+    const room = this.room;
+    const channel = (this.channel = this.connection.createDataChannel("rtnb", { negotiated: true, id: 0 }));
+    channel.binaryType = "arraybuffer";
+    channel.bufferedAmountLowThreshold = BUFFER_LOW;
+    channel.onopen = () => room._emit("open", { peer: this.peer });
+    channel.onmessage = ({ data }) => this._onChannelMessage(data);
     for (const stream of room.streams) this.addStream(stream);
   }
 
@@ -365,6 +377,7 @@ export class RtcLink {
       await connection.setRemoteDescription(description);
       this.settingRemoteAnswer = false;
       if (description.type === "offer") {
+        this.start();
         await connection.setLocalDescription();
         this.room._send(this.peer, { type: "description", description: connection.localDescription.toJSON() });
       }
@@ -378,12 +391,13 @@ export class RtcLink {
   }
 
   addStream(stream) {
+    if (!this.channel) return; // start() sends the room's streams
     for (const track of stream.getTracks()) this.connection.addTrack(track, stream);
   }
 
   /** Send a JSON value; false when the channel is not open. */
   sendData(data) {
-    if (this.channel.readyState !== "open") return false;
+    if (this.channel?.readyState !== "open") return false;
     this.channel.send(JSON.stringify({ kind: "data", data }));
     return true;
   }
@@ -391,7 +405,7 @@ export class RtcLink {
   sendFile(file) {
     const send = async () => {
       const channel = this.channel;
-      if (channel.readyState !== "open") throw rtcError("closed", `No open data channel to ${this.peer}.`);
+      if (channel?.readyState !== "open") throw rtcError("closed", `No open data channel to ${this.peer}.`);
       channel.send(JSON.stringify({ kind: "file", name: file.name ?? "blob", type: file.type, size: file.size }));
       for (const [start, end] of chunkRanges(file.size)) {
         if (channel.bufferedAmount > BUFFER_HIGH) await drained(channel);
@@ -435,7 +449,7 @@ export class RtcLink {
   }
 
   close() {
-    this.channel.close();
+    this.channel?.close();
     this.connection.close();
   }
 }

@@ -62,7 +62,7 @@ async function videoRoom(video: HTMLVideoElement, file: File): Promise<RtcRoom> 
     video.srcObject = streams[0];
   });
   const connection: RTCPeerConnection | null = room.connection();
-  console.log(connection?.connectionState, room.peers.get("bob")?.channel.readyState);
+  console.log(connection?.connectionState, room.peers.get("bob")?.channel?.readyState);
   await room.sendFile(file);
   // @ts-expect-error: no such event
   room.on("teleport", () => {});
