@@ -83,3 +83,17 @@ test("a client without autoConnect waits for connect()", async () => {
   assert.equal(client.status, "closed");
   assert.equal(client.baseUrl, "http://127.0.0.1:9");
 });
+
+test("subscribe's since seeds positions of matching topics the client does not know yet", () => {
+  const client = new RtnbClient("http://127.0.0.1:9", { autoConnect: false });
+  client.positions.set("plant/a/temp", [5, 40]);
+  client.subscribe("plant/+/temp", {
+    since: { "plant/a/temp": [5, 1], "plant/b/temp": [5, 7], "other/topic": [5, 9] },
+  });
+  client.subscribe("lab/#", { since: new Map([["lab/x", [3, 2]]]) });
+  assert.deepEqual(Object.fromEntries(client.positions), {
+    "plant/a/temp": [5, 40], // what the client saw wins over an older saved position
+    "plant/b/temp": [5, 7],
+    "lab/x": [3, 2],
+  });
+});

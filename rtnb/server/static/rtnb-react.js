@@ -33,7 +33,6 @@ export function RtnbProvider({ url, options, token, client: given, children }) {
       setOwned((current) => (current === client ? null : current));
     };
     // Options and token are read when the client is made; token changes go through authenticate.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [given, url]);
   const client = given ?? owned;
   useEffect(() => {
@@ -120,7 +119,6 @@ export function useTopic(pattern, { last = 0, since, limit = 100, gapLimit = 20 
       release(client, pattern);
     };
     // `since` is read once per subscription: a new object each render must not resubscribe.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [client, pattern, last, limit, gapLimit]);
 
   return { ...data, status: connection.status, transport: connection.transport };
