@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from rtnb.server.auth import Authenticator
 from rtnb.server.runner import HubServer
 from rtnb.testing import running_hub
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SECRET = "a-test-secret-of-at-least-thirty-two-bytes"
 
 
@@ -43,7 +45,10 @@ async def join(browser: Any, hub: HubServer, peer: str, publish: list[str]) -> A
 
 
 async def wait_connected(page: Any, other: str) -> None:
+    """The data channel to ``other`` is open, and the page lists ``other`` as an open peer."""
     await page.wait_for_function("(other) => rtnbRtc.open.has(other)", arg=other, timeout=WAIT_MS)
+    # Every room event reaches the page, even for a peer met while rtcPeer() was joining.
+    await page.wait_for_selector(f'#peers li[data-peer="{other}"][data-open]', timeout=WAIT_MS)
 
 
 @pytest.mark.timeout(180)
@@ -101,6 +106,9 @@ async def test_two_peers_exchange_data_and_a_peer_without_publish_rights_is_refu
                 arg=other,
                 timeout=WAIT_MS,
             )
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        await bob.screenshot(path=str(ARTIFACTS / "rtc-page.png"))
 
         # Mallory may listen in rtc/lab/ but publish only elsewhere: refused, and never a peer.
         mallory = await join(browser, jwt_hub, "mallory", ["rtc/elsewhere/#"])

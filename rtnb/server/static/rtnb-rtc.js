@@ -81,6 +81,9 @@ export async function rtcPeer(client, room, { id = randomId(), config = { iceSer
     joined.leave();
     throw error;
   }
+  // Signals that came while joining wait until the caller's `await` has resumed and its
+  // listeners are attached, so that no "peer" or "open" event goes unheard.
+  setTimeout(() => joined._release(), 0);
   return joined;
 }
 
@@ -121,6 +124,7 @@ export class RtcRoom extends EventTarget {
     this.streams = [];            // local media streams sent to every peer
     this.left = false;
     this._stops = [];
+    this._held = [];              // signals received before rtcPeer() resolved; null after
   }
 
   on(type, handler) {
@@ -195,9 +199,19 @@ export class RtcRoom extends EventTarget {
     return { type: "hello", from: this.id, client: this.client.clientId, session: this.session, direct };
   }
 
+  _release() {
+    const held = this._held;
+    this._held = null;
+    for (const signal of held) this._signal(signal);
+  }
+
   _signal(signal) {
     if (!signal || typeof signal !== "object" || typeof signal.from !== "string" || signal.from === this.id) return;
     if (this.left) return;
+    if (this._held) {
+      this._held.push(signal);
+      return;
+    }
     const peer = signal.from;
     switch (signal.type) {
       case "hello": {
