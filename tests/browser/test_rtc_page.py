@@ -61,6 +61,18 @@ async def test_two_peers_exchange_data_and_a_peer_without_publish_rights_is_refu
         await wait_connected(alice, "bob")
         await wait_connected(bob, "alice")
 
+        # The pair connected over host candidates: no STUN or TURN server was involved.
+        candidate_types = await alice.evaluate(
+            """async () => {
+                const stats = [...(await rtnbRtc.room.connection("bob").getStats()).values()];
+                const pair = stats.find((entry) => entry.type === "candidate-pair" && entry.nominated
+                                                   && entry.state === "succeeded");
+                const byId = new Map(stats.map((entry) => [entry.id, entry]));
+                return [byId.get(pair.localCandidateId).candidateType, byId.get(pair.remoteCandidateId).candidateType];
+            }"""
+        )
+        assert candidate_types == ["host", "host"]
+
         # Text both ways over the data channel.
         await alice.fill("#text", "hello from alice")
         await alice.click("#chat button")
