@@ -142,6 +142,17 @@ async def test_two_peers_exchange_data_and_a_peer_without_publish_rights_is_refu
         for page in (alice, bob, mallory):
             assert page.errors == []
 
+        # Bob reloads: a new session under the same id replaces the old connection.
+        await bob.reload()
+        await wait_connected(bob, "alice")
+        await alice.wait_for_function(
+            "() => rtnbRtc.room.peers.size === 1 && rtnbRtc.room.connection('bob').connectionState === 'connected'",
+            timeout=WAIT_MS,
+        )
+        await bob.fill("#text", "back again")
+        await bob.click("#chat button")
+        await alice.wait_for_function("() => rtnbRtc.received.at(-1)?.data.text === 'back again'", timeout=WAIT_MS)
+
         # Bob closes his page: Alice's room drops him.
         await bob.close()
         await alice.wait_for_function("() => rtnbRtc.room.peers.size === 0 && rtnbRtc.open.size === 0", timeout=WAIT_MS)
