@@ -3,7 +3,11 @@
 * ``GET /`` — the demo page (``static/demo.html``): active topics with rates and
   subscriber counts, a pattern to subscribe to, a live plotly.js chart, a table
   of latest values, the connection status and transport.
-* ``GET /rtnb.js`` — the dependency-free ES module ``RtnbClient`` (docs/browser.md).
+* ``GET /rtnb.js`` — the dependency-free ES module ``RtnbClient`` (docs/browser.md),
+  with ``/rtnb-react.js`` (React provider and hooks), ``/rtnb-rtc.js`` (WebRTC peers
+  signalled over topics) and the TypeScript declarations of all three
+  (``/rtnb.d.ts``, ``/rtnb-react.d.ts``, ``/rtnb-rtc.d.ts``).
+* ``GET /rtc`` — two or more peers in a WebRTC room: text, files, a camera.
 * ``GET /topics`` — JSON list of known topics: offset, epoch, rate, subscribers.
 * ``GET /static/plotly.min.js`` — plotly.js from the ``plotly`` Python package's
   own bundle, so the page works offline; 404 with a JSON error when plotly is
@@ -31,7 +35,7 @@ from ..core.topics import Pattern
 from ._http import HubRequestHandler
 from .hub import Hub
 
-__all__ = ["STATIC_DIRECTORY", "TopicActivity", "page_handlers", "plotly_bundle_path"]
+__all__ = ["CLIENT_FILES", "STATIC_DIRECTORY", "TopicActivity", "page_handlers", "plotly_bundle_path"]
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
 
@@ -165,7 +169,11 @@ _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".ts": "application/typescript; charset=utf-8",  # the .d.ts declarations
 }
+
+#: The browser client's modules and their declarations, each served at ``/<name>``.
+CLIENT_FILES = ("rtnb.js", "rtnb.d.ts", "rtnb-react.js", "rtnb-react.d.ts", "rtnb-rtc.js", "rtnb-rtc.d.ts")
 
 
 def _static_file(name: str) -> tuple[Path | None, str]:
@@ -179,12 +187,17 @@ def _static_file(name: str) -> tuple[Path | None, str]:
 
 
 def page_handlers(hub: Hub, prefix: str) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
-    """The demo page, the browser client, ``/topics`` and static routes under ``prefix``."""
+    """The demo and /rtc pages, the browser modules, ``/topics`` and static routes under ``prefix``."""
     routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
         (f"{prefix}/", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / "demo.html",
                                              "content_type": _CONTENT_TYPES[".html"]}),
-        (f"{prefix}/rtnb.js", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / "rtnb.js",
-                                                    "content_type": _CONTENT_TYPES[".js"]}),
+        *[
+            (f"{prefix}/{name}", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / name,
+                                                      "content_type": _CONTENT_TYPES[Path(name).suffix]})
+            for name in CLIENT_FILES
+        ],
+        (f"{prefix}/rtc", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / "rtc.html",
+                                               "content_type": _CONTENT_TYPES[".html"]}),
         (f"{prefix}/topics", TopicsHandler, {"hub": hub, "activity": TopicActivity()}),
         (f"{prefix}/static/plotly.min.js", StaticAssetHandler, {"hub": hub, "path": plotly_bundle_path(),
                                                                  "content_type": _CONTENT_TYPES[".js"]}),

@@ -41,6 +41,14 @@ export function topicMatches(pattern, topic) {
   return want.length === have.length;
 }
 
+/**
+ * Milliseconds to wait before reconnection pass number `attempts` (0 first):
+ * min(max, initial * factor^attempts), less up to `jitter` of it at random.
+ */
+export function backoffDelay(attempts, { initial, max, factor, jitter }, random = Math.random) {
+  return Math.min(max, initial * factor ** attempts) * (1 - jitter * random());
+}
+
 function base64UrlEncode(text) {
   const bytes = new TextEncoder().encode(text);
   let binary = "";
@@ -88,7 +96,7 @@ class WebSocketTransport {
   constructor(client) {
     this.name = "ws";
     this.client = client;
-    this.pending = new Map(); // publish id -> {resolve, reject, timer}
+    this.pending = new Map(); // request id (publish, presence) -> {resolve, reject, timer}
     this.nextId = 1;
     this.socket = null;
   }
@@ -113,26 +121,21 @@ class WebSocketTransport {
     switch (frame.op) {
       case "welcome":
         for (const [pattern, options] of client.subscriptions) this.sendSubscribe(pattern, options);
-        client._opened(this);
+        client._opened(this, frame.client);
         return;
-      case "ack": {
-        const waiting = this.pending.get(frame.id);
-        if (waiting) {
-          this.pending.delete(frame.id);
-          clearTimeout(waiting.timer);
-          waiting.resolve({ topic: frame.topic, offset: frame.offset, epoch: frame.epoch });
-        }
+      case "ack":
+        this.takePending(frame.id)?.resolve({ topic: frame.topic, offset: frame.offset, epoch: frame.epoch });
+        return;
+      case "presence": {
+        const waiting = this.takePending(frame.id);
+        if (waiting) waiting.resolve(frame.members);
+        else client._received(frame);
         return;
       }
       case "error": {
-        const waiting = frame.id !== undefined && this.pending.get(frame.id);
-        if (waiting) {
-          this.pending.delete(frame.id);
-          clearTimeout(waiting.timer);
-          waiting.reject(hubError(frame.code, frame.message));
-          return;
-        }
-        client._received(frame);
+        const waiting = this.takePending(frame.id);
+        if (waiting) waiting.reject(hubError(frame.code, frame.message));
+        else client._received(frame);
         return;
       }
       default:
@@ -165,21 +168,35 @@ class WebSocketTransport {
   }
 
   publish(topic, data) {
+    return this.request({ op: "publish", topic, data }, `No acknowledgement for the publish to ${topic} in time.`);
+  }
+
+  /** Send `frame` with a fresh id; settled by the hub's reply carrying that id (see handle). */
+  request(frame, timeoutMessage) {
     return new Promise((resolve, reject) => {
       const id = "p" + this.nextId++;
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(hubError("timeout", `No acknowledgement for the publish to ${topic} in time.`));
+        reject(hubError("timeout", timeoutMessage));
       }, this.client.options.publishTimeout);
       this.pending.set(id, { resolve, reject, timer });
-      this.send({ op: "publish", topic, data, id });
+      this.send({ ...frame, id });
     });
+  }
+
+  takePending(id) {
+    const waiting = id === undefined ? undefined : this.pending.get(id);
+    if (waiting) {
+      this.pending.delete(id);
+      clearTimeout(waiting.timer);
+    }
+    return waiting;
   }
 
   ended() {
     for (const waiting of this.pending.values()) {
       clearTimeout(waiting.timer);
-      waiting.reject(hubError("closed", "The connection closed before the hub acknowledged the publish."));
+      waiting.reject(hubError("closed", "The connection closed before the hub answered the request."));
     }
     this.pending.clear();
     if (this.socket) {
@@ -397,6 +414,7 @@ export class RtnbClient extends EventTarget {
     this.subscriptions = new Map();     // pattern -> {last}
     this.queue = [];                    // publishes waiting for a connection
     this.attempts = 0;                  // failed passes since the last open
+    this.clientId = null;               // the hub's id for this connection (WebSocket), as presence names it
     this._serverCursor = null;          // the last cursor an SSE id or a poll gave
     this._httpPublishes = Promise.resolve(); // HTTP publishes, chained to keep their order
     this._active = null;
@@ -405,7 +423,9 @@ export class RtnbClient extends EventTarget {
     this._timer = null;
     this._openTimer = null;
     this._closedByUser = !this.options.autoConnect;
-    if (this.options.autoConnect) queueMicrotask(() => this.connect());
+    // Deferred so that listeners and subscriptions added right after construction are in
+    // place; skipped when close() came first (React StrictMode mounts, unmounts, remounts).
+    if (this.options.autoConnect) queueMicrotask(() => this._closedByUser || this.connect());
   }
 
   /** Listen to "message", "gap", "error", "status"; returns a function that stops listening. */
@@ -456,9 +476,10 @@ export class RtnbClient extends EventTarget {
     }
   }
 
-  _opened(transport) {
+  _opened(transport, clientId = null) {
     if (transport !== this._active) return;
     clearTimeout(this._openTimer);
+    this.clientId = clientId;
     transport.wasOpen = true;
     this.attempts = 0;
     this._preferred = this.options.transports.indexOf(transport.name);
@@ -481,8 +502,7 @@ export class RtnbClient extends EventTarget {
       return;
     }
     // A full pass failed, or an open connection dropped: back off, then start over.
-    const { initial, max, factor, jitter } = this.options.backoff;
-    const delay = Math.min(max, initial * factor ** this.attempts) * (1 - jitter * Math.random());
+    const delay = backoffDelay(this.attempts, this.options.backoff);
     this.attempts += 1;
     this._index = this._preferred;
     this._timer = setTimeout(() => this._attempt(), delay);
@@ -514,11 +534,32 @@ export class RtnbClient extends EventTarget {
   }
 
   /**
-   * Receive messages on `pattern` (MQTT-style). `last`: replay that many retained
-   * messages per topic the first time. Resumes after a reconnect are automatic.
+   * Who is subscribed to what `pattern` names (a topic, or a pattern: every client listening
+   * inside it), on this hub or, with Redis, the cluster: resolves with `[{client, hub?}]`.
+   * `watch: true` also emits "join" and "leave" events ({topic, client, hub?}) until
+   * `watch: false` or the connection ends (ask again after a reconnect). WebSocket only.
    */
-  subscribe(pattern, { last = 0 } = {}) {
+  presence(pattern, { watch } = {}) {
+    const transport = this._active;
+    if (!transport || transport.name !== "ws" || this.status !== STATUS.OPEN) {
+      return Promise.reject(hubError("unavailable", "Presence needs an open WebSocket connection."));
+    }
+    const frame = { op: "presence", topic: pattern };
+    if (watch !== undefined) frame.watch = watch;
+    return transport.request(frame, `No answer to the presence request for ${pattern} in time.`);
+  }
+
+  /**
+   * Receive messages on `pattern` (MQTT-style). `last`: replay that many retained
+   * messages per topic the first time. `since`: positions saved earlier (a Map or an
+   * object topic -> [epoch, offset], as `positions` holds them) to resume from, for the
+   * topics this client has no position of yet. Resumes after a reconnect are automatic.
+   */
+  subscribe(pattern, { last = 0, since } = {}) {
     if (this.subscriptions.has(pattern)) return this;
+    for (const [topic, position] of since instanceof Map ? since : Object.entries(since || {})) {
+      if (topicMatches(pattern, topic) && !this.positions.has(topic)) this.positions.set(topic, position);
+    }
     this.subscriptions.set(pattern, { last });
     if (this._active && this.status === STATUS.OPEN) this._active.resubscribe([pattern], []);
     return this;
@@ -601,6 +642,14 @@ export class RtnbClient extends EventTarget {
         this._emit(frame.op, frame); // welcome, subscribed, unsubscribed, pong...
     }
   }
+}
+
+/**
+ * Join a WebRTC room whose peers signal over this hub's topics (rtnb-rtc.js, beside this
+ * file, loaded on first use so that rtnb.js stays small): see docs/browser.md.
+ */
+export function rtcPeer(client, room, options) {
+  return import(new URL("./rtnb-rtc.js", import.meta.url).href).then((rtc) => rtc.rtcPeer(client, room, options));
 }
 
 export default RtnbClient;
