@@ -84,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="browser origin allowed besides same-origin (repeatable, '*' for any)",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Host name answered besides localhost/127.0.0.1/[::1] (repeatable, '*' for any); "
+        "guards against DNS rebinding",
+    )
+    parser.add_argument(
         "--demo", action="store_true", help="also run simulated sensors (rtnb.sim) so the page at / is alive at once"
     )
     parser.add_argument(
@@ -230,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
             config,
             on_ready=on_ready,
             allowed_origins=args.allow_origin,
+            allowed_hosts=args.allow_host,
             backplane=backplane,
             authenticator=authenticator,
             ssl_context=ssl_context,

@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from ..backplane import Backplane
+from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
 from ._timeouts import GuardedHTTPServer
 from .app import make_app
 from .auth import Authenticator
@@ -39,6 +40,10 @@ class HubServer:
         prefix: URL prefix of every route.
         ssl_context: serve https/wss with this context.
         allowed_origins: extra browser origins allowed for WebSockets.
+        allowed_hosts: ``Host`` names answered besides loopback ones (the DNS
+            rebinding defence, see :class:`~rtnb.core.origins.HostPolicy`):
+            bound to loopback, only loopback names and these are answered;
+            bound beyond it, these when given, else any.
         authenticator: tokens, permissions and limits for every transport
             (see :mod:`rtnb.server.auth`); none by default.
         redis: Redis URL for a default hub on the Redis backplane (ignored
@@ -55,6 +60,7 @@ class HubServer:
         prefix: str = "",
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
+        allowed_hosts: Sequence[str] = (),
         redis: str | None = None,
         authenticator: Authenticator | None = None,
         **app_settings: Any,
@@ -67,6 +73,7 @@ class HubServer:
         self.prefix = prefix.rstrip("/")
         self.ssl_context = ssl_context
         self.allowed_origins = tuple(allowed_origins)
+        self.allowed_hosts = tuple(allowed_hosts)
         self.authenticator = authenticator or Authenticator.open()
         self.app_settings = app_settings
         self.port: int | None = None
@@ -86,9 +93,15 @@ class HubServer:
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/ws"
 
+    @property
+    def guard(self) -> RequestGuard:
+        """The ``Host`` and ``Origin`` rules of every route: loopback names (and
+        ``allowed_hosts``) when bound to loopback, ``allowed_origins`` besides same-origin."""
+        return RequestGuard(HostPolicy.for_binding(self.host, self.allowed_hosts), OriginPolicy(self.allowed_origins))
+
     def make_app(self) -> Any:
-        return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins,
-                        authenticator=self.authenticator, **self.app_settings)
+        return make_app(self.hub, self.prefix, guard=self.guard, authenticator=self.authenticator,
+                        **self.app_settings)
 
     async def start(self) -> HubServer:
         await self.hub.start()
