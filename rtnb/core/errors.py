@@ -23,7 +23,8 @@ Tree::
     ├── LimitExceeded              the peer is within the rules but over a limit
     │   ├── RateLimited            "rate_limited"
     │   ├── TooManySubscriptions   "too_many_subscriptions"
-    │   └── TooManyConnections     "too_many_connections"  per client address
+    │   ├── TooManyConnections     "too_many_connections"  per client address
+    │   └── SlowConsumer           "slow_consumer"   its queue did not drain in time (sent before close 1008)
     ├── AuthError
     │   ├── Unauthorized           "unauthorized"    no or bad credentials
     │   └── Forbidden              "forbidden"       credentials lack the permission
@@ -51,6 +52,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RtnbError",
+    "SlowConsumer",
     "Timeout",
     "TooDeep",
     "TooManyConnections",
@@ -157,6 +159,10 @@ class TooManySubscriptions(LimitExceeded):
 
 class TooManyConnections(LimitExceeded):
     code = "too_many_connections"
+
+
+class SlowConsumer(LimitExceeded):
+    code = "slow_consumer"
 
 
 class AuthError(RtnbError):

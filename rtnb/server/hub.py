@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
-from ..core.errors import MessageTooBig, RtnbError, TooManySubscriptions, Unavailable
+from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
-from ..core.message import Message, check_nesting, encode_json
+from ..core.message import Message, check_payload, encode_json
 from ..core.presence import is_present, present_members
 from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
@@ -321,7 +321,7 @@ class Hub:
         if not trusted:
             limits = self.limits
             validate_topic(topic, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
-            check_nesting(data, limits.max_nesting)
+            check_payload(data, limits.max_nesting)
         data_json = encode_json(data)
         if len(data_json) > self.limits.max_frame_bytes:
             raise MessageTooBig(
@@ -508,6 +508,13 @@ class Hub:
             except asyncio.TimeoutError:
                 self.stats.slow_consumer_closes += 1
                 log.warning("closing subscriber %s: its queue did not drain for %ss", member.id, limit)
+                self.record_error(SlowConsumer.code)
+                sink.send_control(
+                    SlowConsumer(
+                        f"Closing (1008): this connection took nothing from its queue for {limit:g} s;"
+                        " resume from your cursor to get what you missed."
+                    ).to_wire()
+                )
                 sink.close(CLOSE_POLICY, "slow consumer: outbound queue over its limit")
                 return
             except RtnbError:

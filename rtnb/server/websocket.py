@@ -283,6 +283,22 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         )
         return HubWebSocketProtocol(self, params, self.hub.config.close_timeout)
 
+    def on_protocol_failure(self, code: int, reason: str) -> None:
+        """The frame reader is about to close with 1009 (too big) or 1007 (bad UTF-8):
+        tell the client why in an error frame first (not on the echo endpoint, which
+        speaks no hub protocol)."""
+        if self.member is None:
+            return
+        from ..core.errors import BadJson, MessageTooBig
+
+        limit = self.hub.limits.max_frame_bytes
+        error = (
+            MessageTooBig(f"Closing (1009): a message is over this hub's limit of {limit} bytes ({reason}).")
+            if code == 1009
+            else BadJson(f"Closing (1007): {reason}.")
+        )
+        self._report(error)
+
     def on_close_frame_sent(self) -> None:
         """Called by the protocol once a close frame is out: no data frame may follow it."""
         self._closed = True

@@ -31,7 +31,12 @@ class Response:
 
 
 async def raw_request(
-    server: HubServer, method: str, path: str, *, host: str | None, headers: dict[str, str] | None = None,
+    server: HubServer,
+    method: str,
+    path: str,
+    *,
+    host: str | None,
+    headers: dict[str, str] | None = None,
     body: bytes = b"",
 ) -> Response:
     """One HTTP/1.1 request with exactly the ``Host`` given (``None``: no Host header)."""
@@ -57,8 +62,17 @@ async def raw_request(
     return Response(int(status_line.split()[1]), response_headers, payload)
 
 
-READ_PATHS = ["/", "/rtnb.js", "/topics", "/healthz", "/metrics", "/sse?topic=a/b", "/poll?topic=a/b&timeout=0",
-              "/static/demo.js", "/no/such/path"]
+READ_PATHS = [
+    "/",
+    "/rtnb.js",
+    "/topics",
+    "/healthz",
+    "/metrics",
+    "/sse?topic=a/b",
+    "/poll?topic=a/b&timeout=0",
+    "/static/demo.js",
+    "/no/such/path",
+]
 
 
 @pytest.mark.parametrize("path", READ_PATHS)
@@ -132,15 +146,17 @@ async def test_errors_to_an_allowed_origin_carry_cors_headers() -> None:
         assert missing.status == 400 and missing.error_code == "missing_field"
         assert missing.headers.get("access-control-allow-origin") == DASH
         # a refused origin gets no CORS header: its page must not read anything
-        foreign = await raw_request(server, "POST", "/publish/a/b", host=host, headers={"Origin": "https://x.example"},
-                                    body=b"1")
+        foreign = await raw_request(
+            server, "POST", "/publish/a/b", host=host, headers={"Origin": "https://x.example"}, body=b"1"
+        )
         assert foreign.status == 403 and "access-control-allow-origin" not in foreign.headers
 
 
 async def test_unauthorized_to_an_allowed_origin_carries_cors_headers() -> None:
     async with running_hub(allowed_origins=[DASH], authenticator=jwt_authenticator()) as server:
-        refused = await raw_request(server, "POST", "/publish/plant/7/x", host=f"127.0.0.1:{server.port}",
-                                    headers={"Origin": DASH}, body=b"1")
+        refused = await raw_request(
+            server, "POST", "/publish/plant/7/x", host=f"127.0.0.1:{server.port}", headers={"Origin": DASH}, body=b"1"
+        )
         assert refused.status == 401 and refused.error_code == "unauthorized"
         assert refused.headers.get("access-control-allow-origin") == DASH
 
