@@ -25,9 +25,14 @@ from .app import make_app
 from .auth import Authenticator
 from .hub import Hub, HubConfig
 
-__all__ = ["HubServer", "serve"]
+__all__ = ["HubServer", "ListenError", "serve"]
 
 log = logging.getLogger("rtnb.server")
+
+
+class ListenError(OSError):
+    """The server cannot listen where asked: the port is taken, the address is not
+    on this machine, or the host name does not resolve. Its text says which."""
 
 
 class HubServer:
@@ -67,6 +72,8 @@ class HubServer:
     ) -> None:
         if hub is not None and redis is not None:
             raise ValueError("Give redis= to the Hub you pass (Hub(config, redis=...)), or pass no hub.")
+        if not 0 <= port <= 65535:  # the OS would silently take the port modulo 65536
+            raise ValueError(f"port must be from 0 to 65535, got {port}")
         self.hub = hub or Hub(redis=redis)
         self.host = host
         self.requested_port = port
@@ -104,7 +111,24 @@ class HubServer:
                         **self.app_settings)
 
     async def start(self) -> HubServer:
-        await self.hub.start()
+        """Listen, then start the hub.
+
+        Raises:
+            ListenError: the port is in use, the address is not on this machine,
+                or the host name does not resolve (nothing is left started).
+        """
+        try:
+            sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
+        except OSError as error:
+            refusal = ListenError(f"cannot listen on {self.host}:{self.requested_port}: {error.strerror or error}")
+            refusal.errno = error.errno
+            raise refusal from None
+        try:
+            await self.hub.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         limits, config = self.hub.limits, self.hub.config
         self._http = GuardedHTTPServer(
             self.make_app(),
@@ -115,7 +139,7 @@ class HubServer:
             write_timeout=config.write_timeout,
             on_write_timeout=self._count_write_timeout,
         )
-        self._sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
+        self._sockets = sockets
         self._http.add_sockets(self._sockets)
         self.port = self._sockets[0].getsockname()[1]
         log.info("rtnb hub listening on %s", self.url)
