@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)",
     )
     parser.add_argument(
-        "--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)"
+        "--hub-id", default=None, metavar="NAME", help="this hub's name in presence answers (default: random)"
     )
     parser.add_argument(
         "--presence-ttl",
@@ -255,7 +255,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if mqtt_options is not None:
         on_ready = with_mqtt_bridge(mqtt_options, announce)
-    backplane = None
+    backplane: Any = None
+    if args.hub_id and not args.redis:
+        from ..backplane.memory import MemoryBackplane
+
+        backplane = MemoryBackplane(config.history, hub_id=args.hub_id)
     if args.redis:
         from ..backplane.redis import RedisBackplane
 

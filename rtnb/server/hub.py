@@ -592,7 +592,7 @@ class Hub:
         """Clients subscribed to what ``query`` names: cluster-wide on a shared backplane.
 
         Returns:
-            ``[{"client": ID}, ...]`` (with ``"hub"`` on a shared backplane).
+            ``[{"client": ID, "hub": HUB_ID}, ...]``, the same shape on every backplane.
 
         Raises:
             Unavailable: the shared backplane cannot be read.
@@ -601,7 +601,7 @@ class Hub:
         if shared is not None:
             return list(await shared(query))
 
-        return present_members(self.local_subscriptions(), query)
+        return present_members(self.local_subscriptions(), query, self.backplane.hub_id)
 
     def watch_presence(self, member: Member, query: Pattern, enabled: bool) -> None:
         """Send ``member`` join/leave events for ``query`` from now on (or stop)."""
@@ -620,7 +620,7 @@ class Hub:
         if announce is not None:
             announce(client, before, after)  # every hub, this one included, hears it back
         else:
-            self.membership_changed(client, before, after)
+            self.membership_changed(client, before, after, self.backplane.hub_id)
 
     def membership_changed(self, client: str, before: list[str], after: list[str], hub_id: str | None = None) -> None:
         """A client's subscriptions changed (here or, via the backplane, on ``hub_id``): tell watchers."""
