@@ -17,7 +17,8 @@ Tree::
     │   ├── InvalidTopic           "invalid_topic"   a topic name breaks the naming rules
     │   ├── InvalidPattern         "invalid_pattern" a subscription pattern breaks the rules
     │   ├── WildcardPublish        "wildcard_publish" publishing to a pattern, not a topic
-    │   ├── MessageTooBig          "message_too_big" a frame or body over the size limit
+    │   ├── MessageTooBig          "message_too_big" a frame or body over the size limit (HTTP 413)
+    │   ├── HeadTooLarge           "header_too_large" an HTTP request head over 64 KiB (HTTP 431)
     │   ├── TooDeep                "too_deep"        a payload nested deeper than allowed
     │   └── BadCursor              "bad_cursor"      a resume cursor that cannot be read
     ├── LimitExceeded              the peer is within the rules but over a limit
@@ -44,6 +45,7 @@ __all__ = [
     "BadJson",
     "ConnectionClosed",
     "Forbidden",
+    "HeadTooLarge",
     "InvalidPattern",
     "InvalidTopic",
     "LimitExceeded",
@@ -134,6 +136,11 @@ class WildcardPublish(ProtocolError):
 class MessageTooBig(ProtocolError):
     code = "message_too_big"
     http_status = 413
+
+
+class HeadTooLarge(ProtocolError):
+    code = "header_too_large"
+    http_status = 431
 
 
 class TooDeep(ProtocolError):

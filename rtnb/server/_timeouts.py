@@ -27,7 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
+
+from ._sizes import MAX_DRAINED_BYTES, BodyLimit, answer_oversized_heads
 
 try:  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
     import fcntl
@@ -136,8 +139,10 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     """Tornado's ``HTTPServer`` whose accepted streams are watched by a :class:`WriteWatchdog`.
 
     Takes Tornado's ``HTTPServer`` arguments plus ``write_timeout`` (seconds,
-    ``None`` disables the watchdog) and ``on_write_timeout`` (a callback per
-    stream closed).
+    ``None`` disables the watchdog), ``on_write_timeout`` (a callback per
+    stream closed) and ``on_refused`` (called with the error code of a request
+    refused for its size). Requests too big for the server itself get 413 or
+    431 answers (see :mod:`rtnb.server._sizes`).
     """
 
     def initialize(  # type: ignore[override]
@@ -145,15 +150,24 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         *args: Any,
         write_timeout: float | None = None,
         on_write_timeout: Callable[[], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         self.watchdog = None if write_timeout is None else WriteWatchdog(write_timeout, on_write_timeout)
+        self.on_refused = on_refused
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.watchdog is not None:
             self.watchdog.add(stream)
+        answer_oversized_heads(stream)  # 431, not a silent close (rtnb.server._sizes)
         super().handle_stream(stream, address)
+
+    def start_request(self, server_conn: object, request_conn: Any) -> tornado.httputil.HTTPMessageDelegate:
+        """The application's delegate behind :class:`~rtnb.server._sizes.BodyLimit`: 413 with a JSON error
+        for a body over the server's own limit, instead of Tornado's bare 400."""
+        limit = self.conn_params.max_body_size or MAX_DRAINED_BYTES
+        return BodyLimit(super().start_request(server_conn, request_conn), request_conn, limit, self.on_refused)
 
     async def close_all_connections(self) -> None:
         try:

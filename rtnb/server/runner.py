@@ -138,6 +138,7 @@ class HubServer:
             max_body_size=max(limits.max_frame_bytes, 16 * 2**20),
             write_timeout=config.write_timeout,
             on_write_timeout=self._count_write_timeout,
+            on_refused=self.hub.record_error,
         )
         self._sockets = sockets
         self._http.add_sockets(self._sockets)
