@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from rtnb.core.topics import Pattern
 from rtnb.testing import running_hub, wait_until
@@ -116,10 +115,39 @@ async def test_sim_publishes_to_the_hub_named_by_rtnb_url() -> None:
         assert position.last_offset >= 5
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1"])
-def test_allow_host_is_accepted_by_serve(host: str) -> None:
-    """``--allow-host`` parses (the serving itself is tested in tests/security/test_security_hosts.py)."""
-    from rtnb.cli import build_parser
+async def http_status(port: int, host: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return int(raw.split()[1])
 
-    args = build_parser().parse_args(["serve", "--host", host, "--allow-host", "hub.lan", "--allow-host", "b.lan"])
-    assert args.allow_host == ["hub.lan", "b.lan"]
+
+async def test_serve_answers_loopback_and_allow_host_names_only() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--port",
+        "0",
+        "--allow-host",
+        "hub.lan",
+        "--allow-host",
+        "b.lan",
+        stderr=subprocess.PIPE,
+        env={name: value for name, value in os.environ.items() if name != "RTNB_URL"},
+    )
+    try:
+        assert process.stderr is not None
+        line = b""
+        while b"rtnb hub on" not in line:
+            line = await asyncio.wait_for(process.stderr.readline(), 30)
+            assert line, "rtnb serve exited early"
+        port = int(line.decode().split("rtnb hub on ", 1)[1].split()[0].rsplit(":", 1)[1])
+        assert await http_status(port, f"evil.example:{port}") == 403
+        for host in (f"hub.lan:{port}", "b.lan", f"localhost:{port}", f"127.0.0.1:{port}"):
+            assert await http_status(port, host) == 200, host
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0

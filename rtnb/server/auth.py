@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from ..core.auth import (
     Verdict,
 )
 from ..core.errors import RtnbError, Unauthorized
+from ..core.origins import is_loopback_name
 from ..core.protocol import RequestId, SinceCursor
 from ..core.topics import Pattern
 
@@ -74,12 +74,7 @@ _ASYMMETRIC = {"RSA": ["RS256", "RS384", "RS512"], "EC": ["ES256", "ES384", "ES5
 
 def is_loopback(host: str) -> bool:
     """True when binding ``host`` only accepts connections from this machine."""
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(host.strip("[]").lower())
 
 
 def check_hs256_secret(secret: str | bytes) -> None:
