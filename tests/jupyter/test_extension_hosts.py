@@ -52,7 +52,9 @@ async def test_a_foreign_host_cannot_open_the_websocket(hosts_server: JupyterSer
     headers = {"Authorization": f"token {hosts_server.token}"}
     with pytest.raises(websockets.InvalidStatus) as refused:
         async with websockets.connect(
-            f"ws://evil.example:{parts.port}{parts.path}", host=parts.hostname, port=parts.port,
+            f"ws://evil.example:{parts.port}{parts.path}",
+            host=parts.hostname,
+            port=parts.port,
             additional_headers=headers,
         ):
             pass
