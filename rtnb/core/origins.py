@@ -176,6 +176,13 @@ class RequestGuard:
         """
         self.hosts.check(host)
 
+    def cors_origin(self, host: str | None, origin: str | None) -> str | None:
+        """The ``Access-Control-Allow-Origin`` value for a request, or None; never raises
+        (for answers given before a handler runs, such as a 413 from the HTTP server)."""
+        if not (self.hosts.allows(host) and self.origins.allows(origin, host)):
+            return None
+        return self.origins.cors_origin(origin)
+
     def check(self, host: str | None, origin: str | None) -> str | None:
         """Check a request's ``Host`` and ``Origin``.
 

@@ -30,6 +30,7 @@ import tornado.httputil
 import tornado.iostream
 
 from ..core.errors import HeadTooLarge, MessageTooBig
+from ..core.origins import RequestGuard
 
 __all__ = ["MAX_DRAINED_BYTES", "MAX_HEAD_BYTES", "BodyLimit", "answer_oversized_heads"]
 
@@ -41,7 +42,7 @@ MAX_DRAINED_BYTES = 256 * 2**20
 
 
 def _response(
-    error: MessageTooBig | HeadTooLarge, reason: str
+    error: MessageTooBig | HeadTooLarge, reason: str, cors_origin: str | None = None
 ) -> tuple[tornado.httputil.ResponseStartLine, tornado.httputil.HTTPHeaders, bytes]:
     body = orjson.dumps(error.to_http_body())
     headers = tornado.httputil.HTTPHeaders(
@@ -52,6 +53,9 @@ def _response(
             "Connection": "close",
         }
     )
+    if cors_origin is not None:  # a page on an allowed origin reads why, as from the handlers
+        headers["Access-Control-Allow-Origin"] = cors_origin
+        headers["Vary"] = "Origin"
     return tornado.httputil.ResponseStartLine("HTTP/1.1", error.http_status, reason), headers, body
 
 
@@ -63,6 +67,7 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         connection: the request's connection (to answer and to lift Tornado's own limit).
         limit: the largest body accepted, Tornado's ``max_body_size``.
         on_refused: called with the error code once per refused request (the hub counts it).
+        guard: the hub's Host and Origin rules, for the CORS header of a refusal.
     """
 
     def __init__(
@@ -71,8 +76,11 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         connection: tornado.http1connection.HTTP1Connection,
         limit: int,
         on_refused: Callable[[str], None] | None = None,
+        guard: RequestGuard | None = None,
     ) -> None:
         self.inner = inner
+        self.guard = guard
+        self._cors_origin: str | None = None
         self.connection = connection
         self.limit = limit
         self.on_refused = on_refused
@@ -86,6 +94,8 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
         headers: tornado.httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
+        if self.guard is not None:
+            self._cors_origin = self.guard.cors_origin(headers.get("Host"), headers.get("Origin"))
         length = _content_length(headers)
         if length is not None and length > self.limit:
             expecting = headers.get("Expect", "").lower() == "100-continue"
@@ -127,7 +137,7 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         self.refused = True
         if self.on_refused is not None:
             self.on_refused(MessageTooBig.code)
-        start_line, headers, body = _response(MessageTooBig(message), "Content Too Large")
+        start_line, headers, body = _response(MessageTooBig(message), "Content Too Large", self._cors_origin)
         self.connection.write_headers(start_line, headers, body)
 
     def _finish_answer(self) -> None:

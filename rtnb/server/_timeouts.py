@@ -30,6 +30,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
 
+from ..core.origins import RequestGuard
 from ._sizes import MAX_DRAINED_BYTES, BodyLimit, answer_oversized_heads
 
 try:  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
@@ -140,8 +141,9 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
 
     Takes Tornado's ``HTTPServer`` arguments plus ``write_timeout`` (seconds,
     ``None`` disables the watchdog), ``on_write_timeout`` (a callback per
-    stream closed) and ``on_refused`` (called with the error code of a request
-    refused for its size). Requests too big for the server itself get 413 or
+    stream closed), ``on_refused`` (called with the error code of a request
+    refused for its size) and ``guard`` (the hub's Host and Origin rules, for
+    the CORS header of such a refusal). Requests too big for the server itself get 413 or
     431 answers (see :mod:`rtnb.server._sizes`).
     """
 
@@ -151,11 +153,13 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         write_timeout: float | None = None,
         on_write_timeout: Callable[[], None] | None = None,
         on_refused: Callable[[str], None] | None = None,
+        guard: RequestGuard | None = None,
         **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         self.watchdog = None if write_timeout is None else WriteWatchdog(write_timeout, on_write_timeout)
         self.on_refused = on_refused
+        self.guard = guard
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.watchdog is not None:
@@ -167,7 +171,8 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         """The application's delegate behind :class:`~rtnb.server._sizes.BodyLimit`: 413 with a JSON error
         for a body over the server's own limit, instead of Tornado's bare 400."""
         limit = self.conn_params.max_body_size or MAX_DRAINED_BYTES
-        return BodyLimit(super().start_request(server_conn, request_conn), request_conn, limit, self.on_refused)
+        inner = super().start_request(server_conn, request_conn)
+        return BodyLimit(inner, request_conn, limit, self.on_refused, self.guard)
 
     async def close_all_connections(self) -> None:
         try:

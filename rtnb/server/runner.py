@@ -139,6 +139,7 @@ class HubServer:
             write_timeout=config.write_timeout,
             on_write_timeout=self._count_write_timeout,
             on_refused=self.hub.record_error,
+            guard=self.guard,
         )
         self._sockets = sockets
         self._http.add_sockets(self._sockets)

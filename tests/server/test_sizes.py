@@ -140,3 +140,15 @@ async def test_a_head_just_under_64_kib_is_served() -> None:
         status, _, _ = await read_response(reader)
         writer.close()
         assert status == 200
+
+
+async def test_a_server_level_413_to_an_allowed_origin_carries_cors_headers() -> None:
+    dash = "https://dash.example"
+    async with running_hub(allowed_origins=[dash]) as server:
+        for origin, expected in ((dash, dash), ("https://other.example", None)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(publish_head(server, 50 * 2**20, "Expect: 100-continue", f"Origin: {origin}"))
+            status, headers, body = await read_response(reader)
+            writer.close()
+            assert_too_big(status, headers, body)
+            assert headers.get("access-control-allow-origin") == expected
