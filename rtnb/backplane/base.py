@@ -45,6 +45,8 @@ class Backplane(Protocol):
 
     name: str
     is_local: bool
+    #: this hub's name in presence answers and join/leave events
+    hub_id: str
 
     async def start(self, deliver: Deliver) -> None:
         """Begin delivering messages to ``deliver``."""

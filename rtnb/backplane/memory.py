@@ -9,6 +9,7 @@ reads are immediate too, which makes subscribe-and-replay atomic.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -32,9 +33,13 @@ class MemoryBackplane:
     name = "memory"
     is_local = True
 
-    def __init__(self, limits: HistoryLimits | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, limits: HistoryLimits | None = None, clock: Callable[[], float] = time.time, hub_id: str | None = None
+    ) -> None:
         self.store = HistoryStore(limits)
         self.clock = clock
+        #: this hub's name in presence, random unless given: the same shape as on Redis
+        self.hub_id = hub_id or uuid.uuid4().hex[:12]
         self._deliver: Deliver | None = None
 
     async def start(self, deliver: Deliver) -> None:

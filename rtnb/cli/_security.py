@@ -93,15 +93,22 @@ def ssl_context_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     """A server TLS context from ``--certfile``/``--keyfile``, or None.
 
     Raises:
-        ValueError: only one of the two given.
+        ValueError: only ``--keyfile`` given, a file missing or not PEM, named in the message.
     """
     if args.certfile is None and args.keyfile is None:
         return None
     if args.certfile is None:
         raise ValueError("--keyfile needs --certfile")
+    for flag, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{flag} {path}: no such file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(args.certfile, args.keyfile)
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except (OSError, ssl.SSLError) as error:  # unreadable, or not a PEM certificate and its key
+        files = args.certfile if args.keyfile is None else f"{args.certfile} and {args.keyfile}"
+        raise ValueError(f"--certfile {files}: cannot load a certificate and key: {error}") from None
     return context
 
 

@@ -12,7 +12,7 @@ from ..core.errors import RtnbError
 from ..core.history import HistoryLimits
 from ..core.limits import Limits
 from ..server.hub import HubConfig
-from ..server.runner import HubServer, serve
+from ..server.runner import HubServer, ListenError, serve
 from ._security import add_security_arguments, authenticator_from_args, binding_warning, ssl_context_from_args
 
 __all__ = ["register"]
@@ -84,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="browser origin allowed besides same-origin (repeatable, '*' for any)",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Host name answered besides localhost/127.0.0.1/[::1] (repeatable, '*' for any); "
+        "guards against DNS rebinding",
+    )
+    parser.add_argument(
         "--demo", action="store_true", help="also run simulated sensors (rtnb.sim) so the page at / is alive at once"
     )
     parser.add_argument(
@@ -113,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="prefix of every Redis key; hubs of one cluster share it (default: rtnb:)",
     )
     parser.add_argument(
-        "--hub-id", default=None, metavar="NAME", help="this hub's name in cluster presence (default: random)"
+        "--hub-id", default=None, metavar="NAME", help="this hub's name in presence answers (default: random)"
     )
     parser.add_argument(
         "--presence-ttl",
@@ -163,6 +171,33 @@ def _seconds_or_off(text: str) -> float | None:
     return value
 
 
+def _range_error(args: argparse.Namespace) -> str | None:
+    """The first numeric option out of its range, as one sentence naming the flag; None when all fit."""
+    checks: list[tuple[str, float | None, float, float | None, bool]] = [
+        # flag, value, minimum, maximum, minimum allowed (>=) or not (>)
+        ("--port", args.port, 0, 65535, True),
+        ("--history", args.history, 0, None, True),
+        ("--history-age", args.history_age, 0, None, False),
+        ("--ping-interval", args.ping_interval, 0, None, True),
+        ("--ping-timeout", args.ping_timeout, 0, None, True),
+        ("--max-frame-bytes", args.max_frame_bytes, 0, None, False),
+        ("--max-queue-bytes", args.max_queue_bytes, 0, None, False),
+        ("--handshake-timeout", args.handshake_timeout, 0, None, False),
+        ("--body-timeout", args.body_timeout, 0, None, False),
+        ("--presence-ttl", args.presence_ttl, 0, None, False),
+    ]
+    for flag, value, minimum, maximum, inclusive in checks:
+        if value is None:
+            continue
+        too_small = value < minimum if inclusive else value <= minimum
+        if too_small or (maximum is not None and value > maximum):
+            bound = f"from {minimum:g} to {maximum:g}" if maximum is not None else (
+                f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            )
+            return f"{flag} must be {bound}, got {value:g}"
+    return None
+
+
 def config_from_args(args: argparse.Namespace) -> HubConfig:
     return HubConfig(
         limits=Limits(
@@ -182,6 +217,9 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
 
 def run(args: argparse.Namespace) -> int:
     def announce(server: HubServer) -> None:
+        warning = binding_warning(args.host, authenticator)  # once it really listens there
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         print(f"rtnb hub on {server.url}  (WebSocket: {server.ws_url}; Ctrl-C to stop)", file=sys.stderr, flush=True)
         if args.demo:
             from .. import sim
@@ -194,7 +232,15 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    config = config_from_args(args)
+    problem = _range_error(args)
+    if problem is not None:
+        print(f"rtnb serve: {problem}", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"rtnb serve: {error}", file=sys.stderr)
+        return 2
     on_ready: Any = announce
     try:
         mqtt_options = options_from_args(args)  # bad --mqtt* options fail here, before anything starts
@@ -207,12 +253,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         print(f"rtnb serve: {error}", file=sys.stderr)
         return 2
-    warning = binding_warning(args.host, authenticator)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
     if mqtt_options is not None:
         on_ready = with_mqtt_bridge(mqtt_options, announce)
-    backplane = None
+    backplane: Any = None
+    if args.hub_id and not args.redis:
+        from ..backplane.memory import MemoryBackplane
+
+        backplane = MemoryBackplane(config.history, hub_id=args.hub_id)
     if args.redis:
         from ..backplane.redis import RedisBackplane
 
@@ -223,17 +270,22 @@ def run(args: argparse.Namespace) -> int:
             hub_id=args.hub_id,
             presence_ttl=args.presence_ttl,
         )
-    run_on_loop(
-        serve(
-            args.host,
-            args.port,
-            config,
-            on_ready=on_ready,
-            allowed_origins=args.allow_origin,
-            backplane=backplane,
-            authenticator=authenticator,
-            ssl_context=ssl_context,
-        ),
-        getattr(args, "loop", "auto"),
-    )
+    try:
+        run_on_loop(
+            serve(
+                args.host,
+                args.port,
+                config,
+                on_ready=on_ready,
+                allowed_origins=args.allow_origin,
+                allowed_hosts=args.allow_host,
+                backplane=backplane,
+                authenticator=authenticator,
+                ssl_context=ssl_context,
+            ),
+            getattr(args, "loop", "auto"),
+        )
+    except ListenError as error:  # port in use, an address not on this machine, a name that does not resolve
+        print(f"rtnb serve: {error}", file=sys.stderr)
+        return 2
     return 0

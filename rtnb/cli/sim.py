@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Run simulated IoT devices until Ctrl-C (or --duration), publishing to a hub or an MQTT broker.",
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--url", default=None, help="hub URL (default: http://127.0.0.1:8765)")
+    target.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
     target.add_argument("--mqtt", metavar="URL", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883: devices talk MQTT")
     parser.add_argument(
         "--topic", action="append", default=[], metavar="PATTERN",
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         options = {"qos": args.mqtt_qos, "username": args.mqtt_username, "password": password,
                    "ca_file": args.mqtt_ca}
     else:
-        target = args.url or "http://127.0.0.1:8765"
+        target = args.url or os.environ.get("RTNB_URL") or "http://127.0.0.1:8765"
         token = args.token or os.environ.get("RTNB_TOKEN")
         if token:
             options = {"token": token}

@@ -22,6 +22,7 @@ from typing import Any
 from ..core.auth import CLAIM_PUBLISH, CLAIM_SUBJECT, CLAIM_SUBSCRIBE
 from ..core.errors import InvalidPattern
 from ..core.topics import validate_pattern
+from ..server.auth import check_hs256_secret
 
 __all__ = ["mint_token", "register"]
 
@@ -114,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if (secret is None) == (args.private_key is None):
         print("rtnb token: give exactly one of --secret (or $RTNB_SECRET) and --private-key", file=sys.stderr)
         return 2
+    if args.ttl < 0:
+        print(f"rtnb token: --ttl must be >= 0 seconds (0: never expires), got {args.ttl:g}", file=sys.stderr)
+        return 2
     try:
         if args.private_key is not None:
             pem = Path(args.private_key).read_bytes()
@@ -121,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             algorithm = _algorithm_for(pem)
         else:
             assert secret is not None
+            check_hs256_secret(secret)
             key, algorithm = secret, "HS256"
         token = mint_token(key, args.sub, publish=args.publish, subscribe=args.subscribe, ttl=args.ttl,
                            audience=args.audience, issuer=args.issuer, algorithm=algorithm, key_id=args.key_id)

@@ -3,9 +3,9 @@
 Adapters verify a token (see :mod:`rtnb.server.auth`), hand its claims here and
 get a :class:`Permissions` object back; from then on every publish, subscribe
 and history request of that connection is checked against it, the same way
-on every transport. Rate limits, connection counts per address and origin
-rules are decided here too, with time passed in, so all of it is unit-tested
-without sockets or clocks.
+on every transport. Rate limits and connection counts per address are
+decided here too, with time passed in, so all of it is unit-tested without
+sockets or clocks. ``Host`` and ``Origin`` rules live in :mod:`rtnb.core.origins`.
 
 Claims (the names are rtnb's; ``sub`` and ``exp`` are standard JWT claims)::
 
@@ -23,10 +23,9 @@ from __future__ import annotations
 import enum
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import Forbidden, InvalidPattern, RateLimited, TooManyConnections, Unauthorized
 from .limits import TokenBucket
@@ -39,7 +38,6 @@ __all__ = [
     "CLAIM_SUBSCRIBE",
     "DEFAULT_RATE_LIMIT",
     "ConnectionCounter",
-    "OriginPolicy",
     "Permissions",
     "PublishGuard",
     "RateLimit",
@@ -325,52 +323,3 @@ class ConnectionCounter:
     def __len__(self) -> int:
         """Keys holding at least one connection (for leak checks)."""
         return len(self._counts)
-
-
-# -- origins -------------------------------------------------------------------------------
-
-
-def _normalize_origin(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
-
-
-class OriginPolicy:
-    """Which browser origins may talk to the hub.
-
-    Same-origin (the ``Origin`` host equals the ``Host`` header) is always
-    allowed; others only when listed, or with ``"*"``. Requests without an
-    ``Origin`` header do not come from a web page's script (devices, curl,
-    Python clients) and are allowed: the origin check defends browsers'
-    users against other sites (cross-site WebSocket hijacking, cross-site
-    publishes), it is not authentication.
-    """
-
-    def __init__(self, allowed: Iterable[str] = ()) -> None:
-        listed = {_normalize_origin(origin) for origin in allowed}
-        self.allow_any = "*" in listed
-        self.allowed = frozenset(listed - {"*"})
-
-    def allows(self, origin: str | None, host: str | None) -> bool:
-        if origin is None:
-            return True
-        normalized = _normalize_origin(origin)
-        if self.allow_any or normalized in self.allowed:
-            return True
-        if host is None or normalized == "null":
-            return False
-        return urlsplit(normalized).netloc == host.strip().lower()
-
-    def check(self, origin: str | None, host: str | None) -> None:
-        """Raises:
-        Forbidden: a cross-site origin that is not allowed.
-        """
-        if not self.allows(origin, host):
-            raise Forbidden(f"Requests from the origin {origin!r} are not allowed (see --allow-origin).")
-
-    def cors_origin(self, origin: str | None) -> str | None:
-        """The ``Access-Control-Allow-Origin`` value for an allowed cross-site ``origin``."""
-        if origin is None:
-            return None
-        if self.allow_any or _normalize_origin(origin) in self.allowed:
-            return origin
-        return None

@@ -17,13 +17,15 @@ Tree::
     │   ├── InvalidTopic           "invalid_topic"   a topic name breaks the naming rules
     │   ├── InvalidPattern         "invalid_pattern" a subscription pattern breaks the rules
     │   ├── WildcardPublish        "wildcard_publish" publishing to a pattern, not a topic
-    │   ├── MessageTooBig          "message_too_big" a frame or body over the size limit
+    │   ├── MessageTooBig          "message_too_big" a frame or body over the size limit (HTTP 413)
+    │   ├── HeadTooLarge           "header_too_large" an HTTP request head over 64 KiB (HTTP 431)
     │   ├── TooDeep                "too_deep"        a payload nested deeper than allowed
     │   └── BadCursor              "bad_cursor"      a resume cursor that cannot be read
     ├── LimitExceeded              the peer is within the rules but over a limit
     │   ├── RateLimited            "rate_limited"
     │   ├── TooManySubscriptions   "too_many_subscriptions"
-    │   └── TooManyConnections     "too_many_connections"  per client address
+    │   ├── TooManyConnections     "too_many_connections"  per client address
+    │   └── SlowConsumer           "slow_consumer"   its queue did not drain in time (sent before close 1008)
     ├── AuthError
     │   ├── Unauthorized           "unauthorized"    no or bad credentials
     │   └── Forbidden              "forbidden"       credentials lack the permission
@@ -43,6 +45,7 @@ __all__ = [
     "BadJson",
     "ConnectionClosed",
     "Forbidden",
+    "HeadTooLarge",
     "InvalidPattern",
     "InvalidTopic",
     "LimitExceeded",
@@ -51,6 +54,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RtnbError",
+    "SlowConsumer",
     "Timeout",
     "TooDeep",
     "TooManyConnections",
@@ -134,6 +138,11 @@ class MessageTooBig(ProtocolError):
     http_status = 413
 
 
+class HeadTooLarge(ProtocolError):
+    code = "header_too_large"
+    http_status = 431
+
+
 class TooDeep(ProtocolError):
     code = "too_deep"
 
@@ -157,6 +166,10 @@ class TooManySubscriptions(LimitExceeded):
 
 class TooManyConnections(LimitExceeded):
     code = "too_many_connections"
+
+
+class SlowConsumer(LimitExceeded):
+    code = "slow_consumer"
 
 
 class AuthError(RtnbError):

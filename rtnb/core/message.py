@@ -10,6 +10,7 @@ MessagePack through msgpack; both produce the same envelope::
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import msgpack
@@ -22,7 +23,9 @@ __all__ = [
     "Format",
     "Message",
     "check_nesting",
+    "check_payload",
     "decode_frame",
+    "decode_json",
     "encode_json",
     "encode_msgpack",
     "join_json",
@@ -51,33 +54,60 @@ def encode_msgpack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
+_NOT_FINITE = (
+    "Numbers must be finite: NaN and Infinity have no JSON form,"
+    " so JSON and MessagePack subscribers would get different values"
+)
+
+
+def decode_json(data: str | bytes, where: str = "Frame") -> Any:
+    """Parse JSON text; ``where`` names it in the error ("Frame", "Line 3"...).
+
+    Raises:
+        BadField: a number too large for a double (it would be Infinity).
+        BadJson: not valid JSON.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if "infinity" in str(error):  # e.g. 1e999: valid JSON grammar, not a finite double
+            raise BadField(f"{_NOT_FINITE} ({where}: {error}).") from None
+        raise BadJson(f"{where} is not valid JSON: {error}.") from None
+
+
 def decode_frame(frame: str | bytes, binary_format: Format = "msgpack") -> Any:
     """Decode one client frame: text is JSON, binary is ``binary_format``.
 
     Raises:
         BadJson: the frame is not valid JSON / MessagePack.
+        BadField: a JSON number that is not a finite double.
     """
     if isinstance(frame, str) or binary_format == "json":
-        try:
-            return orjson.loads(frame)
-        except orjson.JSONDecodeError as error:
-            raise BadJson(f"Frame is not valid JSON: {error}.") from None
+        return decode_json(frame)
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException, TypeError) as error:
-        raise BadJson(f"Frame is not valid MessagePack: {error}.") from None
+        # msgpack's FormatError has no text: say what it means
+        reason = str(error) or "a byte that starts no MessagePack type (such as 0xc1)"
+        raise BadJson(f"Frame is not valid MessagePack: {reason}.") from None
 
 
-def check_nesting(obj: Any, max_depth: int = DEFAULT_MAX_NESTING) -> None:
-    """Refuse payloads nested deeper than ``max_depth`` lists/objects.
+def check_payload(obj: Any, max_depth: int = DEFAULT_MAX_NESTING) -> None:
+    """Refuse payloads nested deeper than ``max_depth`` lists/objects, or holding NaN or ±Infinity.
 
     Deep nesting costs the hub and every subscriber's decoder stack; bounding
-    it stops a tiny frame from becoming an expensive one.
+    it stops a tiny frame from becoming an expensive one. NaN and Infinity
+    (MessagePack and Python can carry them, JSON cannot) would reach JSON
+    subscribers as ``null`` and MessagePack ones as NaN: every subscriber
+    must see the same value, so they are refused on every codec.
 
     Raises:
         TooDeep: the payload is nested too deeply.
+        BadField: the payload holds a float that is not finite.
     """
     if not isinstance(obj, (dict, list)):
+        if isinstance(obj, float) and not math.isfinite(obj):
+            raise BadField(f"{_NOT_FINITE}; got {obj!r}.")
         return
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
@@ -88,6 +118,12 @@ def check_nesting(obj: Any, max_depth: int = DEFAULT_MAX_NESTING) -> None:
         for child in children:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
+            elif isinstance(child, float) and not math.isfinite(child):
+                raise BadField(f"{_NOT_FINITE}; got {child!r}.")
+
+
+#: The former name of :func:`check_payload` (which also refuses NaN and ±Infinity now).
+check_nesting = check_payload
 
 
 class Message:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from .errors import BadField, BadJson, MissingField, RtnbError, UnknownOp
+from .errors import BadCursor, BadField, BadJson, MissingField, RtnbError, UnknownOp
 from .limits import Limits
-from .message import check_nesting
+from .message import check_payload
 from .topics import Pattern, validate_pattern, validate_topic
 
 __all__ = [
@@ -163,7 +163,7 @@ def parse_since(value: object, limits: Limits | None = None) -> SinceCursor:
     """
     limits = limits or Limits()
     if not isinstance(value, dict):
-        raise BadField("Field 'since' must be an object of topic -> offset.")
+        raise BadCursor("Field 'since' must be an object of topic -> offset, e.g. {\"plant/a\": 41}.")
     cursor: SinceCursor = {}
     for topic, position in value.items():
         validate_topic(topic, allow_system=True, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
@@ -172,9 +172,9 @@ def parse_since(value: object, limits: Limits | None = None) -> SinceCursor:
             epoch = position.get("epoch")
             position = position.get("offset")
             if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
-                raise BadField(f"since[{topic!r}].epoch must be an integer.")
+                raise BadCursor(f"since[{topic!r}].epoch must be an integer.")
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-            raise BadField(f"since[{topic!r}] must be a non-negative integer offset.")
+            raise BadCursor(f"since[{topic!r}] must be a non-negative integer offset.")
         cursor[topic] = (position, epoch)
     return cursor
 
@@ -194,8 +194,10 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
     op = frame.get("op")
     if op not in _OPS:
         known = ", ".join(_OPS)
-        shown = op if isinstance(op, str) else type(op).__name__
-        raise UnknownOp(f"Unknown op {shown!r}; expected one of: {known}.")
+        if op is None:
+            raise UnknownOp(f"The frame has no 'op' field; give one of: {known}.", request_id=request_id)
+        shown = repr(op[:40]) if isinstance(op, str) else f"of type {type(op).__name__}"
+        raise UnknownOp(f"Unknown op {shown}; expected one of: {known}.", request_id=request_id)
     try:
         if op == "publish":
             topic = validate_topic(
@@ -204,7 +206,7 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
                 max_depth=limits.max_topic_depth,
             )
             data = _required(frame, "data", op)
-            check_nesting(data, limits.max_nesting)
+            check_payload(data, limits.max_nesting)
             return Publish(topic, data, request_id)
         if op == "subscribe":
             text = validate_pattern(

@@ -11,9 +11,12 @@ kernels and devices all reach one hub through the one port the server exposes.
 Security: every mounted handler is rebuilt as a subclass mixing in Jupyter's
 ``JupyterHandler``, so a request must carry what Jupyter accepts (its login
 cookie, or the server token as ``?token=`` or ``Authorization: token ...``),
-is checked by Jupyter's authorizer (resource ``"rtnb"``), and obeys Jupyter's
-origin rules (``allow_origin``, ``allow_origin_pat``; WebSockets from a foreign
-``Origin`` are refused even with a token). The extension then writes a runtime
+is checked by Jupyter's authorizer (resource ``"rtnb"``), and obeys the hub's
+one :class:`~rtnb.core.origins.RequestGuard` built from Jupyter's settings:
+``Host`` names (``allow_remote_access``, ``local_hostnames``, plus
+``c.RtnbExtension.allowed_hosts``) and origins (``allow_origin``,
+``allow_origin_pat``, plus ``c.RtnbExtension.allowed_origins``; a foreign
+``Origin`` is refused even with a token). The extension then writes a runtime
 file (see :mod:`rtnb.notebook.discovery`) so kernels find the hub.
 
 Lifecycle: the extension point is an ``ExtensionApp`` (:class:`RtnbExtensionApp`)
@@ -25,6 +28,8 @@ and removes the runtime file.
 
 Settings (``jupyter_server_config.py``): ``c.RtnbExtension.mount = "rtnb"``,
 ``c.RtnbExtension.history_messages = 1000``, ``c.RtnbExtension.allowed_origins = [...]``,
+``c.RtnbExtension.allowed_hosts = ["hub.lan"]`` (``Host`` names answered besides loopback ones and
+Jupyter's ``local_hostnames``; the DNS rebinding defence, as ``rtnb serve --allow-host``),
 ``c.RtnbExtension.redis = "redis://127.0.0.1:6379/0"`` (servers sharing one Redis share topics),
 ``c.RtnbExtension.mqtt = "mqtt://127.0.0.1:1883"`` with ``c.RtnbExtension.mqtt_in = ["plant/#"]``,
 ``mqtt_out``, ``mqtt_prefix`` and ``mqtt_options`` (an MQTT bridge started with the hub on
@@ -50,9 +55,10 @@ from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
 from ..bridge.options import MqttOptions
-from ..core.auth import OriginPolicy
-from ..core.errors import Forbidden, Unauthorized
+from ..core.errors import Forbidden, RtnbError, Unauthorized
 from ..core.history import HistoryLimits
+from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
+from ..server._http import HubRequestHandler
 from ..server.app import make_handlers
 from ..server.hub import Hub, HubConfig
 from .discovery import HUB_INFO_ENV, hub_info_path
@@ -83,6 +89,11 @@ class RtnbExtension(Configurable):
     allowed_origins = List(
         Unicode(),
         help="Browser origins allowed to open hub WebSockets besides those Jupyter's own rules allow.",
+    ).tag(config=True)
+    allowed_hosts = List(
+        Unicode(),
+        help="Host names the hub answers besides loopback ones and Jupyter's local_hostnames "
+        "(when Jupyter's allow_remote_access is off); '*' for any. Guards against DNS rebinding.",
     ).tag(config=True)
     redis = Unicode("", help="Redis URL shared by several servers' hubs").tag(config=True)
     mqtt = Unicode(
@@ -126,8 +137,28 @@ class HubExtension:
 
     def handlers(self) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
         """The hub's routes, each handler wrapped in Jupyter's authentication."""
-        routes = make_handlers(self.hub, self.prefix, allowed_origins=tuple(self.settings.allowed_origins))
+        routes = make_handlers(self.hub, self.prefix, guard=self.guard())
         return [(path, jupyter_handler_class(handler, self), kwargs) for path, handler, kwargs in routes]
+
+    def guard(self) -> RequestGuard:
+        """The hub's ``Host`` and ``Origin`` rules, from Jupyter's settings and the extension's.
+
+        Hosts: any when Jupyter allows remote access (``allow_remote_access``),
+        else loopback names, Jupyter's ``local_hostnames`` and
+        ``c.RtnbExtension.allowed_hosts``. Origins: same-origin, Jupyter's
+        ``allow_origin`` / ``allow_origin_pat`` and ``c.RtnbExtension.allowed_origins``.
+        """
+        app = self.serverapp
+        if app.allow_remote_access:
+            hosts = HostPolicy.any_host()
+        else:
+            hosts = HostPolicy([*app.local_hostnames, *self.settings.allowed_hosts])
+        allow_origin = app.allow_origin
+        origins = OriginPolicy(
+            [*self.settings.allowed_origins, *([allow_origin] if allow_origin else [])],
+            pattern=app.allow_origin_pat or None,
+        )
+        return RequestGuard(hosts, origins)
 
     async def ensure_started(self) -> None:
         """Start the hub (and its MQTT bridge, if configured) on the running (Jupyter's) loop, once.
@@ -248,7 +279,12 @@ class _JupyterAuthentication:
         from jupyter_core.utils import ensure_async
         from jupyter_server.base.handlers import JupyterHandler
 
-        # Jupyter's own checks: Host header, identity (cookie or token), CORS, XSRF for writes.
+        # The hub's Host and Origin rules first (one guard for every route, built from
+        # Jupyter's settings by HubExtension.guard): a foreign Origin is refused even
+        # with a token, and a foreign Host (DNS rebinding) before anything else.
+        headers = self.request.headers  # type: ignore[attr-defined]
+        self.guard.check(headers.get("Host"), headers.get("Origin"))  # type: ignore[attr-defined]
+        # Jupyter's own checks: identity (cookie or token), CORS, XSRF for writes.
         # No redirect to the login page: devices and WebSockets need a plain 403.
         outcome = JupyterHandler.prepare(self, _redirect_to_login=False)  # type: ignore[arg-type]
         if inspect.isawaitable(outcome):
@@ -261,11 +297,6 @@ class _JupyterAuthentication:
         )
         if not authorized:
             raise tornado.web.HTTPError(403, "rtnb: not authorized")
-        origin = self.request.headers.get("Origin")  # type: ignore[attr-defined]
-        if origin is not None:
-            if not self.rtnb_origin_allowed(origin):
-                raise tornado.web.HTTPError(403, f"rtnb: cross-origin request from {origin} refused")
-            self._rtnb_admit_origin(origin)
         await self.rtnb_extension.ensure_started()
         own_prepare = self.rtnb_handler_class.prepare
         if own_prepare is not tornado.web.RequestHandler.prepare:
@@ -273,45 +304,23 @@ class _JupyterAuthentication:
             if inspect.isawaitable(own_outcome):
                 await own_outcome
 
-    def _rtnb_admit_origin(self, origin: str) -> None:
-        """Let the hub handler's own origin check (SSE, poll, publish) admit what Jupyter's rules admitted.
-
-        The hub's :class:`~rtnb.core.auth.OriginPolicy` knows only
-        ``c.RtnbExtension.allowed_origins`` and same-origin; an origin allowed by
-        ``allow_origin`` or ``allow_origin_pat`` gets a policy listing it for this
-        request, so the handler accepts it and answers with its CORS header.
-        """
-        policy = getattr(self, "origin_policy", None)
-        host = self.request.headers.get("Host")  # type: ignore[attr-defined]
-        if isinstance(policy, OriginPolicy) and not policy.allows(origin, host):
-            self.origin_policy = OriginPolicy([origin])
-
-    def rtnb_origin_allowed(self, origin: str) -> bool:
-        """Same origin, Jupyter's ``allow_origin``/``allow_origin_pat``, or the extension's list.
-
-        Stricter than Jupyter on one point: a token does not excuse a foreign
-        ``Origin``. A page on another site holding a token is still another
-        site; browsers on other origins must be allowed by configuration.
-        Requests without ``Origin`` (devices, scripts, kernels) pass.
-        """
-        from urllib.parse import urlparse
-
-        from jupyter_server.utils import origin_matches_pat
-
-        allowed = self.rtnb_extension.settings.allowed_origins
-        jupyter_allow = self.allow_origin  # type: ignore[attr-defined]
-        if jupyter_allow == "*" or "*" in allowed or origin in allowed:
-            return True
-        host = self.request.headers.get("Host")  # type: ignore[attr-defined]
-        if host is not None and urlparse(origin.lower()).netloc == host.lower():
-            return True
-        # compared lowercased, as Jupyter's own check_origin does
-        if jupyter_allow:
-            return bool(jupyter_allow == origin.lower())
-        pattern = self.allow_origin_pat  # type: ignore[attr-defined]
-        return bool(pattern and origin_matches_pat(pattern, origin.lower()))
+    def check_host(self) -> bool:
+        """Jupyter's Host check, answered by the hub's guard (Jupyter's
+        ``local_hostnames`` and ``allow_remote_access`` plus ``c.RtnbExtension.allowed_hosts``)."""
+        return bool(self.guard.hosts.allows(self.request.headers.get("Host")))  # type: ignore[attr-defined]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None and isinstance(exc_info[1], RtnbError):
+            # refused by the hub's own rules (Host, Origin, bad input): its typed error as is
+            if isinstance(self, HubRequestHandler):
+                HubRequestHandler.write_error(self, status_code, **kwargs)
+                return
+            refusal: RtnbError = exc_info[1]
+            self.set_status(refusal.http_status)  # type: ignore[attr-defined]
+            self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+            self.finish(json.dumps(refusal.to_http_body()))  # type: ignore[attr-defined]
+            return
         if status_code in (401, 403):
             if self.current_user is None:  # type: ignore[attr-defined]
                 error: Unauthorized | Forbidden = Unauthorized(
@@ -328,10 +337,6 @@ class _JupyterAuthentication:
 
 
 class _JupyterWebSocketAuthentication(_JupyterAuthentication):
-    def check_origin(self, origin: str) -> bool:
-        """Checked in :meth:`prepare` already (see :meth:`rtnb_origin_allowed`)."""
-        return self.rtnb_origin_allowed(origin)
-
     def set_default_headers(self) -> None:
         """No page headers (CSP...) on a WebSocket upgrade, as Jupyter's own kernel sockets."""
 

@@ -1,5 +1,8 @@
 """What the plain-HTTP transports (SSE, long polling, publish) share.
 
+* ``Host`` and ``Origin``: every handler asks the hub's one
+  :class:`~rtnb.core.origins.RequestGuard` (DNS rebinding, cross-site requests),
+  and an allowed cross-site origin gets its CORS headers on errors too.
 * Errors: a handler raises an :class:`~rtnb.core.errors.RtnbError`; the client
   gets its HTTP status and ``{"error": {"code": ..., "message": ...}}``, the
   same codes as on WebSocket, and the hub counts it. Nothing is logged as an
@@ -20,9 +23,10 @@ from typing import Any
 import orjson
 import tornado.web
 
-from ..core.auth import OriginPolicy, Permissions
+from ..core.auth import Permissions
 from ..core.cursor import decode_cursor
 from ..core.errors import BadField, MissingField, RtnbError, TooManySubscriptions, UnknownOp
+from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import MAX_LAST, SinceCursor, Subscribe
 from ..core.topics import Pattern, validate_pattern
 from .auth import Authenticator
@@ -37,37 +41,44 @@ class HubRequestHandler(tornado.web.RequestHandler):
     """Base of the hub's HTTP handlers: the hub passed in, errors as typed JSON."""
 
     def initialize(
-        self, hub: Hub, authenticator: Authenticator | None = None, allowed_origins: Sequence[str] = ()
+        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
     ) -> None:
         self.hub = hub
-        # None (pages, /topics): no origin or token check. Hub transports get one
-        # from make_handlers, so SSE, poll and publish all follow the same rules.
+        # None (pages, /topics, /healthz): Host check only, no origin or token check.
+        # Hub transports get one from make_handlers, so SSE, poll and publish all follow the same rules.
         self.authenticator = authenticator
-        self.origin_policy = OriginPolicy(allowed_origins)
+        #: the hub's Host and Origin rules (rtnb.core.origins), shared by every route
+        self.guard = guard or RequestGuard(HostPolicy.any_host())
         self.permissions = Permissions.allow_all()
         self._admitted_address: str | None = None
+        self._cors_origin: str | None = None
 
     async def prepare(self) -> None:
-        """Origin check and CORS headers, then the token (not on a CORS preflight).
+        """Host check; on hub transports also the origin check, CORS headers and the token
+        (not on a CORS preflight).
 
         Raises:
-            Forbidden: a cross-site ``Origin`` not in the allow-list (403).
+            Forbidden: a ``Host`` the hub does not answer to, or a cross-site
+                ``Origin`` not in the allow-list (403).
             Unauthorized: authentication is required and the token is missing or bad (401).
         """
+        headers = self.request.headers
         if self.authenticator is None:
+            self.guard.check_host(headers.get("Host"))
             return
-        origin = self.request.headers.get("Origin")
-        self.origin_policy.check(origin, self.request.headers.get("Host"))
-        allowed = self.origin_policy.cors_origin(origin)
-        if allowed is not None:
-            self.set_header("Access-Control-Allow-Origin", allowed)
-            self.set_header("Vary", "Origin")
-            self.set_header("Access-Control-Expose-Headers", "Content-Type")
+        self._cors_origin = self.guard.check(headers.get("Host"), headers.get("Origin"))
+        self._set_cors_headers()
         if self.request.method == "OPTIONS":
             return
-        self.permissions = self.authenticator.authenticate_request(
-            self.request.headers, self.get_query_argument("token", None)
-        )
+        self.permissions = self.authenticator.authenticate_request(headers, self.get_query_argument("token", None))
+
+    def _set_cors_headers(self) -> None:
+        """CORS headers for an allowed cross-site origin; set again on error responses,
+        which Tornado starts from cleared headers, so a browser page can read the error."""
+        if self._cors_origin is not None:
+            self.set_header("Access-Control-Allow-Origin", self._cors_origin)
+            self.set_header("Vary", "Origin")
+            self.set_header("Access-Control-Expose-Headers", "Content-Type")
 
     def options(self, *args: str) -> None:
         """CORS preflight: which methods and headers a cross-site page may use."""
@@ -113,6 +124,7 @@ class HubRequestHandler(tornado.web.RequestHandler):
         if not isinstance(error, RtnbError):
             error = self._error_for_status(status_code, error)
         self.hub.record_error(error.code)
+        self._set_cors_headers()
         self.set_status(error.http_status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

@@ -27,8 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
 
+from ..core.origins import RequestGuard
+from ._sizes import MAX_DRAINED_BYTES, BodyLimit, answer_oversized_heads
 from ._tornado import stream_bytes_sent, stream_bytes_written
 
 try:  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
@@ -138,8 +141,11 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     """Tornado's ``HTTPServer`` whose accepted streams are watched by a :class:`WriteWatchdog`.
 
     Takes Tornado's ``HTTPServer`` arguments plus ``write_timeout`` (seconds,
-    ``None`` disables the watchdog) and ``on_write_timeout`` (a callback per
-    stream closed).
+    ``None`` disables the watchdog), ``on_write_timeout`` (a callback per
+    stream closed), ``on_refused`` (called with the error code of a request
+    refused for its size) and ``guard`` (the hub's Host and Origin rules, for
+    the CORS header of such a refusal). Requests too big for the server itself get 413 or
+    431 answers (see :mod:`rtnb.server._sizes`).
     """
 
     def initialize(  # type: ignore[override]
@@ -147,15 +153,27 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
         *args: Any,
         write_timeout: float | None = None,
         on_write_timeout: Callable[[], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
+        guard: RequestGuard | None = None,
         **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         self.watchdog = None if write_timeout is None else WriteWatchdog(write_timeout, on_write_timeout)
+        self.on_refused = on_refused
+        self.guard = guard
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.watchdog is not None:
             self.watchdog.add(stream)
+        answer_oversized_heads(stream)  # 431, not a silent close (rtnb.server._sizes)
         super().handle_stream(stream, address)
+
+    def start_request(self, server_conn: object, request_conn: Any) -> tornado.httputil.HTTPMessageDelegate:
+        """The application's delegate behind :class:`~rtnb.server._sizes.BodyLimit`: 413 with a JSON error
+        for a body over the server's own limit, instead of Tornado's bare 400."""
+        limit = self.conn_params.max_body_size or MAX_DRAINED_BYTES
+        inner = super().start_request(server_conn, request_conn)
+        return BodyLimit(inner, request_conn, limit, self.on_refused, self.guard)
 
     async def close_all_connections(self) -> None:
         try:

@@ -152,6 +152,9 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): close frame now, then wait for the peer's."""
         log.debug("failing WebSocket connection: %s %s", code, reason)
+        if code in (CLOSE_INVALID_PAYLOAD, CLOSE_TOO_BIG) and not self.client_terminated:
+            handler: Any = self.handler  # a HubWebSocket: it sends the error frame saying why, first
+            handler.on_protocol_failure(code, reason)
         self.failed = True
         self._fragmented_message_buffer = None
         self._text_decoder = None

@@ -12,10 +12,11 @@ from typing import Any
 
 import tornado.web
 
+from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
 from .auth import Authenticator
 from .hub import Hub
 from .metrics import HealthHandler, MetricsHandler
-from .pages import page_handlers
+from .pages import NotFoundHandler, page_handlers
 from .poll import PollHandler
 from .publish import PublishHandler
 from .sse import SSEHandler
@@ -25,7 +26,12 @@ __all__ = ["make_app", "make_handlers"]
 
 
 def make_handlers(
-    hub: Hub, prefix: str = "", *, allowed_origins: Sequence[str] = (), authenticator: Authenticator | None = None
+    hub: Hub,
+    prefix: str = "",
+    *,
+    allowed_origins: Sequence[str] = (),
+    authenticator: Authenticator | None = None,
+    guard: RequestGuard | None = None,
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The hub's routes as ``(path, handler, kwargs)`` tuples under ``prefix``.
 
@@ -35,28 +41,43 @@ def make_handlers(
         allowed_origins: extra browser origins allowed to open WebSockets
             (same-origin is always allowed; ``"*"`` allows any); SSE, poll and
             publish follow the same list, with CORS headers for the listed ones.
+            Ignored when ``guard`` is given.
         authenticator: tokens, permissions, rate and connection limits shared by
             every transport (see :mod:`rtnb.server.auth`); none by default.
+        guard: the ``Host`` and ``Origin`` rules of every route (see
+            :mod:`rtnb.core.origins`); by default ``allowed_origins`` and any
+            ``Host`` (:class:`~rtnb.server.runner.HubServer` passes the rule of
+            its binding: loopback names and ``--allow-host`` names on loopback).
     """
     prefix = prefix.rstrip("/")
-    security = {"allowed_origins": tuple(allowed_origins), "authenticator": authenticator or Authenticator.open()}
+    guard = guard or RequestGuard(HostPolicy.any_host(), OriginPolicy(allowed_origins))
+    security = {"guard": guard, "authenticator": authenticator or Authenticator.open()}
     return [
         (f"{prefix}/ws", HubWebSocket, {"hub": hub, **security}),
-        (f"{prefix}/healthz", HealthHandler, {"hub": hub}),
-        (f"{prefix}/metrics", MetricsHandler, {"hub": hub}),
+        (f"{prefix}/healthz", HealthHandler, {"hub": hub, "guard": guard}),
+        (f"{prefix}/metrics", MetricsHandler, {"hub": hub, "guard": guard}),
         (f"{prefix}/sse", SSEHandler, {"hub": hub, **security}),
         (f"{prefix}/poll", PollHandler, {"hub": hub, **security}),
         (f"{prefix}/publish/?(.*)", PublishHandler, {"hub": hub, **security}),
-        *page_handlers(hub, prefix),
+        *page_handlers(hub, prefix, guard),
     ]
 
 
 def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Application:
     """A standalone Tornado application serving ``hub`` under ``prefix``.
 
+    ``allowed_origins``, ``authenticator`` and ``guard`` go to
+    :func:`make_handlers`; other settings to Tornado. Paths that match no route
+    get a 404 JSON error, after the same ``Host`` check.
+
     Returns:
         The application; its routes are the ones :func:`make_handlers` returns.
     """
-    return tornado.web.Application(make_handlers(hub, prefix, allowed_origins=settings.pop("allowed_origins", ()),
-                                                 authenticator=settings.pop("authenticator", None)),
-                                   **settings)
+    guard = settings.pop("guard", None) or RequestGuard(
+        HostPolicy.any_host(), OriginPolicy(settings.pop("allowed_origins", ()))
+    )
+    settings.pop("allowed_origins", None)
+    handlers = make_handlers(hub, prefix, authenticator=settings.pop("authenticator", None), guard=guard)
+    settings.setdefault("default_handler_class", NotFoundHandler)
+    settings.setdefault("default_handler_args", {"hub": hub, "guard": guard})
+    return tornado.web.Application(handlers, **settings)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from ..core.auth import (
     Verdict,
 )
 from ..core.errors import RtnbError, Unauthorized
+from ..core.origins import is_loopback_name
 from ..core.protocol import RequestId, SinceCursor
 from ..core.topics import Pattern
 
@@ -50,10 +50,12 @@ __all__ = [
     "CLOSE_AUTH_INVALID",
     "CLOSE_AUTH_TIMEOUT",
     "CLOSE_NOT_AUTHENTICATED",
+    "MIN_HS256_SECRET_BYTES",
     "AuthState",
     "Authenticator",
     "ConnectionSecurity",
     "JwtVerifier",
+    "check_hs256_secret",
     "is_loopback",
     "token_from_request",
 ]
@@ -64,17 +66,28 @@ CLOSE_NOT_AUTHENTICATED = 4003
 CLOSE_AUTH_EXPIRED = 4004
 CLOSE_POLICY = 1008
 
+#: Shortest HS256 secret accepted: RFC 7518 section 3.2 requires a key of at least the hash size.
+MIN_HS256_SECRET_BYTES = 32
+
 _ASYMMETRIC = {"RSA": ["RS256", "RS384", "RS512"], "EC": ["ES256", "ES384", "ES512"], "OKP": ["EdDSA"]}
 
 
 def is_loopback(host: str) -> bool:
     """True when binding ``host`` only accepts connections from this machine."""
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(host.strip("[]").lower())
+
+
+def check_hs256_secret(secret: str | bytes) -> None:
+    """Raises:
+    ValueError: ``secret`` is shorter than :data:`MIN_HS256_SECRET_BYTES` bytes (RFC 7518 section 3.2):
+        a short HMAC key can be brute-forced from any token it signed.
+    """
+    size = len(secret.encode() if isinstance(secret, str) else secret)
+    if size < MIN_HS256_SECRET_BYTES:
+        raise ValueError(
+            f"the HS256 secret is {size} bytes; it must be at least {MIN_HS256_SECRET_BYTES} (RFC 7518 section 3.2),"
+            " e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def token_from_request(headers: Any, query_token: str | None) -> str | None:
@@ -105,7 +118,8 @@ class JwtVerifier:
         leeway: seconds of clock skew tolerated on ``exp`` / ``nbf``.
 
     Raises:
-        ValueError: no key source, or more than one.
+        ValueError: no key source, or more than one; an HS256 secret shorter
+            than :data:`MIN_HS256_SECRET_BYTES`.
     """
 
     def __init__(
@@ -129,8 +143,7 @@ class JwtVerifier:
         self._key: Any = None
         self._keys_by_id: dict[str | None, Any] = {}
         if secret is not None:
-            if not secret:
-                raise ValueError("the secret must not be empty")
+            check_hs256_secret(secret)
             self._key = secret
             self.algorithms = list(algorithms or ["HS256"])
         elif public_key is not None:

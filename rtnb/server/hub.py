@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
-from ..core.errors import MessageTooBig, RtnbError, TooManySubscriptions, Unavailable
+from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
-from ..core.message import Message, check_nesting, encode_json
+from ..core.message import Message, check_payload, encode_json
 from ..core.presence import is_present, present_members
 from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
@@ -321,7 +321,7 @@ class Hub:
         if not trusted:
             limits = self.limits
             validate_topic(topic, max_length=limits.max_topic_length, max_depth=limits.max_topic_depth)
-            check_nesting(data, limits.max_nesting)
+            check_payload(data, limits.max_nesting)
         data_json = encode_json(data)
         if len(data_json) > self.limits.max_frame_bytes:
             raise MessageTooBig(
@@ -508,6 +508,13 @@ class Hub:
             except asyncio.TimeoutError:
                 self.stats.slow_consumer_closes += 1
                 log.warning("closing subscriber %s: its queue did not drain for %ss", member.id, limit)
+                self.record_error(SlowConsumer.code)
+                sink.send_control(
+                    SlowConsumer(
+                        f"Closing (1008): this connection took nothing from its queue for {limit:g} s;"
+                        " resume from your cursor to get what you missed."
+                    ).to_wire()
+                )
                 sink.close(CLOSE_POLICY, "slow consumer: outbound queue over its limit")
                 return
             except RtnbError:
@@ -585,7 +592,7 @@ class Hub:
         """Clients subscribed to what ``query`` names: cluster-wide on a shared backplane.
 
         Returns:
-            ``[{"client": ID}, ...]`` (with ``"hub"`` on a shared backplane).
+            ``[{"client": ID, "hub": HUB_ID}, ...]``, the same shape on every backplane.
 
         Raises:
             Unavailable: the shared backplane cannot be read.
@@ -594,7 +601,7 @@ class Hub:
         if shared is not None:
             return list(await shared(query))
 
-        return present_members(self.local_subscriptions(), query)
+        return present_members(self.local_subscriptions(), query, self.backplane.hub_id)
 
     def watch_presence(self, member: Member, query: Pattern, enabled: bool) -> None:
         """Send ``member`` join/leave events for ``query`` from now on (or stop)."""
@@ -613,7 +620,7 @@ class Hub:
         if announce is not None:
             announce(client, before, after)  # every hub, this one included, hears it back
         else:
-            self.membership_changed(client, before, after)
+            self.membership_changed(client, before, after, self.backplane.hub_id)
 
     def membership_changed(self, client: str, before: list[str], after: list[str], hub_id: str | None = None) -> None:
         """A client's subscriptions changed (here or, via the backplane, on ``hub_id``): tell watchers."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import orjson
-import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ._http import HubRequestHandler
 from .hub import Hub
 
 __all__ = ["HealthHandler", "HubCollector", "MetricsHandler", "render_metrics"]
@@ -94,20 +94,16 @@ def render_metrics(hub: Hub) -> bytes:
     return generate_latest(registry)
 
 
-class MetricsHandler(tornado.web.RequestHandler):
-    def initialize(self, hub: Hub) -> None:
-        self.hub = hub
+class MetricsHandler(HubRequestHandler):
+    """The hub's counters in Prometheus text format (after the hub's ``Host`` check)."""
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.write(render_metrics(self.hub))
 
 
-class HealthHandler(tornado.web.RequestHandler):
+class HealthHandler(HubRequestHandler):
     """200 with the hub's state when healthy, 503 with the same body when not."""
-
-    def initialize(self, hub: Hub) -> None:
-        self.hub = hub
 
     def get(self) -> None:
         health = self.hub.health()

@@ -6,7 +6,8 @@
 * ``GET /rtnb.js`` — the dependency-free ES module ``RtnbClient`` (docs/browser.md),
   with ``/rtnb-react.js`` (React provider and hooks), ``/rtnb-rtc.js`` (WebRTC peers
   signalled over topics) and the TypeScript declarations of all three
-  (``/rtnb.d.ts``, ``/rtnb-react.d.ts``, ``/rtnb-rtc.d.ts``).
+  (``/rtnb.d.ts``, ``/rtnb-react.d.ts``, ``/rtnb-rtc.d.ts``), each with
+  ``Access-Control-Allow-Origin: *`` so pages on other origins can import them.
 * ``GET /rtc`` — two or more peers in a WebRTC room: text, files, a camera.
 * ``GET /topics`` — JSON list of known topics: offset, epoch, rate, subscribers.
 * ``GET /static/plotly.min.js`` — plotly.js from the ``plotly`` Python package's
@@ -31,6 +32,7 @@ import orjson
 import tornado.web
 
 from ..core.errors import RtnbError
+from ..core.origins import RequestGuard
 from ..core.topics import Pattern
 from ._http import HubRequestHandler
 from .hub import Hub
@@ -98,8 +100,8 @@ class TopicActivity:
 class TopicsHandler(HubRequestHandler):
     """``GET /topics[?pattern=P]`` -> ``{"topics": [{topic, epoch, offset, retained, rate, subscribers}]}``."""
 
-    def initialize(self, hub: Hub, activity: TopicActivity) -> None:  # type: ignore[override]
-        super().initialize(hub)
+    def initialize(self, hub: Hub, activity: TopicActivity, guard: RequestGuard | None = None) -> None:  # type: ignore[override]
+        super().initialize(hub, guard=guard)
         self.activity = activity
 
     def get(self) -> None:
@@ -138,10 +140,18 @@ class StaticAssetHandler(HubRequestHandler):
 
     _cache: dict[Path, bytes] = {}
 
-    def initialize(self, hub: Hub, path: Path | None = None, content_type: str = "") -> None:  # type: ignore[override]
-        super().initialize(hub)
+    def initialize(  # type: ignore[override]
+        self, hub: Hub, path: Path | None = None, content_type: str = "", guard: RequestGuard | None = None,
+        public: bool = False,
+    ) -> None:
+        super().initialize(hub, guard=guard)
         self.path_to_serve = path
         self.content_type = content_type
+        self.public = public
+
+    def head(self, name: str | None = None) -> None:
+        """The headers ``GET`` would send (Tornado leaves the body out of a HEAD answer)."""
+        self.get(name)
 
     def get(self, name: str | None = None) -> None:
         path = self.path_to_serve
@@ -155,6 +165,10 @@ class StaticAssetHandler(HubRequestHandler):
         if data is None:
             data = self._cache[path] = path.read_bytes()
         self.set_header("Content-Type", content_type)
+        if self.public:
+            # rtnb.js is public code that pages on other origins import as an ES module,
+            # which browsers fetch in CORS mode; without this header they refuse it.
+            self.set_header("Access-Control-Allow-Origin", "*")
         # The page and client change with the package version; the browser revalidates them.
         self.set_header("Cache-Control", "no-cache")
         self.finish(data)
@@ -163,6 +177,14 @@ class StaticAssetHandler(HubRequestHandler):
 class _NotFound(RtnbError):
     code = "not_found"
     http_status = 404
+
+
+class NotFoundHandler(HubRequestHandler):
+    """Any path no route matches: the ``Host`` check, then 404 with a JSON error."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise _NotFound(f"Nothing is served at {self.request.path}; see docs/transports.md.")
 
 
 _CONTENT_TYPES = {
@@ -186,22 +208,26 @@ def _static_file(name: str) -> tuple[Path | None, str]:
     return path, content_type
 
 
-def page_handlers(hub: Hub, prefix: str) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+def page_handlers(
+    hub: Hub, prefix: str, guard: RequestGuard | None = None
+) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The demo and /rtc pages, the browser modules, ``/topics`` and static routes under ``prefix``."""
+    common = {"hub": hub, "guard": guard}
     routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
-        (f"{prefix}/", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / "demo.html",
+        (f"{prefix}/", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / "demo.html",
                                              "content_type": _CONTENT_TYPES[".html"]}),
         *[
-            (f"{prefix}/{name}", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / name,
-                                                      "content_type": _CONTENT_TYPES[Path(name).suffix]})
+            (f"{prefix}/{name}", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / name,
+                                                      "content_type": _CONTENT_TYPES[Path(name).suffix],
+                                                      "public": True})
             for name in CLIENT_FILES
         ],
-        (f"{prefix}/rtc", StaticAssetHandler, {"hub": hub, "path": STATIC_DIRECTORY / "rtc.html",
+        (f"{prefix}/rtc", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / "rtc.html",
                                                "content_type": _CONTENT_TYPES[".html"]}),
-        (f"{prefix}/topics", TopicsHandler, {"hub": hub, "activity": TopicActivity()}),
-        (f"{prefix}/static/plotly.min.js", StaticAssetHandler, {"hub": hub, "path": plotly_bundle_path(),
+        (f"{prefix}/topics", TopicsHandler, {**common, "activity": TopicActivity()}),
+        (f"{prefix}/static/plotly.min.js", StaticAssetHandler, {**common, "path": plotly_bundle_path(),
                                                                  "content_type": _CONTENT_TYPES[".js"]}),
-        (f"{prefix}/static/([^/]+)", StaticAssetHandler, {"hub": hub}),
+        (f"{prefix}/static/([^/]+)", StaticAssetHandler, common),
     ]
     if prefix:
         routes.append((prefix, tornado.web.RedirectHandler, {"url": f"{prefix}/"}))

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..core.errors import BadField, BadJson, MessageTooBig
-from ..core.message import check_nesting
+from ..core.message import check_payload, decode_json
 from ..core.topics import validate_topic
 from ._http import HubRequestHandler
 
@@ -28,13 +28,6 @@ MAX_NDJSON_LINES = 10_000
 
 _NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines")
 _REFUSED_TYPES = ("multipart/form-data",)
-
-
-def _decode(raw: bytes, where: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise BadJson(f"{where} is not valid JSON: {error}.") from None
 
 
 class PublishHandler(HubRequestHandler):
@@ -63,8 +56,8 @@ class PublishHandler(HubRequestHandler):
                 raise MessageTooBig(f"The body is {len(body)} bytes; the limit is {limits.max_frame_bytes}.")
             if not body.strip():
                 raise BadJson("The body is empty; send a JSON value such as {\"value\": 71}.")
-            value = _decode(body, "The body")
-            check_nesting(value, limits.max_nesting)
+            value = decode_json(body, "The body")
+            check_payload(value, limits.max_nesting)
             self._spend_rate(1)
             message = await hub.publish(topic, value, trusted=True)
             reply = {"topic": topic, "offset": message.offset, "epoch": message.epoch}
@@ -88,8 +81,8 @@ class PublishHandler(HubRequestHandler):
                 raise MessageTooBig(f"An ndjson request may carry at most {MAX_NDJSON_LINES} messages.")
             if len(line) > limits.max_frame_bytes:
                 raise MessageTooBig(f"Line {number} is {len(line)} bytes; the limit is {limits.max_frame_bytes}.")
-            value = _decode(line, f"Line {number}")
-            check_nesting(value, limits.max_nesting)
+            value = decode_json(line, f"Line {number}")
+            check_payload(value, limits.max_nesting)
             values.append(value)
         if not values:
             raise BadJson("The ndjson body has no lines; send one JSON value per line.")

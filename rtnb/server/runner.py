@@ -19,14 +19,20 @@ import tornado.httpserver
 import tornado.netutil
 
 from ..backplane import Backplane
+from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
 from ._timeouts import GuardedHTTPServer
 from .app import make_app
 from .auth import Authenticator
 from .hub import Hub, HubConfig
 
-__all__ = ["HubServer", "serve"]
+__all__ = ["HubServer", "ListenError", "serve"]
 
 log = logging.getLogger("rtnb.server")
+
+
+class ListenError(OSError):
+    """The server cannot listen where asked: the port is taken, the address is not
+    on this machine, or the host name does not resolve. Its text says which."""
 
 
 class HubServer:
@@ -39,6 +45,10 @@ class HubServer:
         prefix: URL prefix of every route.
         ssl_context: serve https/wss with this context.
         allowed_origins: extra browser origins allowed for WebSockets.
+        allowed_hosts: ``Host`` names answered besides loopback ones (the DNS
+            rebinding defence, see :class:`~rtnb.core.origins.HostPolicy`):
+            bound to loopback, only loopback names and these are answered;
+            bound beyond it, these when given, else any.
         authenticator: tokens, permissions and limits for every transport
             (see :mod:`rtnb.server.auth`); none by default.
         redis: Redis URL for a default hub on the Redis backplane (ignored
@@ -55,18 +65,22 @@ class HubServer:
         prefix: str = "",
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
+        allowed_hosts: Sequence[str] = (),
         redis: str | None = None,
         authenticator: Authenticator | None = None,
         **app_settings: Any,
     ) -> None:
         if hub is not None and redis is not None:
             raise ValueError("Give redis= to the Hub you pass (Hub(config, redis=...)), or pass no hub.")
+        if not 0 <= port <= 65535:  # the OS would silently take the port modulo 65536
+            raise ValueError(f"port must be from 0 to 65535, got {port}")
         self.hub = hub or Hub(redis=redis)
         self.host = host
         self.requested_port = port
         self.prefix = prefix.rstrip("/")
         self.ssl_context = ssl_context
         self.allowed_origins = tuple(allowed_origins)
+        self.allowed_hosts = tuple(allowed_hosts)
         self.authenticator = authenticator or Authenticator.open()
         self.app_settings = app_settings
         self.port: int | None = None
@@ -86,12 +100,35 @@ class HubServer:
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/ws"
 
+    @property
+    def guard(self) -> RequestGuard:
+        """The ``Host`` and ``Origin`` rules of every route: loopback names (and
+        ``allowed_hosts``) when bound to loopback, ``allowed_origins`` besides same-origin."""
+        return RequestGuard(HostPolicy.for_binding(self.host, self.allowed_hosts), OriginPolicy(self.allowed_origins))
+
     def make_app(self) -> Any:
-        return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins,
-                        authenticator=self.authenticator, **self.app_settings)
+        return make_app(self.hub, self.prefix, guard=self.guard, authenticator=self.authenticator,
+                        **self.app_settings)
 
     async def start(self) -> HubServer:
-        await self.hub.start()
+        """Listen, then start the hub.
+
+        Raises:
+            ListenError: the port is in use, the address is not on this machine,
+                or the host name does not resolve (nothing is left started).
+        """
+        try:
+            sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
+        except OSError as error:
+            refusal = ListenError(f"cannot listen on {self.host}:{self.requested_port}: {error.strerror or error}")
+            refusal.errno = error.errno
+            raise refusal from None
+        try:
+            await self.hub.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         limits, config = self.hub.limits, self.hub.config
         self._http = GuardedHTTPServer(
             self.make_app(),
@@ -101,8 +138,10 @@ class HubServer:
             max_body_size=max(limits.max_frame_bytes, 16 * 2**20),
             write_timeout=config.write_timeout,
             on_write_timeout=self._count_write_timeout,
+            on_refused=self.hub.record_error,
+            guard=self.guard,
         )
-        self._sockets = tornado.netutil.bind_sockets(self.requested_port, address=self.host)
+        self._sockets = sockets
         self._http.add_sockets(self._sockets)
         self.port = self._sockets[0].getsockname()[1]
         log.info("rtnb hub listening on %s", self.url)

@@ -23,11 +23,12 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
-from ..core.auth import OriginPolicy, Verdict
+from ..core.auth import Verdict
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
 from ..core.history import Gap
 from ..core.message import Format, Message, decode_frame, encode_msgpack
+from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL_JSON,
@@ -116,12 +117,6 @@ def _batch_builder(fmt: Format, max_frame: int) -> Callable[[Batch], list[bytes]
             return split_frames([message.msgpack for message in batch.messages], "msgpack", max_frame)
 
     return build
-
-
-@functools.lru_cache(maxsize=64)
-def _origin_set(origins: tuple[str, ...]) -> frozenset[str]:
-    """Allowed origins as a set, one per route instead of one per connection."""
-    return frozenset(origins)
 
 
 def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
@@ -223,10 +218,10 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         "_max_queue_bytes",
         "_opcode",
         "_stream",
-        "allowed_origins",
         "authenticator",
         "awaiting_pong_since",
         "format",
+        "guard",
         "hub",
         "member",
         "security",
@@ -237,10 +232,11 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         _prime_attribute_table(cls)
 
     def initialize(
-        self, hub: Hub, allowed_origins: Sequence[str] | None = None, authenticator: Authenticator | None = None
+        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
     ) -> None:
         self.hub = hub
-        self.allowed_origins = _origin_set(tuple(allowed_origins or ()))
+        #: the hub's Host and Origin rules, shared with every other route (rtnb.core.origins)
+        self.guard = guard or RequestGuard(HostPolicy.any_host())
         self.authenticator = authenticator or Authenticator.open()
         self.security: ConnectionSecurity | None = None
         self._handshake_permissions: Any = None
@@ -290,27 +286,37 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         )
         return HubWebSocketProtocol(self, params, self.hub.config.close_timeout)
 
+    def on_protocol_failure(self, code: int, reason: str) -> None:
+        """The frame reader is about to close with 1009 (too big) or 1007 (bad UTF-8):
+        tell the client why in an error frame first (not on the echo endpoint, which
+        speaks no hub protocol)."""
+        if self.member is None:
+            return
+        from ..core.errors import BadJson, MessageTooBig
+
+        limit = self.hub.limits.max_frame_bytes
+        error = (
+            MessageTooBig(f"Closing (1009): a message is over this hub's limit of {limit} bytes ({reason}).")
+            if code == 1009
+            else BadJson(f"Closing (1007): {reason}.")
+        )
+        self._report(error)
+
     def on_close_frame_sent(self) -> None:
         """Called by the protocol once a close frame is out: no data frame may follow it."""
         self._closed = True
 
     def check_origin(self, origin: str) -> bool:
-        if origin in self.allowed_origins or "*" in self.allowed_origins:
-            return True
-        return super().check_origin(origin)
+        """Tornado's question after :meth:`prepare`, answered by the same guard."""
+        return self.guard.origins.allows(origin, self.request.headers.get("Host"))
 
     async def prepare(self) -> None:
-        """Refuse before the upgrade, with a typed JSON body: a foreign ``Origin``
-        (403 ``forbidden``) or a token given in the handshake that does not verify
-        (401 ``unauthorized``). A missing token is not refused here: the client may
-        still send an ``auth`` request (see :mod:`rtnb.server.auth`)."""
-        from ..core.errors import Forbidden
-
+        """Refuse before the upgrade, with a typed JSON body: a foreign ``Host`` or
+        ``Origin`` (403 ``forbidden``) or a token given in the handshake that does not
+        verify (401 ``unauthorized``). A missing token is not refused here: the client
+        may still send an ``auth`` request (see :mod:`rtnb.server.auth`)."""
         try:
-            origin = self.request.headers.get("Origin")
-            same_origin = OriginPolicy().allows(origin, self.request.headers.get("Host"))
-            if origin is not None and not same_origin and not self.check_origin(origin):
-                raise Forbidden(f"WebSockets from the origin {origin!r} are not allowed (see --allow-origin).")
+            self.guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
             from .auth import token_from_request
 
             token = token_from_request(self.request.headers, self.get_query_argument("token", None))

@@ -25,8 +25,11 @@ async def test_presence_on_one_hub_lists_its_subscribers(hub_server: HubServer) 
         await member.request({"op": "subscribe", "topic": "chat/+"})
         assert member.welcome is not None
         reply = await asker.request({"op": "presence", "topic": "chat/lobby", "id": "p"})
-        assert reply == {"op": "presence", "topic": "chat/lobby", "members": [{"client": member.welcome["client"]}],
-                         "id": "p"}
+        # the same member shape as on Redis: the hub's id too
+        hub_id = hub_server.hub.backplane.hub_id
+        assert hub_id
+        members = [{"client": member.welcome["client"], "hub": hub_id}]
+        assert reply == {"op": "presence", "topic": "chat/lobby", "members": members, "id": "p"}
         assert (await asker.request({"op": "presence", "topic": "news/#"}))["members"] == []
         error = await asker.request({"op": "presence", "topic": "a/#/b", "id": "bad"})
         assert (error["op"], error["code"], error["id"]) == ("error", "invalid_pattern", "bad")
@@ -47,8 +50,10 @@ async def test_presence_watch_on_one_hub_sends_join_and_leave(hub_server: HubSer
             assert member.welcome is not None
             await member.request({"op": "subscribe", "topic": "chat/lobby"})
             joined = await watcher.next_op("join")
-            assert joined == {"op": "join", "topic": "chat/#", "client": member.welcome["client"]}
-        assert await watcher.next_op("leave") == {"op": "leave", "topic": "chat/#", "client": member.welcome["client"]}
+            hub_id = hub_server.hub.backplane.hub_id
+            assert joined == {"op": "join", "topic": "chat/#", "client": member.welcome["client"], "hub": hub_id}
+        left = await watcher.next_op("leave")
+        assert left == {"op": "leave", "topic": "chat/#", "client": member.welcome["client"], "hub": hub_id}
         await watcher.request({"op": "presence", "topic": "chat/#", "watch": False})
         async with WirePeer(hub_server.ws_url) as quiet:
             await quiet.request({"op": "subscribe", "topic": "chat/x"})
@@ -66,3 +71,14 @@ def parse_error(frame: dict[str, object]) -> str:
     except RtnbError as error:
         return error.code
     return "accepted"
+
+
+async def test_a_memory_hub_takes_its_presence_name_from_hub_id() -> None:
+    from rtnb.backplane.memory import MemoryBackplane
+    from rtnb.server.hub import Hub
+
+    async with HubServer(Hub(None, MemoryBackplane(hub_id="A"))) as server:
+        async with WirePeer(server.ws_url) as member:
+            await member.request({"op": "subscribe", "topic": "chat/x"})
+            reply = await member.request({"op": "presence", "topic": "chat/x"})
+            assert reply["members"][0]["hub"] == "A"

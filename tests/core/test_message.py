@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from rtnb.core.errors import BadField, BadJson, TooDeep
-from rtnb.core.message import Message, check_nesting, decode_frame, encode_json
+from rtnb.core.message import Message, check_payload, decode_frame, encode_json
 
 
 def test_spliced_envelope_equals_a_fresh_encoding() -> None:
@@ -47,12 +47,12 @@ def test_nesting_is_bounded() -> None:
     shallow: object = 1
     for _ in range(32):
         shallow = [shallow]
-    check_nesting(shallow, 32)
+    check_payload(shallow, 32)
     with pytest.raises(TooDeep):
-        check_nesting([shallow], 32)
-    check_nesting({"a": {"b": [1, 2, {"c": 3}]}}, 4)
+        check_payload([shallow], 32)
+    check_payload({"a": {"b": [1, 2, {"c": 3}]}}, 4)
     with pytest.raises(TooDeep):
-        check_nesting({"a": {"b": [1, 2, {"c": {}}]}}, 4)
+        check_payload({"a": {"b": [1, 2, {"c": {}}]}}, 4)
 
 
 def test_from_envelope_round_trip() -> None:

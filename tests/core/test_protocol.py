@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtnb.core.errors import (
+    BadCursor,
     BadField,
     BadJson,
     InvalidPattern,
@@ -52,8 +53,8 @@ def test_other_ops() -> None:
         ({"op": "subscribe", "topic": "a/#/b"}, InvalidPattern, "invalid_pattern"),
         ({"op": "subscribe", "topic": "a", "last": -1}, BadField, "bad_field"),
         ({"op": "subscribe", "topic": "a", "last": "3"}, BadField, "bad_field"),
-        ({"op": "subscribe", "topic": "a", "since": [1]}, BadField, "bad_field"),
-        ({"op": "subscribe", "topic": "a", "since": {"a": -2}}, BadField, "bad_field"),
+        ({"op": "subscribe", "topic": "a", "since": [1]}, BadCursor, "bad_cursor"),
+        ({"op": "subscribe", "topic": "a", "since": {"a": -2}}, BadCursor, "bad_cursor"),
         ({"op": "subscribe", "topic": "a", "since": {"a": 1}, "last": 2}, BadField, "bad_field"),
         ({"op": "ping", "id": {"x": 1}}, BadField, "bad_field"),
         ({"op": "publish", "topic": "a", "data": [[[[1]]]]}, TooDeep, "too_deep"),

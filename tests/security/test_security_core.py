@@ -6,7 +6,6 @@ import pytest
 
 from rtnb.core.auth import (
     ConnectionCounter,
-    OriginPolicy,
     Permissions,
     PublishGuard,
     RateLimit,
@@ -14,6 +13,7 @@ from rtnb.core.auth import (
     Verdict,
 )
 from rtnb.core.errors import Forbidden, TooManyConnections, Unauthorized
+from rtnb.core.origins import HostPolicy, OriginPolicy
 from rtnb.core.topics import Pattern
 
 
@@ -183,3 +183,30 @@ def test_origin_policy() -> None:
     with pytest.raises(Forbidden):
         policy.check("https://evil.example", "hub:8765")
     assert OriginPolicy(["*"]).allows("https://anything.example", "hub")
+
+
+def test_host_policy_on_loopback() -> None:
+    policy = HostPolicy.for_binding("127.0.0.1", ["hub.lan"])
+    for host in ("localhost", "LOCALHOST:8765", "127.0.0.1", "127.0.0.1:1", "127.9.9.9:80", "[::1]", "[::1]:8765",
+                 "localhost.:8765", "hub.lan", "Hub.Lan:443", None):
+        assert policy.allows(host), host
+    for host in ("evil.example", "evil.example:8765", "localhost.evil.example", "127.0.0.1.nip.io:8765", "",
+                 "10.0.0.5", "[::2]:80", "a b", "localhost:port", "localhost:8765/x", "user@localhost"):
+        assert not policy.allows(host), host
+    with pytest.raises(Forbidden, match=r"evil\.example"):
+        policy.check("evil.example:8765")
+
+
+def test_host_policy_beyond_loopback() -> None:
+    assert HostPolicy.for_binding("0.0.0.0").allows("anything.example")
+    named = HostPolicy.for_binding("0.0.0.0", ["hub.lan"])
+    assert named.allows("hub.lan:8765") and named.allows("localhost") and not named.allows("evil.example")
+    assert HostPolicy.for_binding("::1").allows("[::1]:1") and not HostPolicy.for_binding("::1").allows("x.example")
+    assert HostPolicy.for_binding("127.0.0.1", ["*"]).allows("evil.example")
+
+
+def test_origin_policy_pattern() -> None:
+    policy = OriginPolicy(pattern=r"https://.*\.dash\.example")
+    assert policy.allows("https://a.dash.example", "hub")
+    assert policy.cors_origin("https://a.dash.example") == "https://a.dash.example"
+    assert not policy.allows("https://evil.example", "hub")

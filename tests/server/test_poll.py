@@ -182,7 +182,7 @@ async def test_client_going_away_releases_the_waiting_poll(hub_server: HubServer
     hub = hub_server.hub
     assert hub_server.port is not None
     _reader, writer = await asyncio.open_connection("127.0.0.1", hub_server.port)
-    writer.write(b"GET /poll?topic=a/b&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write(b"GET /poll?topic=a/b&timeout=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await wait_until(lambda: hub.connection_count == 1)
     writer.close()
     await wait_until(lambda: hub.connection_count == 0, timeout=0.8)

@@ -191,6 +191,8 @@ async def test_oversize_frames_close_with_1009_and_spare_the_others() -> None:
         async with WirePeer(server.ws_url) as bystander, WirePeer(server.ws_url) as offender:
             await bystander.request({"op": "subscribe", "topic": "#"})
             await offender.send(orjson.dumps({"op": "publish", "topic": "a", "data": "x" * 2000}).decode())
+            why = await offender.next()  # an error frame saying why comes before the close
+            assert (why["op"], why["code"]) == ("error", "message_too_big") and "1024" in why["message"]
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await offender.next()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
