@@ -35,7 +35,7 @@ from ._backoff import Backoff, BackoffPolicy
 from ._resume import ResumeTracker
 from ._sse import EventStreamParser, ServerSentEvent
 from ._state import ClientState, check_transition
-from ._stream import HttpStream, open_stream
+from ._stream import HttpStream, check_request_headers, open_stream
 from ._subscription import Item, Subscription
 from ._wire import decode_gap, to_http_url
 
@@ -90,6 +90,7 @@ class SSEClient:
         self.headers = dict(headers or {})
         if token is not None:
             self.headers.setdefault("Authorization", f"Bearer {token}")
+        check_request_headers(self.headers)
         self.reconnect = reconnect
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
