@@ -39,7 +39,7 @@ from ._stream import HttpStream, check_request_headers, open_stream
 from ._subscription import Item, Subscription
 from ._wire import decode_gap, to_http_url
 
-__all__ = ["SSEClient", "SseClient"]
+__all__ = ["SSEClient"]
 
 log = logging.getLogger("rtnb.client.sse")
 frame_log = logging.getLogger("rtnb.client.frames")
@@ -336,6 +336,3 @@ class SSEClient:
         log.warning("gap on %s: offsets %s..%s (%s)", gap.topic, gap.from_offset, gap.to_offset, gap.reason)
         await self._items._deliver(gap)
 
-
-#: the same class, spelled as in the rest of the docs
-SseClient = SSEClient
