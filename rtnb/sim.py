@@ -262,7 +262,6 @@ class Simulation:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
 
     @property
     def devices(self) -> dict[str, Device]:
@@ -327,7 +326,6 @@ class Simulation:
 
             await self._ticks(publish)
         except RtnbError as error:
-            self._failure = error
             log.warning("simulation stopped: %s", error.message)
         finally:
             hub.disconnect(member)
@@ -348,7 +346,6 @@ class Simulation:
 
                 await self._ticks(publish)
         except (RtnbError, OSError) as error:
-            self._failure = error
             log.warning("simulation stopped: %s", error)
         finally:
             self._stopped.set()
@@ -365,7 +362,6 @@ class Simulation:
             async with mqtt_device_link(url, self.model.command_topics, self.handle_command, **mqtt_options) as publish:
                 await self._ticks(publish)
         except RtnbError as error:
-            self._failure = error
             log.warning("simulation stopped: %s", error.message)
         finally:
             self._stopped.set()

@@ -10,7 +10,7 @@ This script runs the rest — 9 (big and many messages, performance), 12 and 13
     python scripts/autobahn.py --cases '7.*' --plain-tornado  # the baseline: Tornado's own handler
     python scripts/autobahn.py --compression            # with permessage-deflate accepted
 
-The server is :class:`rtnb.server._echo.EchoHubServer`: the hub's HTTP server,
+The server is ``EchoHubServer`` from tests/reliability/echo_server.py: the hub's HTTP server,
 WebSocket handler, frame reader and limits with an echo in place of the hub
 protocol. Group 9 sends messages up to 16 MiB, so by default the frame limit is
 raised to 16 MiB; with a lower limit the cases over it are closed with 1009 as
@@ -36,8 +36,11 @@ import tornado.web
 import tornado.websocket
 
 from rtnb.core.limits import Limits
-from rtnb.server._echo import EchoHubServer
 from rtnb.server.hub import Hub, HubConfig
+
+# the echo server is a test helper, not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
+from echo_server import EchoHubServer
 
 LARGEST_AUTOBAHN_MESSAGE = 16 * 2**20
 

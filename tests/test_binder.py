@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from rtnb.testing import wait_until
+sys.path.insert(0, str(Path(__file__).resolve().parent / "jupyter"))
+from rtnb_jupyter_fixture import start_jupyter_server  # the one Jupyter launcher
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 BINDER = REPOSITORY / "binder"
-TOKEN = "rtnb-binder-token-3e7a"
 #: seconds for the whole installation (one environment, all extras, JupyterLab)
 INSTALL_TIMEOUT = 720
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
@@ -90,29 +90,16 @@ def test_requirements_install_and_post_build_enables_the_extension(
     _run([str(prefix / "bin" / "python"), "-c", f"import {modules}"], env, 120)
 
 
-async def test_the_hub_is_mounted_at_rtnb_in_a_server_of_that_environment(
+def test_the_hub_is_mounted_at_rtnb_in_a_server_of_that_environment(
     binder_environment: tuple[Path, dict[str, str]], tmp_path: Path,
 ) -> None:
     prefix, env = binder_environment
-    runtime = Path(env["JUPYTER_RUNTIME_DIR"])
-    process = subprocess.Popen(
-        [str(prefix / "bin" / "jupyter"), "server", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
-         "--ServerApp.allow_root=True", f"--ServerApp.root_dir={REPOSITORY}"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        await wait_until(
-            lambda: process.poll() is not None
-            or bool(list(runtime.glob("jpserver-*.json")) and list(runtime.glob("rtnb-hub-*.json"))),
-            timeout=60, interval=0.1,
-        )
-        assert process.poll() is None, f"jupyter server exited with {process.returncode}"
-        server = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
-        request = urllib.request.Request(f"{server['url']}rtnb/healthz", headers={"Authorization": f"token {TOKEN}"})
+    # that environment's own jupyter, rtnb and config: nothing from this checkout
+    with start_jupyter_server(
+        tmp_path, command=(str(prefix / "bin" / "jupyter"), "server"), environment=env, from_repository=False
+    ) as server:
+        headers = {"Authorization": f"token {server.token}"}
+        request = urllib.request.Request(f"{server.url}rtnb/healthz", headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
             assert json.loads(response.read())["status"] == "ok"
-    finally:
-        process.terminate()
-        process.wait(20)

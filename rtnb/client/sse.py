@@ -35,11 +35,11 @@ from ._backoff import Backoff, BackoffPolicy
 from ._resume import ResumeTracker
 from ._sse import EventStreamParser, ServerSentEvent
 from ._state import ClientState, check_transition
-from ._stream import HttpStream, open_stream
+from ._stream import HttpStream, check_request_headers, open_stream
 from ._subscription import Item, Subscription
 from ._wire import decode_gap, to_http_url
 
-__all__ = ["SSEClient", "SseClient"]
+__all__ = ["SSEClient"]
 
 log = logging.getLogger("rtnb.client.sse")
 frame_log = logging.getLogger("rtnb.client.frames")
@@ -90,6 +90,7 @@ class SSEClient:
         self.headers = dict(headers or {})
         if token is not None:
             self.headers.setdefault("Authorization", f"Bearer {token}")
+        check_request_headers(self.headers)
         self.reconnect = reconnect
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
@@ -335,6 +336,3 @@ class SSEClient:
         log.warning("gap on %s: offsets %s..%s (%s)", gap.topic, gap.from_offset, gap.to_offset, gap.reason)
         await self._items._deliver(gap)
 
-
-#: the same class, spelled as in the rest of the docs
-SseClient = SSEClient

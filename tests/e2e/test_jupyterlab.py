@@ -18,11 +18,9 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,6 @@ import pytest
 
 from rtnb.client import AsyncClient
 from rtnb.core.message import Message
-from rtnb.testing import wait_until
 
 if os.environ.get("RTNB_CI"):
     import playwright.async_api as playwright_api  # CI installs the test extra: a missing one fails
@@ -40,10 +37,12 @@ else:
     )
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jupyter"))
+from rtnb_jupyter_fixture import JupyterServer, start_jupyter_server  # the one Jupyter launcher
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPOSITORY / "notebooks" / "02-iot-dashboard.ipynb"
 ARTIFACTS = REPOSITORY / "test-artifacts"
-TOKEN = "rtnb-e2e-token-9c41"
 CHROMIUM_ARGUMENTS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -52,18 +51,10 @@ CHROMIUM_ARGUMENTS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: seconds; generous for a loaded 2-core CI machine, conditions are polled so passing runs are fast
-START_TIMEOUT = 60.0
+#: milliseconds; generous for a loaded 2-core CI machine, conditions are polled so passing runs are fast
 WAIT_MS = 45_000
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@dataclass
-class JupyterLab:
-    process: subprocess.Popen[bytes]
-    url: str  # http://127.0.0.1:PORT/ (base_url included)
-    log_path: Path
 
 
 def _copy_without_cleanup(source: Path, target: Path) -> None:
@@ -94,64 +85,13 @@ def _write_lab_settings(config_dir: Path) -> None:
 
 
 @pytest.fixture
-async def jupyter_lab(tmp_path: Path) -> AsyncIterator[JupyterLab]:
-    runtime_dir, root_dir, config_dir = tmp_path / "runtime", tmp_path / "root", tmp_path / "config"
-    runtime_dir.mkdir()
-    root_dir.mkdir()
-    _write_lab_settings(config_dir)
-    _copy_without_cleanup(NOTEBOOK, root_dir / NOTEBOOK.name)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_PATH": str(REPOSITORY / "jupyter-config"),  # enables the rtnb server extension
-        "JUPYTER_CONFIG_DIR": str(config_dir),
-        "JUPYTER_RUNTIME_DIR": str(runtime_dir),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])),
-    }
-    for name in ("RTNB_URL", "RTNB_TOKEN", "RTNB_HUB_INFO", "JPY_PARENT_PID"):
-        env.pop(name, None)
-    log_path = tmp_path / "jupyterlab.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "jupyterlab",
-                "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
-                "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root_dir}",
-            ],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
-        )
-    try:
-        yield JupyterLab(process, await _server_url(runtime_dir, process, log_path), log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-async def _server_url(runtime_dir: Path, process: subprocess.Popen[bytes], log_path: Path) -> str:
-    """The URL from the server's runtime file, once the rtnb hub is mounted too."""
-    found: list[dict[str, Any]] = []
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log_path.read_text()}")
-        servers, hubs = list(runtime_dir.glob("jpserver-*.json")), list(runtime_dir.glob("rtnb-hub-*.json"))
-        if not (servers and hubs):
-            return False
-        try:
-            found.append(json.loads(servers[0].read_text()))
-        except ValueError:  # caught mid-write
-            return False
-        return True
-
-    try:
-        await wait_until(ready, timeout=START_TIMEOUT, interval=0.1)
-    except TimeoutError:
-        raise TimeoutError(f"JupyterLab did not start in {START_TIMEOUT}s:\n{log_path.read_text()}") from None
-    return str(found[0]["url"])
+def jupyter_lab(tmp_path: Path) -> Iterator[JupyterServer]:
+    """JupyterLab with the rtnb extension, the tutorial in its root, started by the shared launcher."""
+    (tmp_path / "root").mkdir()
+    _write_lab_settings(tmp_path / "config")
+    _copy_without_cleanup(NOTEBOOK, tmp_path / "root" / NOTEBOOK.name)
+    with start_jupyter_server(tmp_path, command=(sys.executable, "-m", "jupyterlab"), stop_timeout=20) as server:
+        yield server
 
 
 @pytest.fixture
@@ -219,7 +159,7 @@ async def run_all_cells(page: Any) -> None:
                 raise
 
 
-async def test_iot_dashboard_runs_live_in_jupyterlab(jupyter_lab: JupyterLab, page: Any) -> None:
+async def test_iot_dashboard_runs_live_in_jupyterlab(jupyter_lab: JupyterServer, page: Any) -> None:
     try:
         await check_iot_dashboard(jupyter_lab, page)
     except BaseException:
@@ -228,9 +168,9 @@ async def test_iot_dashboard_runs_live_in_jupyterlab(jupyter_lab: JupyterLab, pa
         raise
 
 
-async def check_iot_dashboard(jupyter_lab: JupyterLab, page: Any) -> None:
+async def check_iot_dashboard(jupyter_lab: JupyterServer, page: Any) -> None:
     started = time.monotonic()
-    await page.goto(f"{jupyter_lab.url}lab/tree/{NOTEBOOK.name}?token={TOKEN}", timeout=WAIT_MS)
+    await page.goto(f"{jupyter_lab.url}lab/tree/{NOTEBOOK.name}?token={jupyter_lab.token}", timeout=WAIT_MS)
     await page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=WAIT_MS)
 
     await run_all_cells(page)

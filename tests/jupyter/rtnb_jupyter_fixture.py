@@ -1,8 +1,14 @@
-"""A real ``jupyter server`` on loopback with the rtnb extension, for the whole module.
+"""The one launcher of a real Jupyter server on loopback with the rtnb extension.
 
-The server finds the extension through the repository's ``jupyter-config``
-directory (what installing the package puts in ``etc/jupyter``), so these
-tests also prove the config file enables it.
+Every test that needs a Jupyter server starts it here: the extension tests
+(``tests/jupyter``, through the package-scoped ``jupyter_server`` fixture),
+JupyterLab in a browser (``tests/e2e``, ``command=(python, "-m", "jupyterlab")``)
+and the Binder environment (``tests/test_binder.py``, its own ``jupyter`` and
+environment). By default the server finds the extension through the
+repository's ``jupyter-config`` directory (what installing the package puts in
+``etc/jupyter``), so these tests also prove the config file enables it.
+
+Other directories import it after putting ``tests/jupyter`` on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,30 +71,50 @@ def _wait_for_files(runtime_dir: Path, process: subprocess.Popen[bytes], log_pat
 
 
 @contextlib.contextmanager
-def start_jupyter_server(base: Path, *arguments: str, stdin: int | None = None) -> Iterator[JupyterServer]:
-    """A ``jupyter server`` in ``base`` (its own runtime, config and root directories), stopped on exit.
+def start_jupyter_server(
+    base: Path,
+    *arguments: str,
+    stdin: int | None = None,
+    command: Sequence[str] = (sys.executable, "-m", "jupyter_server"),
+    environment: Mapping[str, str] | None = None,
+    from_repository: bool = True,
+    stop_timeout: float = 15.0,
+) -> Iterator[JupyterServer]:
+    """A Jupyter server in ``base`` (its own runtime, config, data and root directories), stopped on exit.
 
-    ``arguments`` are more command-line options, e.g. ``--RtnbExtension.redis=...``;
-    ``stdin`` is the server's standard input (a terminal makes Ctrl-C ask, as for a user).
+    Args:
+        base: an empty directory, or one whose ``config`` and ``root`` the caller
+            already filled (JupyterLab settings, a notebook to open).
+        arguments: more command-line options, e.g. ``--RtnbExtension.redis=...``.
+        stdin: the server's standard input (a terminal makes Ctrl-C ask, as for a user).
+        command: what starts the server (``python -m jupyterlab`` for JupyterLab,
+            another environment's ``jupyter server``).
+        environment: the server's environment before the Jupyter directories are
+            set (default: this process's).
+        from_repository: load rtnb and the extension's config from this checkout
+            (``PYTHONPATH`` and ``JUPYTER_CONFIG_PATH``); False for an environment
+            where rtnb is installed.
+        stop_timeout: seconds to wait for a clean exit before killing the server.
     """
     runtime_dir, root_dir = base / "runtime", base / "root"
     runtime_dir.mkdir()
-    root_dir.mkdir()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_PATH": str(REPOSITORY / "jupyter-config"),
-        "JUPYTER_CONFIG_DIR": str(base / "config"),
-        "JUPYTER_DATA_DIR": str(base / "data"),
-        "JUPYTER_RUNTIME_DIR": str(runtime_dir),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])),
-    }
+    root_dir.mkdir(exist_ok=True)
+    env = dict(os.environ if environment is None else environment)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_RUNTIME_DIR=str(runtime_dir),
+    )
+    if from_repository:
+        env["JUPYTER_CONFIG_PATH"] = str(REPOSITORY / "jupyter-config")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")]))
     for name in ("RTNB_URL", "RTNB_TOKEN", "RTNB_HUB_INFO", "JPY_PARENT_PID"):
         env.pop(name, None)
     log_path = base / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyter_server",
+                *command,
                 "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
                 "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root_dir}",
@@ -103,7 +129,7 @@ def start_jupyter_server(base: Path, *arguments: str, stdin: int | None = None) 
     finally:
         process.terminate()
         try:
-            process.wait(15)
+            process.wait(stop_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)

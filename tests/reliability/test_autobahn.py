@@ -1,6 +1,6 @@
 """Protocol compliance: Autobahn's fuzzing cases against the hub's own WebSocket stack.
 
-The echo endpoint is :class:`rtnb.server._echo.EchoHubServer`: the hub's
+The echo endpoint is ``EchoHubServer`` (tests/reliability/echo_server.py): the hub's
 HTTP server, handler, frame reader and limits, with only message handling
 replaced by an echo. Groups 1-7 and 10 run here; 9, 12 and 13 (limits,
 compression) run with ``python scripts/autobahn.py`` (see docs/compliance.md).
@@ -15,9 +15,9 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
+from echo_server import EchoHubServer
 from raw_websocket import build_frame, open_raw
 
-from rtnb.server._echo import EchoHubServer
 from rtnb.server._wsprotocol import is_valid_close_code, truncate_reason
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer

@@ -1,4 +1,4 @@
-"""An echo endpoint on the hub's own WebSocket stack, for protocol-compliance runs.
+"""An echo endpoint on the hub's own WebSocket stack, for protocol-compliance runs (a test helper).
 
 The Autobahn fuzzing cases need a server that echoes every message back. To
 test what users get, the echo handler is :class:`~rtnb.server.websocket.HubWebSocket`
@@ -7,10 +7,9 @@ compression settings, close handshake and timeout, and the same pre-framed
 write path — with only ``open`` and ``on_message`` replaced: no welcome frame,
 no hub membership, the payload written back as it came.
 
-It is never routed by :func:`~rtnb.server.app.make_handlers`: only
-:class:`EchoHubServer` and :func:`make_echo_app` (used by ``tests/reliability``
-and ``scripts/autobahn.py``) mount it, so an echo service cannot be switched on
-by accident.
+It lives in the tests, not in the package: only :class:`EchoHubServer` and
+:func:`make_echo_app` (used by ``tests/reliability`` and ``scripts/autobahn.py``)
+mount it, so an installed hub cannot be turned into an echo service.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from typing import Any
 
 import tornado.web
 
-from .hub import Hub
-from .runner import HubServer
-from .websocket import HubWebSocket, frame_bytes
+from rtnb.server.hub import Hub
+from rtnb.server.runner import HubServer
+from rtnb.server.websocket import HubWebSocket, frame_bytes
 
 __all__ = ["EchoHubServer", "EchoWebSocket", "make_echo_app"]
 
