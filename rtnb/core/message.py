@@ -28,8 +28,6 @@ __all__ = [
     "decode_json",
     "encode_json",
     "encode_msgpack",
-    "join_json",
-    "join_msgpack",
 ]
 
 Format = Literal["json", "msgpack"]
@@ -245,13 +243,3 @@ class Message:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def join_json(parts: list[bytes]) -> bytes:
-    """Pack several JSON objects into one text frame, ``\\n``-separated."""
-    return parts[0] if len(parts) == 1 else b"\n".join(parts)
-
-
-def join_msgpack(parts: list[bytes]) -> bytes:
-    """Pack several MessagePack objects into one binary frame, back to back."""
-    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -9,7 +9,7 @@ I/O; adapters call :func:`parse_request` and act on the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from .errors import BadCursor, BadField, BadJson, MissingField, RtnbError, UnknownOp
 from .limits import Limits
@@ -21,9 +21,6 @@ __all__ = [
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
     "Auth",
-    "ErrorFrame",
-    "GapFrame",
-    "MessageFrame",
     "Ping",
     "Presence",
     "Publish",
@@ -32,7 +29,6 @@ __all__ = [
     "SinceCursor",
     "Subscribe",
     "Unsubscribe",
-    "WelcomeFrame",
     "parse_request",
     "parse_since",
 ]
@@ -46,40 +42,6 @@ RequestId = str | int
 
 #: topic -> (last seen offset, epoch or None when the client does not know it)
 SinceCursor = dict[str, tuple[int, int | None]]
-
-
-# -- hub -> client frames (for type checkers and documentation) ----------------------
-
-
-class WelcomeFrame(TypedDict):
-    op: Literal["welcome"]
-    client: str
-    version: int
-
-
-class MessageFrame(TypedDict):
-    op: Literal["message"]
-    topic: str
-    offset: int
-    epoch: int
-    ts: float
-    data: Any
-
-
-class GapFrame(TypedDict, total=False):
-    op: Literal["gap"]
-    topic: str
-    to: int | None
-    reason: str
-    epoch: int
-    # "from" is a keyword in Python; it is present on every gap frame.
-
-
-class ErrorFrame(TypedDict, total=False):
-    op: Literal["error"]
-    code: str
-    message: str
-    id: str
 
 
 # -- client -> hub requests ------------------------------------------------------------

@@ -328,8 +328,8 @@ async def test_presence_watchers_hear_joins_and_leaves(hub: Hub) -> None:
     await join(hub, "hall/+")  # not in the watched space: no event
     hub.unsubscribe(member, "room/kitchen")
     assert watcher.controls == [
-        {"op": "join", "topic": "room/#", "client": member.id},
-        {"op": "leave", "topic": "room/#", "client": member.id},
+        {"op": "join", "topic": "room/#", "client": member.id, "hub": hub.backplane.hub_id},
+        {"op": "leave", "topic": "room/#", "client": member.id, "hub": hub.backplane.hub_id},
     ]
     assert await hub.presence(Pattern.parse("hall/#")) != []
     assert await hub.presence(Pattern.parse("room/#")) == []
