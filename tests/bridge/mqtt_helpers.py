@@ -157,3 +157,85 @@ async def next_messages(client: Any, count: int, timeout: float = 5.0) -> list[A
 
     await asyncio.wait_for(collect(), timeout)
     return found
+
+
+class Forwarder:
+    """A TCP port forwarder to a broker, like a container runtime's or ``kubectl port-forward``'s.
+
+    It keeps accepting while the broker behind it is down, and then closes each
+    connection at once: a client sees its connection accepted and closed before
+    any CONNACK, not a refused connection.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port: int | None = None
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> Forwarder:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            self._writers.discard(writer)
+            writer.close()
+            return
+        self._writers.add(upstream_writer)
+
+        async def pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    target.write(data)
+                    await target.drain()
+            except OSError:
+                pass
+            finally:
+                target.close()
+
+        try:
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        finally:
+            self._writers.discard(writer)
+            self._writers.discard(upstream_writer)
+
+
+class UnretrievedFutures:
+    """Collects what the loop reports as "Future exception was never retrieved"."""
+
+    def __init__(self) -> None:
+        self.reports: list[str] = []
+        self._loop = asyncio.get_running_loop()
+        self._previous = self._loop.get_exception_handler()
+        self._loop.set_exception_handler(self._handle)
+
+    def _handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.reports.append(f"{context.get('message')}: {context.get('exception')!r}")
+        loop.default_exception_handler(context)
+
+    def collect(self) -> list[str]:
+        """Run the garbage collector (futures report when collected) and return the reports."""
+        import gc
+
+        gc.collect()
+        return [report for report in self.reports if "never retrieved" in report]
+
+    def restore(self) -> None:
+        self._loop.set_exception_handler(self._previous)
