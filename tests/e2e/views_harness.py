@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY / "tests" / "jupyter"))
 
@@ -180,6 +182,8 @@ class Publisher:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    MAX_LINES = 5_000
+
     def start(self) -> Publisher:
         self._thread = threading.Thread(target=self._run, name="rtnb-e2e-publisher", daemon=True)
         self._thread.start()
@@ -195,16 +199,18 @@ class Publisher:
         self.rate = rate
 
     def _post(self, topic: str, values: list[dict[str, Any]]) -> None:
-        body = b"\n".join(json.dumps(value).encode() for value in values)
-        request = urllib.request.Request(
-            f"{self.lab.server.hub_url}/publish/{topic}",
-            method="POST",
-            data=body,
-            headers={"Authorization": f"token {self.lab.token}", "Content-Type": "application/x-ndjson"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-        self.published += len(values)
+        """One ndjson request per ``MAX_LINES`` values (the hub takes at most 10,000 a request)."""
+        for first in range(0, len(values), self.MAX_LINES):
+            chunk = values[first : first + self.MAX_LINES]
+            request = urllib.request.Request(
+                f"{self.lab.server.hub_url}/publish/{topic}",
+                method="POST",
+                data=b"\n".join(orjson.dumps(value) for value in chunk),
+                headers={"Authorization": f"token {self.lab.token}", "Content-Type": "application/x-ndjson"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+            self.published += len(chunk)
 
     def _run(self) -> None:
         started = time.monotonic()
