@@ -25,7 +25,12 @@ __all__ = ["make_app", "make_handlers"]
 
 
 def make_handlers(
-    hub: Hub, prefix: str = "", *, allowed_origins: Sequence[str] = (), authenticator: Authenticator | None = None
+    hub: Hub,
+    prefix: str = "",
+    *,
+    allowed_origins: Sequence[str] = (),
+    authenticator: Authenticator | None = None,
+    view_key: str | None = None,
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The hub's routes as ``(path, handler, kwargs)`` tuples under ``prefix``.
 
@@ -37,11 +42,15 @@ def make_handlers(
             publish follow the same list, with CORS headers for the listed ones.
         authenticator: tokens, permissions, rate and connection limits shared by
             every transport (see :mod:`rtnb.server.auth`); none by default.
+        view_key: a secret that admits a browser WebSocket from any origin, with
+            read-only permissions: an embedded hub gives it to its notebook views
+            (in their widget state) so their pages, served by Jupyter on another
+            origin, can subscribe directly. None: no such key.
     """
     prefix = prefix.rstrip("/")
     security = {"allowed_origins": tuple(allowed_origins), "authenticator": authenticator or Authenticator.open()}
     return [
-        (f"{prefix}/ws", HubWebSocket, {"hub": hub, **security}),
+        (f"{prefix}/ws", HubWebSocket, {"hub": hub, "view_key": view_key, **security}),
         (f"{prefix}/healthz", HealthHandler, {"hub": hub}),
         (f"{prefix}/metrics", MetricsHandler, {"hub": hub}),
         (f"{prefix}/sse", SSEHandler, {"hub": hub, **security}),
@@ -58,5 +67,6 @@ def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Applica
         The application; its routes are the ones :func:`make_handlers` returns.
     """
     return tornado.web.Application(make_handlers(hub, prefix, allowed_origins=settings.pop("allowed_origins", ()),
-                                                 authenticator=settings.pop("authenticator", None)),
+                                                 authenticator=settings.pop("authenticator", None),
+                                                 view_key=settings.pop("view_key", None)),
                                    **settings)

@@ -41,6 +41,8 @@ class HubServer:
         allowed_origins: extra browser origins allowed for WebSockets.
         authenticator: tokens, permissions and limits for every transport
             (see :mod:`rtnb.server.auth`); none by default.
+        view_key: a secret admitting notebook views' browsers (read-only, any
+            origin); see :func:`~rtnb.server.app.make_handlers`.
         redis: Redis URL for a default hub on the Redis backplane (ignored
             when ``hub`` is given); see :class:`~rtnb.backplane.redis.RedisBackplane`.
         app_settings: extra Tornado application settings.
@@ -57,6 +59,7 @@ class HubServer:
         allowed_origins: Sequence[str] = (),
         redis: str | None = None,
         authenticator: Authenticator | None = None,
+        view_key: str | None = None,
         **app_settings: Any,
     ) -> None:
         if hub is not None and redis is not None:
@@ -68,6 +71,7 @@ class HubServer:
         self.ssl_context = ssl_context
         self.allowed_origins = tuple(allowed_origins)
         self.authenticator = authenticator or Authenticator.open()
+        self.view_key = view_key
         self.app_settings = app_settings
         self.port: int | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -88,7 +92,7 @@ class HubServer:
 
     def make_app(self) -> Any:
         return make_app(self.hub, self.prefix, allowed_origins=self.allowed_origins,
-                        authenticator=self.authenticator, **self.app_settings)
+                        authenticator=self.authenticator, view_key=self.view_key, **self.app_settings)
 
     async def start(self) -> HubServer:
         await self.hub.start()

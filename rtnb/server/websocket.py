@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
-from ..core.auth import OriginPolicy, Verdict
+from ..core.auth import OriginPolicy, Permissions, Verdict
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
 from ..core.history import Gap
@@ -40,6 +41,7 @@ from ..core.protocol import (
     Unsubscribe,
     parse_request,
 )
+from ..core.topics import Pattern
 from .auth import CLOSE_AUTH_INVALID, CLOSE_NOT_AUTHENTICATED, CLOSE_POLICY, Authenticator, ConnectionSecurity
 from .hub import Hub
 
@@ -226,6 +228,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         "hub",
         "member",
         "security",
+        "view_key",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -233,9 +236,14 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         _prime_attribute_table(cls)
 
     def initialize(
-        self, hub: Hub, allowed_origins: Sequence[str] | None = None, authenticator: Authenticator | None = None
+        self,
+        hub: Hub,
+        allowed_origins: Sequence[str] | None = None,
+        authenticator: Authenticator | None = None,
+        view_key: str | None = None,
     ) -> None:
         self.hub = hub
+        self.view_key = view_key
         self.allowed_origins = _origin_set(tuple(allowed_origins or ()))
         self.authenticator = authenticator or Authenticator.open()
         self.security: ConnectionSecurity | None = None
@@ -292,9 +300,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._closed = True
 
     def check_origin(self, origin: str) -> bool:
-        if origin in self.allowed_origins or "*" in self.allowed_origins:
+        if origin in self.allowed_origins or "*" in self.allowed_origins or self._presents_view_key():
             return True
         return super().check_origin(origin)
+
+    def _presents_view_key(self) -> bool:
+        """True when the handshake carries the hub's view key (see make_handlers' ``view_key``)."""
+        from .auth import token_from_request
+
+        token = token_from_request(self.request.headers, self.get_query_argument("token", None))
+        return self.view_key is not None and token is not None and hmac.compare_digest(token, self.view_key)
 
     async def prepare(self) -> None:
         """Refuse before the upgrade, with a typed JSON body: a foreign ``Origin``
@@ -306,11 +321,15 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         try:
             origin = self.request.headers.get("Origin")
             same_origin = OriginPolicy().allows(origin, self.request.headers.get("Host"))
-            if origin is not None and not same_origin and not self.check_origin(origin):
-                raise Forbidden(f"WebSockets from the origin {origin!r} are not allowed (see --allow-origin).")
+            if self._presents_view_key():
+                # a notebook view's browser: any origin, read only (see make_handlers' view_key)
+                self._handshake_permissions = Permissions(subscribe=(Pattern.parse("#"),))
+                return
             from .auth import token_from_request
 
             token = token_from_request(self.request.headers, self.get_query_argument("token", None))
+            if origin is not None and not same_origin and not self.check_origin(origin):
+                raise Forbidden(f"WebSockets from the origin {origin!r} are not allowed (see --allow-origin).")
             if token is not None or not self.authenticator.required:
                 self._handshake_permissions = self.authenticator.verify(token)
         except RtnbError as error:

@@ -1,0 +1,155 @@
+"""The views' JavaScript in Chromium: direct from the embedded hub, relayed by the kernel, and auto between them.
+
+See tests/notebook/views_page.py for how a page stands in for the notebook frontend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from views_page import CHROMIUM, CHROMIUM_ARGUMENTS, PageServer, ViewPage, playwright_or_skip
+
+import rtnb.notebook as notebook
+from rtnb.notebook.embedded import EmbeddedHub
+from rtnb.notebook.testing import recording_comms
+
+playwright_api = playwright_or_skip()
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def page_server() -> Iterator[PageServer]:
+    server = PageServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGUMENTS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def view_page(browser: Any, page_server: PageServer) -> ViewPage:
+    page = await browser.new_page(viewport={"width": 1000, "height": 900})
+    return await ViewPage(page).open(page_server.url)
+
+
+def publish(embedded: EmbeddedHub, topic: str, count: int, start: int = 0) -> None:
+    for index in range(start, start + count):
+        embedded.call(embedded.hub.publish_now, topic, {"value": float(index), "seq": index})
+
+
+async def publishing(embedded: EmbeddedHub, topic: str, rate: float, seconds: float) -> None:
+    """Publish ``rate`` messages a second for ``seconds`` (from a thread, the test's loop stays free)."""
+    count = int(rate * seconds)
+    for index in range(count):
+        await asyncio.to_thread(embedded.call, embedded.hub.publish_now, topic, {"value": float(index % 50)})
+        await asyncio.sleep(1 / rate)
+
+
+async def test_direct_chart_draws_from_the_hub_with_nothing_through_the_kernel(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    publish(embedded, "direct/a", 30)
+    with recording_comms() as comms:
+        chart = notebook.LiveChart("direct/+", window=500, transport="direct", client=client)
+        selector = await view_page.show(chart)
+        await view_page.wait_mode(selector, "direct")
+        await view_page.wait_points(selector, 30)
+        before = await view_page.points(selector)
+        publish(embedded, "direct/a", 20, start=30)
+        await view_page.wait_for(
+            "([s, n]) => +document.querySelector(s).dataset.rtnbPoints >= n", [selector, before + 20]
+        )
+        assert await view_page.attribute(selector, "data-rtnb-mode") == "direct"
+        assert await view_page.page.text_content(f"{selector} .rtnb-badge") == "direct"
+        # the kernel neither subscribed nor sent anything per message
+        assert chart.subscription is None and chart.stats.received == 0
+        assert [m for m in comms.messages if m.msg_type == "comm_msg" and m.data.get("method") == "custom"] == []
+        assert view_page.sent == []
+        chart.close()
+
+
+async def test_relay_sends_only_new_points_as_typed_arrays(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    publish(embedded, "relay/a", 40)
+    chart = notebook.LiveChart("relay/+", window=1000, transport="relay", client=client, max_fps=10)
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    selector = await view_page.show(chart)
+    relay_to_page = chart.widget.send
+    chart.widget.send = lambda content, buffers=None: (
+        sent.append((content, buffers or [])),
+        relay_to_page(content, buffers),
+    )
+    await view_page.wait_mode(selector, "relay")
+    await view_page.wait_points(selector, 40)
+    first = len(sent)
+    publish(embedded, "relay/a", 25, start=40)
+    await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 65", selector)
+    later = [content for content, _buffers in sent[first:]]
+    assert later and all(content["op"] == "points" for content in later)
+    # every point once: the new messages' offsets, in order, none of the first 40 again
+    offsets = [o for content in later for s in content["series"] for o in range(s["first"], s["last"] + 1)]
+    assert offsets == list(range(41, 66))
+    assert all(len(buffers[0]) == 4 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    assert await view_page.points(selector) == 65
+    chart.close()
+
+
+async def test_auto_falls_back_to_relay_when_the_hub_is_unreachable_and_loses_nothing(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    publish(embedded, "auto/a", 10)
+    chart = notebook.LiveChart("auto/+", window=1000, client=client)
+    await asyncio.sleep(0.5)  # the kernel's mirror has the history
+    # the browser is told a hub address it cannot reach: direct fails, relay takes over
+    selector = await view_page.show(chart, hub={"url": "http://127.0.0.1:9", "transports": ["ws"]})
+    started = asyncio.get_running_loop().time()
+    await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'relay'", selector, timeout=5)
+    assert asyncio.get_running_loop().time() - started < 4.0
+    publish(embedded, "auto/a", 15, start=10)
+    await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 25", selector)
+    await asyncio.sleep(0.5)
+    assert await view_page.points(selector) == 25
+    assert view_page.sent[0]["op"] == "relay"
+    chart.close()
+
+
+async def test_value_gauge_and_table_draw_in_a_narrow_cell(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    publish(embedded, "narrow/a", 3)
+    publish(embedded, "narrow/b", 2)
+    value = notebook.LiveValue("narrow/a", fmt="{value:.1f} °C", sparkline=True, client=client)
+    gauge = notebook.Gauge("narrow/a", min=0, max=10, thresholds=[(5, "green"), (10, "red")], client=client)
+    table = notebook.LiveTable("narrow/+", client=client)
+    selectors = [await view_page.show(view, width=400) for view in (value, gauge, table)]
+    for selector in selectors:
+        await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'direct'", selector)
+    await view_page.wait_for(
+        "(s) => document.querySelector(s + ' .rtnb-value-text').textContent === '2.0 °C'", selectors[0]
+    )
+    await view_page.wait_for("(s) => document.querySelectorAll(s + ' tbody tr').length === 2", selectors[2])
+    for selector in selectors:
+        box = await view_page.page.eval_on_selector(selector, "(e) => [e.getBoundingClientRect().width, e.scrollWidth]")
+        assert box[0] <= 400 and box[1] <= 400, (selector, box)
+    # sort by topic, descending, with two clicks; then filter
+    header = f"{selectors[2]} th[data-rtnb-column='topic']"
+    await view_page.page.click(header)
+    await view_page.page.click(header)
+    first = await view_page.page.inner_text(f"{selectors[2]} tbody tr td")
+    assert first == "narrow/b"
+    await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "narrow/a")
+    await view_page.wait_for("(s) => document.querySelectorAll(s + ' tbody tr').length === 1", selectors[2])
+    for view in (value, gauge, table):
+        view.close()
