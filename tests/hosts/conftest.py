@@ -36,4 +36,3 @@ async def browser(chromium: str) -> AsyncIterator[Any]:
             yield launched
         finally:
             await launched.close()
-

@@ -43,9 +43,9 @@ from views_harness import (  # noqa: E402
 
 __all__ = [
     "ARTIFACTS",
+    "CHROMIUM_ARGUMENTS",
     "KERNEL_IDLE",
     "NOTEBOOK7_KERNEL_IDLE",
-    "CHROMIUM_ARGUMENTS",
     "NOTEBOOKS",
     "REPOSITORY",
     "Lab",
@@ -132,8 +132,7 @@ async def wait_for_live_views(
         await asyncio.sleep(0.25)
         states = await view_states(page)
         live = len(states) == len(first) and all(
-            has_data(new)
-            and (new["points"] > old["points"] if new["kind"] == "rtnb-chart" else new != old)
+            has_data(new) and (new["points"] > old["points"] if new["kind"] == "rtnb-chart" else new != old)
             for old, new in zip(first, states, strict=True)
         )
         if live:
@@ -184,7 +183,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_process(
-    command: Sequence[str], port: int, log_path: Path, cwd: Path, env: dict[str, str] | None = None,
+    command: Sequence[str],
+    port: int,
+    log_path: Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
     timeout: float = 60.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``command`` (a server), wait until it listens on ``port``, stop it on exit."""
@@ -202,7 +205,8 @@ def running_process(
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{command[0]} did not listen within {timeout}s:\n{log_path.read_text()}")
+                    log_text = log_path.read_text()
+                    raise TimeoutError(f"{command[0]} did not listen within {timeout}s:\n{log_text}") from None
                 time.sleep(0.1)  # polling a subprocess's port: no event to wait on
         yield process
     finally:

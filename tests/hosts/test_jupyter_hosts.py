@@ -134,7 +134,8 @@ async def test_voila_under_the_jupyter_server_draws_from_the_extension_hub(lab: 
     """Voilà's render route runs in the Jupyter server: views subscribe to its ``/rtnb/`` hub directly."""
     pytest.importorskip("voila", reason="Voila is not installed (pip install -e '.[test]')")
     name = write_notebook(
-        lab, "hosts-voila.ipynb",
+        lab,
+        "hosts-voila.ipynb",
         ["import rtnb", 'rtnb.LiveChart("hosts/voila/+", window=5000, title="From the extension hub")'],
     )
     publisher = Publisher(lab, ["hosts/voila/a", "hosts/voila/b"], rate=20).start()
