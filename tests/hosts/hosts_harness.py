@@ -84,9 +84,12 @@ ALL_CELLS_RAN = """() => {
 }"""
 KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]
     .some((item) => /\\| Idle/.test(item.innerText))"""
-#: Notebook 7 has no status bar: its kernel indicator's title says the state
-NOTEBOOK7_KERNEL_IDLE = """() => [...document.querySelectorAll('[title]')]
-    .some((item) => /^Kernel (status: )?Idle$/i.test(item.getAttribute('title')))"""
+#: Notebook 7 has no status bar: its toolbar names the kernel, and the status text fades once it is idle
+NOTEBOOK7_KERNEL_IDLE = """() => {
+    const name = document.querySelector('.jp-KernelName');
+    return name !== null && /Python/.test(name.innerText)
+        && document.querySelector('.jp-NotebookKernelStatus.jp-NotebookKernelStatus-fade') !== null;
+}"""
 STDERR = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 
 
@@ -108,15 +111,17 @@ async def wait_for_live_views(
 
     Live: every chart's ``data-rtnb-points`` grows, and every other view's
     points or text change (with ``grow``); with ``mode``, every view runs in it.
-    A ``Status`` view holds no points: its text (rates, lag) must change.
+    A ``Status`` view holds no points and subscribes to nothing: its text (the
+    others' rates, lag) must change, whatever its own mode.
     Returns the last states read. Raises AssertionError with the states on timeout.
     """
     deadline = time.monotonic() + timeout
     states: list[dict[str, Any]] = []
 
     def has_data(view: dict[str, Any]) -> bool:
-        holds = view["points"] > 0 or view["kind"] == "rtnb-status"  # a Status view holds no points
-        return view["mode"] in ("direct", "relay") and holds and (mode is None or view["mode"] == mode)
+        if view["kind"] == "rtnb-status":  # holds no points and receives nothing itself: it reports the others
+            return view["mode"] in ("direct", "relay")
+        return view["mode"] in ("direct", "relay") and view["points"] > 0 and (mode is None or view["mode"] == mode)
 
     while True:
         states = await view_states(page)
