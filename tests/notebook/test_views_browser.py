@@ -59,14 +59,14 @@ async def publishing(embedded: EmbeddedHub, topic: str, rate: float, seconds: fl
 async def test_direct_chart_draws_from_the_hub_with_nothing_through_the_kernel(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "direct/a", 30)
+    publish(embedded, "vb-direct/a", 30)
     with recording_comms() as comms:
-        chart = notebook.LiveChart("direct/+", window=500, transport="direct", client=client)
+        chart = notebook.LiveChart("vb-direct/+", window=500, transport="direct", client=client)
         selector = await view_page.show(chart)
         await view_page.wait_mode(selector, "direct")
         await view_page.wait_points(selector, 30)
         before = await view_page.points(selector)
-        publish(embedded, "direct/a", 20, start=30)
+        publish(embedded, "vb-direct/a", 20, start=30)
         await view_page.wait_for(
             "([s, n]) => +document.querySelector(s).dataset.rtnbPoints >= n", [selector, before + 20]
         )
@@ -82,8 +82,8 @@ async def test_direct_chart_draws_from_the_hub_with_nothing_through_the_kernel(
 async def test_relay_sends_only_new_points_as_typed_arrays(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "relay/a", 40)
-    chart = notebook.LiveChart("relay/+", window=1000, transport="relay", client=client, max_fps=10)
+    publish(embedded, "vb-relay/a", 40)
+    chart = notebook.LiveChart("vb-relay/+", window=1000, transport="relay", client=client, max_fps=10)
     sent: list[tuple[dict[str, Any], list[bytes]]] = []
     selector = await view_page.show(chart)
     relay_to_page = chart.widget.send
@@ -94,7 +94,7 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
     await view_page.wait_mode(selector, "relay")
     await view_page.wait_points(selector, 40)
     first = len(sent)
-    publish(embedded, "relay/a", 25, start=40)
+    publish(embedded, "vb-relay/a", 25, start=40)
     await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 65", selector)
     later = [content for content, _buffers in sent[first:]]
     assert later and all(content["op"] == "points" for content in later)
@@ -109,15 +109,15 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
 async def test_auto_falls_back_to_relay_when_the_hub_is_unreachable_and_loses_nothing(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "auto/a", 10)
-    chart = notebook.LiveChart("auto/+", window=1000, client=client)
+    publish(embedded, "vb-auto/a", 10)
+    chart = notebook.LiveChart("vb-auto/+", window=1000, client=client)
     await asyncio.sleep(0.5)  # the kernel's mirror has the history
     # the browser is told a hub address it cannot reach: direct fails, relay takes over
     selector = await view_page.show(chart, hub={"url": "http://127.0.0.1:9", "transports": ["ws"]})
     started = asyncio.get_running_loop().time()
     await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'relay'", selector, timeout=5)
     assert asyncio.get_running_loop().time() - started < 4.0
-    publish(embedded, "auto/a", 15, start=10)
+    publish(embedded, "vb-auto/a", 15, start=10)
     await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 25", selector)
     await asyncio.sleep(0.5)
     assert await view_page.points(selector) == 25
@@ -128,11 +128,11 @@ async def test_auto_falls_back_to_relay_when_the_hub_is_unreachable_and_loses_no
 async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "narrow/a", 3)
-    publish(embedded, "narrow/b", 2)
-    value = notebook.LiveValue("narrow/a", fmt="{value:.1f} °C", sparkline=True, client=client)
-    gauge = notebook.Gauge("narrow/a", min=0, max=10, thresholds=[(5, "green"), (10, "red")], client=client)
-    table = notebook.LiveTable("narrow/+", client=client)
+    publish(embedded, "vb-narrow/a", 3)
+    publish(embedded, "vb-narrow/b", 2)
+    value = notebook.LiveValue("vb-narrow/a", fmt="{value:.1f} °C", sparkline=True, client=client)
+    gauge = notebook.Gauge("vb-narrow/a", min=0, max=10, thresholds=[(5, "green"), (10, "red")], client=client)
+    table = notebook.LiveTable("vb-narrow/+", client=client)
     selectors = [await view_page.show(view, width=400) for view in (value, gauge, table)]
     for selector in selectors:
         await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'direct'", selector)
@@ -148,8 +148,8 @@ async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     await view_page.page.click(header)
     await view_page.page.click(header)
     first = await view_page.page.inner_text(f"{selectors[2]} tbody tr td")
-    assert first == "narrow/b"
-    await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "narrow/a")
+    assert first == "vb-narrow/b"
+    await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "vb-narrow/a")
     await view_page.wait_for("(s) => document.querySelectorAll(s + ' tbody tr').length === 1", selectors[2])
     for view in (value, gauge, table):
         view.close()
