@@ -79,13 +79,21 @@ class Lab:
     server: JupyterServer
     root: Path
     config: Path
+    pages_opened: int = 0
 
     @property
     def token(self) -> str:
         return self.server.token
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.server.url}lab/tree/{urllib.parse.quote(name)}?token={self.token}"
+        """``name`` in a workspace of its own, so the page holds that one notebook.
+
+        JupyterLab restores a workspace's open tabs on load: a shared one would
+        bring every notebook opened before (their views included) into the DOM.
+        """
+        self.pages_opened += 1
+        workspace = f"page{self.pages_opened}"
+        return f"{self.server.url}lab/workspaces/{workspace}/tree/{urllib.parse.quote(name)}?token={self.token}"
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         """Jupyter's REST API with the token (``path`` such as ``api/sessions``)."""
@@ -371,10 +379,19 @@ async def run_all_cells(page: Any, timeout_ms: float = 60_000) -> None:
 
 
 async def save_notebook(page: Any, timeout_ms: float = 30_000) -> None:
-    """Ctrl+S in the notebook, then wait until its tab is no longer dirty."""
-    await page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-    await page.keyboard.press("Control+s")
+    """The notebook toolbar's Save button, then wait until its tab is no longer dirty."""
+    await page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").first.click()
     await page.wait_for_function(NOTEBOOK_SAVED, timeout=timeout_ms)
+
+
+async def hide_left_sidebar(page: Any) -> None:
+    """Close the file browser (open in a new workspace), as a user on a narrow screen would."""
+    current = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    if await current.count():
+        await current.first.click()
+        await page.wait_for_function(
+            "() => document.querySelector('.jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current') === null"
+        )
 
 
 async def views(page: Any) -> list[dict[str, Any]]:
@@ -385,11 +402,20 @@ async def wait_for_views(page: Any, count: int, condition: str, timeout_ms: floa
     """Wait until ``count`` views exist and each satisfies the JS expression ``condition`` on ``v``.
 
     ``v`` has the fields of :data:`VIEWS` (``mode``, ``points``, ``text``, ...).
+    Raises AssertionError listing the views as they are when time runs out.
     """
-    await page.wait_for_function(
-        f"() => {{ const all = ({VIEWS})(); return all.length >= {count} && all.every((v) => {condition}); }}",
-        timeout=timeout_ms,
-    )
+    try:
+        await page.wait_for_function(
+            f"() => {{ const all = ({VIEWS})(); return all.length >= {count} && all.every((v) => {condition}); }}",
+            timeout=timeout_ms,
+        )
+    except Exception as error:
+        if type(error).__name__ != "TimeoutError":
+            raise
+        seen = [{key: view[key] for key in ("mode", "points", "text")} for view in await views(page)]
+        raise AssertionError(
+            f"not {count} views with {condition} after {timeout_ms / 1000:.0f}s; {len(seen)} views: {seen}"
+        ) from None
     return await views(page)
 
 
