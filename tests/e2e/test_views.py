@@ -343,6 +343,7 @@ async def test_no_view_overflows_its_output(lab: Lab, browser: Any, all_views: A
         await wait_for_views(page, ALL_VIEWS_COUNT, "v.points > 0", WAIT_MS)
         await page.wait_for_timeout(500)  # one more frame after the layout settles
         overflowing = await page.evaluate(OVERFLOWING)
+        await keep_screenshot(page, f"views_layout_{width}")
         assert not overflowing, f"at {width} px: {overflowing}"
     except BaseException:
         await keep_screenshot(page, f"views_layout_{width}_failure")
@@ -420,6 +421,7 @@ async def test_dark_theme_has_no_white_plot_background(lab: Lab, browser: Any, a
         await wait_for_views(page, ALL_VIEWS_COUNT, "v.points > 0", WAIT_MS)
         await page.wait_for_timeout(500)
         white = await page.evaluate(WHITE_BACKGROUNDS)
+        await keep_screenshot(page, "views_dark_theme")
         assert not white, white
         # and in pixels: no view is mostly white (its background is the most common colour)
         locators = page.locator(".rtnb-view")
