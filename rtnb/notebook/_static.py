@@ -151,33 +151,45 @@ def table_html(columns: Sequence[str], rows: Sequence[tuple[str, float, Any]]) -
 class StaticDisplay:
     """One static fallback output, shown beside a view and refreshed with ``update_display``.
 
+    Refreshed when data changed, at the end of every cell (IPython's ``post_run_cell``)
+    and at most every :data:`REFRESH_SECONDS` while frames arrive, so a saved
+    notebook holds a recent frame.
+
     Args:
         render: returns the fallback's HTML now.
+        catch_up: applies what has arrived but waits for the kernel's loop (a cell that
+            just ended kept the loop busy); called at the end of each cell.
     """
 
-    def __init__(self, render: Callable[[], str]) -> None:
+    def __init__(self, render: Callable[[], str], catch_up: Callable[[], None] | None = None) -> None:
         self.render = render
+        self.catch_up = catch_up
         self.display_id = uuid.uuid4().hex
         self.shown = False
+        self.changed = False
         self.refreshed_at = 0.0
         self.refreshes = 0
+        self._shell: Any = None
 
     def show(self) -> None:
-        """Display the fallback (in the current cell's output) and refresh it when the cell ends."""
+        """Display the fallback in the current cell's output."""
         from IPython import get_ipython
         from IPython.display import display
 
         display({"text/html": self.render()}, raw=True, display_id=self.display_id)
         self.shown = True
+        self.changed = False
         self.refreshed_at = time.monotonic()
         shell = get_ipython()
-        if shell is not None:
+        if shell is not None and self._shell is None:
+            self._shell = shell
+            shell.events.register("post_run_cell", self._at_cell_end)
 
-            def at_cell_end(_result: Any) -> None:
-                shell.events.unregister("post_run_cell", at_cell_end)
-                self.refresh()
-
-            shell.events.register("post_run_cell", at_cell_end)
+    def _at_cell_end(self, _result: Any) -> None:
+        if self.catch_up is not None:
+            self.catch_up()
+        if self.changed:
+            self.refresh()
 
     def refresh(self) -> None:
         from IPython.display import update_display
@@ -186,9 +198,20 @@ class StaticDisplay:
             return
         self.refreshed_at = time.monotonic()
         self.refreshes += 1
+        self.changed = False
         update_display({"text/html": self.render()}, raw=True, display_id=self.display_id)
 
-    def maybe_refresh(self) -> None:
-        """Refresh if shown and :data:`REFRESH_SECONDS` have passed since the last time."""
+    def data_changed(self) -> None:
+        """Note new data; refresh now if :data:`REFRESH_SECONDS` have passed since the last time."""
+        self.changed = True
         if self.shown and time.monotonic() - self.refreshed_at >= REFRESH_SECONDS:
             self.refresh()
+
+    def close(self) -> None:
+        """Stop refreshing (the view stopped); the last fallback stays in the output."""
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            try:
+                shell.events.unregister("post_run_cell", self._at_cell_end)
+            except ValueError:  # already gone
+                pass

@@ -181,7 +181,7 @@ class View(abc.ABC):
         #: names this view on the page (Status panels find views by it)
         self.view_id = uuid.uuid4().hex
         #: the static fallbacks showing this view (its own, a Dashboard's), refreshed as data changes
-        self.static_displays: list[StaticDisplay] = [StaticDisplay(self.static_html)]
+        self.static_displays: list[StaticDisplay] = [StaticDisplay(self.static_html, self.catch_up)]
         self._started_at = time.monotonic()
 
     # -- what subclasses provide -------------------------------------------------------
@@ -259,7 +259,7 @@ class View(abc.ABC):
         if self.relaying:
             self._relay(self._relayed_to)
         for display in self.static_displays:
-            display.maybe_refresh()
+            display.data_changed()
 
     def _relay(self, since: dict[str, Position]) -> None:
         """Send what the buffer holds after ``since``, then remember the buffer's end as sent."""
@@ -306,6 +306,7 @@ class View(abc.ABC):
             log.debug("closing %s's subscription: %s", type(self).__name__, error)
         if self._owns_client and self.client is not None:
             self.client.close()
+        self.static_displays[0].close()
 
     def close(self) -> None:
         """Stop the view and close its widget (removing it from the page)."""
@@ -344,9 +345,13 @@ class View(abc.ABC):
         from IPython.display import display
 
         display(self.widget)
-        if self.pump is not None and self.state is ViewState.RUNNING and _on_loop(self.pump.loop):
-            self.pump.flush()  # what has arrived so far, into the fallback
+        self.catch_up()  # what has arrived so far, into the fallback
         self.static_displays[0].show()
+
+    def catch_up(self) -> None:
+        """Apply what the pump holds now, when called on its loop (e.g. at the end of a cell)."""
+        if self.pump is not None and self.state is ViewState.RUNNING and _on_loop(self.pump.loop):
+            self.pump.flush()
 
     def __repr__(self) -> str:
         stats = self.stats

@@ -42,6 +42,7 @@ class Dashboard:
             raise BadField(f"columns must be at least 1, not {columns}.")
         self.items = list(items)
         self.title, self.columns = title, columns
+        self.static: Any = None
         widgets = [getattr(item, "widget", item) for item in self.items]
         self.grid = ipywidgets.GridBox(
             widgets,
@@ -60,7 +61,9 @@ class Dashboard:
             self.stop()
 
     def stop(self) -> None:
-        """Stop every item that can be stopped."""
+        """Stop every item that can be stopped (and the grid's static fallback's refreshes)."""
+        if self.static is not None:
+            self.static.close()
         for item in self.items:
             stop = getattr(item, "stop", None)
             if callable(stop):
@@ -87,6 +90,12 @@ class Dashboard:
             f'grid-template-columns:{grid_columns(self.columns)};gap:{GAP}px">{"".join(cells)}</div></div>'
         )
 
+    def _catch_up(self) -> None:
+        for item in self.items:
+            catch_up = getattr(item, "catch_up", None)
+            if callable(catch_up):
+                catch_up()
+
     def _ipython_display_(self) -> None:
         """Show the grid and its static fallback, refreshed as its views' data changes."""
         from IPython.display import display
@@ -94,7 +103,7 @@ class Dashboard:
         from ._static import StaticDisplay
 
         display(self.widget)
-        static = StaticDisplay(self.static_html)
+        static = self.static = StaticDisplay(self.static_html, self._catch_up)
         for item in self.items:
             displays = getattr(item, "static_displays", None)
             if isinstance(displays, list):
