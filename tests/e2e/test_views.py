@@ -179,6 +179,7 @@ async def test_chart_keeps_drawing_while_a_cell_sleeps(lab: Lab, browser: Any) -
         await run_all_cells(page)
         await page.wait_for_function(cell_running(1), timeout=WAIT_MS)
         (chart,) = await wait_for_views(page, 1, "v.points > 0", WAIT_MS)
+        await check_no_tracebacks(page)
         assert chart["mode"] == "direct", chart
         locator = page.locator(".rtnb-view").first
         samples = [(chart["points"], await screenshot_pixels(locator))]
