@@ -23,6 +23,7 @@ own client resumes from the last offset it drew.
 from __future__ import annotations
 
 import abc
+import asyncio
 import atexit
 import enum
 import logging
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 
 from ..core.errors import BadField, RtnbError
 from ._pump import Frame, Pump
+from ._static import StaticDisplay
 from ._widget import TRANSPORTS, ViewWidget, browser_access
 
 __all__ = ["Position", "View", "ViewState", "ViewStats", "default_client", "open_client"]
@@ -178,6 +180,8 @@ class View(abc.ABC):
         self._relayed_to: dict[str, Position] = {}
         #: names this view on the page (Status panels find views by it)
         self.view_id = uuid.uuid4().hex
+        #: the static fallbacks showing this view (its own, a Dashboard's), refreshed as data changes
+        self.static_displays: list[StaticDisplay] = [StaticDisplay(self.static_html, self.catch_up)]
         self._started_at = time.monotonic()
 
     # -- what subclasses provide -------------------------------------------------------
@@ -205,6 +209,12 @@ class View(abc.ABC):
     def history_last(self) -> int | None:
         """``last`` for the kernel's subscription: the user's, or what fills the window."""
         return self.last
+
+    def static_html(self) -> str:
+        """The static fallback a saved notebook shows (see :mod:`rtnb.notebook._static`)."""
+        from ._static import wrap
+
+        return wrap(self.kind, self.pattern, "")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -248,6 +258,8 @@ class View(abc.ABC):
         self.applied += sum(len(messages) for messages in frame.messages.values())
         if self.relaying:
             self._relay(self._relayed_to)
+        for display in self.static_displays:
+            display.data_changed()
 
     def _relay(self, since: dict[str, Position]) -> None:
         """Send what the buffer holds after ``since``, then remember the buffer's end as sent."""
@@ -294,6 +306,7 @@ class View(abc.ABC):
             log.debug("closing %s's subscription: %s", type(self).__name__, error)
         if self._owns_client and self.client is not None:
             self.client.close()
+        self.static_displays[0].close()
 
     def close(self) -> None:
         """Stop the view and close its widget (removing it from the page)."""
@@ -327,12 +340,32 @@ class View(abc.ABC):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
+    def _ipython_display_(self) -> None:
+        """Show the widget and, beside it, its static fallback for saved notebooks."""
+        from IPython.display import display
+
+        display(self.widget)
+        self.catch_up()  # what has arrived so far, into the fallback
+        self.static_displays[0].show()
+
+    def catch_up(self) -> None:
+        """Apply what the pump holds now, when called on its loop (e.g. at the end of a cell)."""
+        if self.pump is not None and self.state is ViewState.RUNNING and _on_loop(self.pump.loop):
+            self.pump.flush()
+
     def __repr__(self) -> str:
         stats = self.stats
         return (
             f"<{type(self).__name__} {self.pattern!r} {self.transport} {self.state.value}: "
             f"{stats.received} received, {stats.conflated} conflated, {stats.frames} frames>"
         )
+
+
+def _on_loop(loop: Any) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _positions(value: Any) -> dict[str, Position]:

@@ -271,6 +271,13 @@ class LiveChart(View):
             messages.append((content, buffers))
         return messages
 
+    def static_html(self) -> str:
+        from ._static import chart_svg, wrap
+
+        series = [(topic, column.xs, column.ys) for topic, column in self._columns.items()]
+        svg = chart_svg(series, time_axis=self.x is None, utc=self.utc, height=min(self.height, 300))
+        return wrap("chart", self.title or self.pattern, svg)
+
     # -- reading back ----------------------------------------------------------------
 
     @property

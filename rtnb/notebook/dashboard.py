@@ -41,6 +41,8 @@ class Dashboard:
         if columns < 1:
             raise BadField(f"columns must be at least 1, not {columns}.")
         self.items = list(items)
+        self.title, self.columns = title, columns
+        self.static: Any = None
         widgets = [getattr(item, "widget", item) for item in self.items]
         self.grid = ipywidgets.GridBox(
             widgets,
@@ -59,7 +61,9 @@ class Dashboard:
             self.stop()
 
     def stop(self) -> None:
-        """Stop every item that can be stopped."""
+        """Stop every item that can be stopped (and the grid's static fallback's refreshes)."""
+        if self.static is not None:
+            self.static.close()
         for item in self.items:
             stop = getattr(item, "stop", None)
             if callable(stop):
@@ -76,3 +80,32 @@ class Dashboard:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+    def static_html(self) -> str:
+        """Each item's static fallback, in a grid (see :mod:`rtnb.notebook._static`)."""
+        cells = [item.static_html() for item in self.items if callable(getattr(item, "static_html", None))]
+        heading = f"<h3>{html.escape(self.title)}</h3>" if self.title else ""
+        return (
+            f'<div class="rtnb-static rtnb-static-dashboard">{heading}<div style="display:grid;'
+            f'grid-template-columns:{grid_columns(self.columns)};gap:{GAP}px">{"".join(cells)}</div></div>'
+        )
+
+    def _catch_up(self) -> None:
+        for item in self.items:
+            catch_up = getattr(item, "catch_up", None)
+            if callable(catch_up):
+                catch_up()
+
+    def _ipython_display_(self) -> None:
+        """Show the grid and its static fallback, refreshed as its views' data changes."""
+        from IPython.display import display
+
+        from ._static import StaticDisplay
+
+        display(self.widget)
+        static = self.static = StaticDisplay(self.static_html, self._catch_up)
+        for item in self.items:
+            displays = getattr(item, "static_displays", None)
+            if isinstance(displays, list):
+                displays.append(static)
+        static.show()

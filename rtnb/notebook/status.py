@@ -8,6 +8,7 @@ the same stream, and nothing crosses the kernel to update it.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,26 @@ class Status:
                 "interval_ms": round(1000 / refresh),
             },
         )
+
+    def static_html(self) -> str:
+        from ._static import wrap
+
+        lines = []
+        for view in self.views:
+            stats = view.stats
+            lines.append(
+                f"<li>{html.escape(type(view).__name__)} {html.escape(view.pattern)}: {view.transport}, "
+                f"{stats.received:,} received by the kernel, {stats.gaps:,} gaps</li>"
+            )
+        return wrap("status", "Status", f'<ul style="margin:2px 0">{"".join(lines)}</ul>')
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        from ._static import StaticDisplay
+
+        display(self.widget)
+        StaticDisplay(self.static_html).show()
 
     def stop(self) -> None:
         """Nothing runs in the kernel; kept so a Dashboard can stop everything alike."""

@@ -11,15 +11,28 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from ..core.errors import BadField
 from ._pump import Frame
 from ._rows import RowBuffer
 from ._view import Position, View
 
-__all__ = ["MAX_AUTO_COLUMNS", "LiveTable"]
+__all__ = ["MAX_AUTO_COLUMNS", "LiveTable", "cell_text"]
 
 #: columns shown at most when they are discovered from payloads
 MAX_AUTO_COLUMNS = 20
+
+
+def cell_text(value: Any) -> str:
+    """How a payload value reads in a table cell (not escaped)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 class LiveTable(View):
@@ -103,6 +116,11 @@ class LiveTable(View):
 
     def encode_since(self, since: dict[str, Position]) -> list[tuple[dict[str, Any], list[bytes]]]:
         return self.buffer.encode_since(since)
+
+    def static_html(self) -> str:
+        from ._static import table_html, wrap
+
+        return wrap("table", self.pattern, table_html(self.columns, self.current_rows()))
 
     def current_rows(self) -> list[tuple[str, float, Any]]:
         """The rows the kernel holds: ``(topic, timestamp, payload)``."""

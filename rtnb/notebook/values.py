@@ -8,6 +8,7 @@ relay and for reading back (:attr:`LiveValue.latest`, :attr:`Gauge.value`).
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -123,6 +124,12 @@ class LiveValue(View):
     def _describe(self, message: Message) -> dict[str, Any]:
         return {"text": format_value(message, self.field, self.fmt), "value": number(extract(message.data, self.field))}
 
+    def static_html(self) -> str:
+        from ._static import wrap
+
+        text = f'<div style="font-size:1.8em;font-weight:600">{html.escape(self.text)}</div>'
+        return wrap("value", self.label, text)
+
     def apply_frame(self, frame: Frame) -> None:
         arrived = self.rows.add(frame)
         if arrived:
@@ -220,6 +227,22 @@ class Gauge(View):
             if value <= bound:
                 return colour
         return self.thresholds[-1][1] if self.thresholds else "var(--jp-brand-color1, #1976d2)"
+
+    def static_html(self) -> str:
+        from ._static import wrap
+
+        if self.value is None:
+            return wrap("gauge", self.label, '<div style="opacity:0.7">no data yet</div>')
+        span = self.maximum - self.minimum
+        share = max(0.0, min(1.0, (self.value - self.minimum) / span)) * 100
+        colour = self.colour_for(self.value) if self.thresholds else "#1976d2"
+        body = (
+            f'<div style="font-size:1.8em;font-weight:600">{self.value:.4g}{html.escape(self.units)}</div>'
+            '<div style="height:8px;background:rgba(128,128,128,0.3);border-radius:4px">'
+            f'<div style="width:{share:.1f}%;height:8px;background:{html.escape(colour)};border-radius:4px"></div>'
+            f'</div><div style="font-size:10px">{self.minimum:.4g} to {self.maximum:.4g}</div>'
+        )
+        return wrap("gauge", self.label, body)
 
     def apply_frame(self, frame: Frame) -> None:
         for message in reversed(self.rows.add(frame)):

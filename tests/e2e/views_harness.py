@@ -6,7 +6,7 @@
   lab settings that keep every cell in the DOM and, on demand, the dark theme.
 * :func:`write_notebook`: a notebook of code cells, built with nbformat.
 * :class:`Publisher`: a steady stream into the server extension's hub, from
-  outside the kernel (HTTP ``POST /publish/<topic>`` with ndjson batches), so
+  outside the kernel (ndjson ``POST /publish/<topic>`` from this process), so
   a kernel that blocks cannot slow the source down.
 * :class:`IopubCounter`: every message the kernel publishes on IOPub, read
   by a ZeroMQ SUB socket of our own on the kernel's IOPub port (what a
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import http.client
 import json
 import math
 import sys
@@ -79,13 +80,21 @@ class Lab:
     server: JupyterServer
     root: Path
     config: Path
+    pages_opened: int = 0
 
     @property
     def token(self) -> str:
         return self.server.token
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.server.url}lab/tree/{urllib.parse.quote(name)}?token={self.token}"
+        """``name`` in a workspace of its own, so the page holds that one notebook.
+
+        JupyterLab restores a workspace's open tabs on load: a shared one would
+        bring every notebook opened before (their views included) into the DOM.
+        """
+        self.pages_opened += 1
+        workspace = f"page{self.pages_opened}"
+        return f"{self.server.url}lab/workspaces/{workspace}/tree/{urllib.parse.quote(name)}?token={self.token}"
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         """Jupyter's REST API with the token (``path`` such as ``api/sessions``)."""
@@ -168,20 +177,24 @@ def write_notebook(lab: Lab, name: str, cells: Sequence[str]) -> str:
 class Publisher:
     """Publishes ``rate`` messages/s (``{"value": v, "seq": n}``) round-robin on ``topics``.
 
-    Batches go every ``tick`` seconds as one ndjson ``POST /publish/<topic>``
-    per topic, on a thread of its own (the test's event loop stays free for
-    Playwright). ``published`` counts what the hub acknowledged.
+    Every ``tick`` seconds what is due goes as one ndjson ``POST /publish/<topic>``
+    per topic (the hub's cheapest way in: one request, many messages) over one
+    kept-alive HTTP connection with Jupyter's token, on a thread of its own (the
+    test's event loop stays free for Playwright). Small ticks make a smooth
+    stream, not bursts a chart could only redraw at the burst rate; when the
+    hub is slow, batches grow instead. ``published`` counts what the hub accepted.
     """
 
     lab: Lab
     topics: Sequence[str]
     rate: float
-    tick: float = 0.1
+    tick: float = 0.01
     published: int = 0
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    #: lines per request (the hub takes at most 10,000)
     MAX_LINES = 5_000
 
     def start(self) -> Publisher:
@@ -198,44 +211,44 @@ class Publisher:
     def set_rate(self, rate: float) -> None:
         self.rate = rate
 
-    def _post(self, topic: str, values: list[dict[str, Any]]) -> None:
-        """One ndjson request per ``MAX_LINES`` values (the hub takes at most 10,000 a request)."""
-        for first in range(0, len(values), self.MAX_LINES):
-            chunk = values[first : first + self.MAX_LINES]
-            request = urllib.request.Request(
-                f"{self.lab.server.hub_url}/publish/{topic}",
-                method="POST",
-                data=b"\n".join(orjson.dumps(value) for value in chunk),
-                headers={"Authorization": f"token {self.lab.token}", "Content-Type": "application/x-ndjson"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
+    def _post(self, connection: http.client.HTTPConnection, path: str, lines: list[bytes]) -> None:
+        for first in range(0, len(lines), self.MAX_LINES):
+            chunk = lines[first : first + self.MAX_LINES]
+            headers = {"Authorization": f"token {self.lab.token}", "Content-Type": "application/x-ndjson"}
+            connection.request("POST", path, body=b"\n".join(chunk), headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"publish answered {response.status}: {body[:200]!r}")
             self.published += len(chunk)
 
     def _run(self) -> None:
-        started = time.monotonic()
-        sent = 0
-        rate_since, sent_since = started, 0
-        current_rate = self.rate
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if self.rate != current_rate:  # a new rate counts from now
-                current_rate, rate_since, sent_since = self.rate, now, 0
-            due = int(current_rate * (now - rate_since)) - sent_since
-            if due > 0:
-                per_topic: dict[str, list[dict[str, Any]]] = {topic: [] for topic in self.topics}
-                for number in range(sent, sent + due):
-                    value = 50 + 40 * math.sin(number / 50.0) + (number % 7)
-                    per_topic[self.topics[number % len(self.topics)]].append({"value": value, "seq": number})
-                try:
-                    for topic, values in per_topic.items():
-                        if values:
-                            self._post(topic, values)
-                except OSError as error:
-                    self.errors.append(repr(error))
-                sent += due
-                sent_since += due
-            self._stop.wait(self.tick)
+        hub = urllib.parse.urlsplit(self.lab.server.hub_url)
+        connection = http.client.HTTPConnection(hub.hostname or "127.0.0.1", hub.port, timeout=30)
+        rate, since, sent_since, number = self.rate, time.monotonic(), 0, 0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.rate != rate:  # a new rate counts from now
+                    rate, since, sent_since = self.rate, now, 0
+                due = int(rate * (now - since)) - sent_since
+                if due > 0:
+                    lines: dict[str, list[bytes]] = {topic: [] for topic in self.topics}
+                    for count in range(number, number + due):
+                        value = 50 + 40 * math.sin(count / 50.0) + (count % 7)
+                        lines[self.topics[count % len(self.topics)]].append(
+                            orjson.dumps({"value": value, "seq": count})
+                        )
+                    for topic, topic_lines in lines.items():
+                        if topic_lines:
+                            self._post(connection, f"{hub.path}/publish/{topic}", topic_lines)
+                    number += due
+                    sent_since += due
+                self._stop.wait(self.tick)
+        except Exception as error:  # the tests read .errors and .published
+            self.errors.append(repr(error))
+        finally:
+            connection.close()
 
 
 # -- the kernel's IOPub channel ------------------------------------------------------------
@@ -371,10 +384,19 @@ async def run_all_cells(page: Any, timeout_ms: float = 60_000) -> None:
 
 
 async def save_notebook(page: Any, timeout_ms: float = 30_000) -> None:
-    """Ctrl+S in the notebook, then wait until its tab is no longer dirty."""
-    await page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
-    await page.keyboard.press("Control+s")
+    """The notebook toolbar's Save button, then wait until its tab is no longer dirty."""
+    await page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").first.click()
     await page.wait_for_function(NOTEBOOK_SAVED, timeout=timeout_ms)
+
+
+async def hide_left_sidebar(page: Any) -> None:
+    """Close the file browser (open in a new workspace), as a user on a narrow screen would."""
+    current = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    if await current.count():
+        await current.first.click()
+        await page.wait_for_function(
+            "() => document.querySelector('.jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current') === null"
+        )
 
 
 async def views(page: Any) -> list[dict[str, Any]]:
@@ -385,11 +407,20 @@ async def wait_for_views(page: Any, count: int, condition: str, timeout_ms: floa
     """Wait until ``count`` views exist and each satisfies the JS expression ``condition`` on ``v``.
 
     ``v`` has the fields of :data:`VIEWS` (``mode``, ``points``, ``text``, ...).
+    Raises AssertionError listing the views as they are when time runs out.
     """
-    await page.wait_for_function(
-        f"() => {{ const all = ({VIEWS})(); return all.length >= {count} && all.every((v) => {condition}); }}",
-        timeout=timeout_ms,
-    )
+    try:
+        await page.wait_for_function(
+            f"() => {{ const all = ({VIEWS})(); return all.length >= {count} && all.every((v) => {condition}); }}",
+            timeout=timeout_ms,
+        )
+    except Exception as error:
+        if type(error).__name__ != "TimeoutError":
+            raise
+        seen = [{key: view[key] for key in ("mode", "points", "text")} for view in await views(page)]
+        raise AssertionError(
+            f"not {count} views with {condition} after {timeout_ms / 1000:.0f}s; {len(seen)} views: {seen}"
+        ) from None
     return await views(page)
 
 

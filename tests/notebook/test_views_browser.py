@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from views_page import CHROMIUM, CHROMIUM_ARGUMENTS, PageServer, ViewPage, playwright_or_skip
+from views_page import CHROMIUM, CHROMIUM_ARGUMENTS, PageServer, TcpForwarder, ViewPage, playwright_or_skip
 
 import rtnb.notebook as notebook
 from rtnb.notebook.embedded import EmbeddedHub
 from rtnb.notebook.testing import recording_comms
+from rtnb.testing import wait_until
 
 playwright_api = playwright_or_skip()
 
@@ -59,14 +60,14 @@ async def publishing(embedded: EmbeddedHub, topic: str, rate: float, seconds: fl
 async def test_direct_chart_draws_from_the_hub_with_nothing_through_the_kernel(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "direct/a", 30)
+    publish(embedded, "vb-direct/a", 30)
     with recording_comms() as comms:
-        chart = notebook.LiveChart("direct/+", window=500, transport="direct", client=client)
+        chart = notebook.LiveChart("vb-direct/+", window=500, transport="direct", client=client)
         selector = await view_page.show(chart)
         await view_page.wait_mode(selector, "direct")
         await view_page.wait_points(selector, 30)
         before = await view_page.points(selector)
-        publish(embedded, "direct/a", 20, start=30)
+        publish(embedded, "vb-direct/a", 20, start=30)
         await view_page.wait_for(
             "([s, n]) => +document.querySelector(s).dataset.rtnbPoints >= n", [selector, before + 20]
         )
@@ -82,8 +83,8 @@ async def test_direct_chart_draws_from_the_hub_with_nothing_through_the_kernel(
 async def test_relay_sends_only_new_points_as_typed_arrays(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "relay/a", 40)
-    chart = notebook.LiveChart("relay/+", window=1000, transport="relay", client=client, max_fps=10)
+    publish(embedded, "vb-relay/a", 40)
+    chart = notebook.LiveChart("vb-relay/+", window=1000, transport="relay", client=client, max_fps=10)
     sent: list[tuple[dict[str, Any], list[bytes]]] = []
     selector = await view_page.show(chart)
     relay_to_page = chart.widget.send
@@ -94,7 +95,7 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
     await view_page.wait_mode(selector, "relay")
     await view_page.wait_points(selector, 40)
     first = len(sent)
-    publish(embedded, "relay/a", 25, start=40)
+    publish(embedded, "vb-relay/a", 25, start=40)
     await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 65", selector)
     later = [content for content, _buffers in sent[first:]]
     assert later and all(content["op"] == "points" for content in later)
@@ -109,15 +110,15 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
 async def test_auto_falls_back_to_relay_when_the_hub_is_unreachable_and_loses_nothing(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "auto/a", 10)
-    chart = notebook.LiveChart("auto/+", window=1000, client=client)
+    publish(embedded, "vb-auto/a", 10)
+    chart = notebook.LiveChart("vb-auto/+", window=1000, client=client)
     await asyncio.sleep(0.5)  # the kernel's mirror has the history
     # the browser is told a hub address it cannot reach: direct fails, relay takes over
     selector = await view_page.show(chart, hub={"url": "http://127.0.0.1:9", "transports": ["ws"]})
     started = asyncio.get_running_loop().time()
     await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'relay'", selector, timeout=5)
     assert asyncio.get_running_loop().time() - started < 4.0
-    publish(embedded, "auto/a", 15, start=10)
+    publish(embedded, "vb-auto/a", 15, start=10)
     await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbPoints >= 25", selector)
     await asyncio.sleep(0.5)
     assert await view_page.points(selector) == 25
@@ -128,11 +129,11 @@ async def test_auto_falls_back_to_relay_when_the_hub_is_unreachable_and_loses_no
 async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     embedded: EmbeddedHub, client: Any, view_page: ViewPage
 ) -> None:
-    publish(embedded, "narrow/a", 3)
-    publish(embedded, "narrow/b", 2)
-    value = notebook.LiveValue("narrow/a", fmt="{value:.1f} °C", sparkline=True, client=client)
-    gauge = notebook.Gauge("narrow/a", min=0, max=10, thresholds=[(5, "green"), (10, "red")], client=client)
-    table = notebook.LiveTable("narrow/+", client=client)
+    publish(embedded, "vb-narrow/a", 3)
+    publish(embedded, "vb-narrow/b", 2)
+    value = notebook.LiveValue("vb-narrow/a", fmt="{value:.1f} °C", sparkline=True, client=client)
+    gauge = notebook.Gauge("vb-narrow/a", min=0, max=10, thresholds=[(5, "green"), (10, "red")], client=client)
+    table = notebook.LiveTable("vb-narrow/+", client=client)
     selectors = [await view_page.show(view, width=400) for view in (value, gauge, table)]
     for selector in selectors:
         await view_page.wait_for("(s) => document.querySelector(s).dataset.rtnbMode === 'direct'", selector)
@@ -148,8 +149,107 @@ async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     await view_page.page.click(header)
     await view_page.page.click(header)
     first = await view_page.page.inner_text(f"{selectors[2]} tbody tr td")
-    assert first == "narrow/b"
-    await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "narrow/a")
+    assert first == "vb-narrow/b"
+    await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "vb-narrow/a")
     await view_page.wait_for("(s) => document.querySelectorAll(s + ' tbody tr').length === 1", selectors[2])
     for view in (value, gauge, table):
         view.close()
+
+
+async def test_auto_goes_back_to_direct_when_the_hub_answers_again_without_losing_a_point(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    forwarder = TcpForwarder(embedded.port)
+    await forwarder.start()
+    port = forwarder.port
+    await forwarder.stop()  # the browser's way to the hub is cut
+    publish(embedded, "vb-back/a", 10)
+    chart = notebook.LiveChart("vb-back/+", window=1000, client=client)
+    await wait_until(lambda: len(chart.window("vb-back/a")) == 10)
+    hub = {**chart.widget.hub, "url": f"http://127.0.0.1:{port}"}
+    selector = await view_page.show(chart, hub=hub)
+    await view_page.wait_mode(selector, "relay", timeout=5)
+    publish(embedded, "vb-back/a", 10, start=10)
+    await view_page.wait_points(selector, 20)
+    forwarder.port = port
+    await forwarder.start()  # the hub answers again: the page goes back to direct (client backoff <= 5 s)
+    try:
+        await view_page.wait_mode(selector, "direct", timeout=12)
+        assert [m["op"] for m in view_page.sent] == ["relay", "direct"]
+        assert chart.relaying == set()
+        publish(embedded, "vb-back/a", 10, start=20)
+        await view_page.wait_points(selector, 30)
+        await asyncio.sleep(0.5)
+        assert await view_page.points(selector) == 30  # none lost, none twice
+    finally:
+        chart.close()
+        await forwarder.stop()
+
+
+async def test_a_new_page_rebuilds_the_window_direct_from_history_and_relay_from_the_kernel(
+    embedded: EmbeddedHub, client: Any, browser: Any, page_server: PageServer
+) -> None:
+    publish(embedded, "vb-reload/a", 40)
+    direct = notebook.LiveChart("vb-reload/+", window=30, transport="direct", client=client)
+    relayed = notebook.LiveChart("vb-reload/+", window=25, transport="relay", client=client)
+    await wait_until(lambda: len(relayed.window("vb-reload/a")) == 25)
+    for _attempt in range(2):  # a page, then a reload (a new page, nothing re-run in the kernel)
+        page = await browser.new_page()
+        view_page = await ViewPage(page).open(page_server.url)
+        direct_selector = await view_page.show(direct)
+        relay_selector = await view_page.show(relayed)
+        await view_page.wait_points(direct_selector, 30, timeout=5)
+        await view_page.wait_points(relay_selector, 25, timeout=5)
+        assert await view_page.attribute(direct_selector, "data-rtnb-mode") == "direct"
+        assert await view_page.attribute(relay_selector, "data-rtnb-mode") == "relay"
+        await page.close()
+    direct.close()
+    relayed.close()
+
+
+async def test_pause_keeps_receiving_and_follow_returns_to_live(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    publish(embedded, "vb-pause/a", 5)
+    chart = notebook.LiveChart("vb-pause/+", window=100, transport="direct", client=client)
+    selector = await view_page.show(chart)
+    await view_page.wait_points(selector, 5)
+    await view_page.page.click(f"{selector} .rtnb-pause")
+    assert await view_page.attribute(selector, "data-rtnb-paused") == "true"
+    frozen = await view_page.page.eval_on_selector(f"{selector} canvas", "(c) => c.toDataURL()")
+    publish(embedded, "vb-pause/a", 5, start=5)
+    await view_page.wait_points(selector, 10)  # paused views keep receiving
+    await asyncio.sleep(0.2)
+    assert await view_page.page.eval_on_selector(f"{selector} canvas", "(c) => c.toDataURL()") == frozen
+    await view_page.page.click(f"{selector} .rtnb-follow")
+    await view_page.wait_for(
+        "([s, before]) => document.querySelector(s + ' canvas').toDataURL() !== before", [selector, frozen]
+    )
+    chart.close()
+
+
+async def test_a_dark_theme_paints_the_plot_dark_and_payloads_stay_text(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    await view_page.page.add_style_tag(
+        content="body { --jp-layout-color0: #111111; --jp-ui-font-color1: #eeeeee; background: #111111; }"
+    )
+    publish(embedded, "vb-dark/a", 5)
+    embedded.call(embedded.hub.publish_now, "vb-dark/b", {"value": "<img src=x onerror=window.hacked=1>"})
+    chart = notebook.LiveChart("vb-dark/+", window=100, transport="direct", client=client)
+    table = notebook.LiveTable("vb-dark/+", transport="direct", client=client)
+    selector = await view_page.show(chart)
+    table_selector = await view_page.show(table)
+    await view_page.wait_points(selector, 5)
+    await view_page.wait_points(table_selector, 2)
+    corner = await view_page.page.eval_on_selector(
+        f"{selector} canvas", "(c) => Array.from(c.getContext('2d').getImageData(2, 2, 1, 1).data)"
+    )
+    assert corner[:3] == [17, 17, 17], corner
+    cells = await view_page.page.eval_on_selector_all(
+        f"{table_selector} td", "(cells) => cells.map(c => c.textContent)"
+    )
+    assert "<img src=x onerror=window.hacked=1>" in cells
+    assert await view_page.page.evaluate("() => window.hacked === undefined")
+    chart.close()
+    table.close()

@@ -999,7 +999,6 @@ class StatusRender {
   constructor(model, el) {
     this.config = model.get("config");
     this.root = element("div", "rtnb-view rtnb-status");
-    this.root.dataset.rtnbMode = "direct"; // the panel itself needs no data path
     this.root.dataset.rtnbPoints = "0";
     this.table = element("table", "rtnb-table rtnb-status-table");
     this.root.appendChild(this.table);
@@ -1012,9 +1011,13 @@ class StatusRender {
     const head = element("tr");
     for (const name of ["view", "mode", "msg/s", "lag", "gaps", "points"]) head.appendChild(element("th", "", name));
     const rows = [head];
+    let points = 0;
+    let relay = false;
     this.config.views.forEach((id, index) => {
       const feed = FEEDS.get(id);
       const stats = feed ? feed.stats() : null;
+      if (stats) points += stats.points;
+      if (stats && stats.mode === "relay") relay = true;
       const tr = element("tr");
       tr.dataset.rtnbView = id;
       const cells = stats
@@ -1031,6 +1034,9 @@ class StatusRender {
       rows.push(tr);
     });
     this.table.replaceChildren(...rows);
+    // the panel holds no window and needs no data path: it reports its views'
+    this.root.dataset.rtnbPoints = String(points);
+    this.root.dataset.rtnbMode = relay ? "relay" : "direct";
   }
 
   destroy() {
