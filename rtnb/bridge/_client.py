@@ -29,7 +29,20 @@ from paho.mqtt.properties import Properties
 
 from .options import MqttOptions
 
-__all__ = ["make_client", "make_tls_context", "settle_client"]
+__all__ = ["CountingQueue", "make_client", "make_tls_context", "settle_client"]
+
+
+class CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """aiomqtt's inbound queue, counting what it drops when full (aiomqtt only logs it)."""
+
+    dropped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        try:
+            super().put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            raise
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -153,7 +153,7 @@ class MqttBridge:
             raise RuntimeError("an MqttBridge can be started once")
         import aiomqtt  # noqa: F401  (fail at start, with the install hint, not in the reconnect loop)
 
-        from ._client import make_tls_context
+        from ._client import CountingQueue, make_tls_context
 
         self.hub = hub
         options = self.options
@@ -162,7 +162,7 @@ class MqttBridge:
         except (OSError, ssl.SSLError) as error:
             raise BadField(f"MQTT bridge TLS files cannot be loaded: {error}.") from None
         # one queue for every connection's client: what was read survives a reconnect
-        self._inbound_queue = _CountingQueue(maxsize=options.max_inbound_queue or 0)
+        self._inbound_queue = CountingQueue(maxsize=options.max_inbound_queue or 0)
         self._topic_map = TopicMap(options.prefix, hub.limits)
         outbound_patterns = [self._topic_map.hub_pattern(mqtt_filter) for mqtt_filter in options.outbound]
         self._ledger = OriginLedger(outbound_patterns)
@@ -473,36 +473,10 @@ class MqttBridge:
         }
 
     def metrics(self) -> list[ComponentMetric]:
-        from ..server.hub import ComponentMetric
+        """The ``rtnb_mqtt_*`` series for ``/metrics`` (see :mod:`rtnb.bridge._metrics`)."""
+        from ._metrics import bridge_metrics
 
-        health = self.health()
-        metrics = [
-            ComponentMetric("rtnb_mqtt_connected", "1 while the bridge is connected to its broker.", "gauge",
-                            int(health["ok"])),
-            ComponentMetric("rtnb_mqtt_connects", "Successful connections to the broker.", "counter", self.connects),
-            ComponentMetric("rtnb_mqtt_connect_failures", "Failed connection attempts.", "counter",
-                            self.connect_failures),
-            ComponentMetric("rtnb_mqtt_messages_in", "MQTT messages published into the hub.", "counter",
-                            self.messages_in),
-            ComponentMetric("rtnb_mqtt_messages_out", "Hub messages published to the broker.", "counter",
-                            self.messages_out),
-            ComponentMetric("rtnb_mqtt_loops_prevented", "Messages not bridged back where they came from.",
-                            "counter", health["loops_prevented"]),
-            ComponentMetric("rtnb_mqtt_gaps", "Gap notices: hub messages that never reached the broker.", "counter",
-                            health["gaps"]),
-            ComponentMetric("rtnb_mqtt_inbound_dropped", "MQTT messages dropped over max_inbound_queue.", "counter",
-                            health["inbound_dropped"]),
-            ComponentMetric("rtnb_mqtt_inbound_queue", "MQTT messages read but not yet in the hub.", "gauge",
-                            health["inbound_queue"]),
-            ComponentMetric("rtnb_mqtt_outbound_queue", "Hub messages waiting for the broker.", "gauge",
-                            health["outbound_queue"]),
-        ]
-        metrics.extend(
-            ComponentMetric("rtnb_mqtt_refused", "MQTT messages the hub refused, by error code.", "counter", count,
-                            {"code": code})
-            for code, count in sorted(self.refused.items())
-        )
-        return metrics
+        return bridge_metrics(self.health())
 
     def _report_status(self) -> None:
         """Publish the current state on the status topic (a hub system topic)."""
@@ -530,19 +504,6 @@ class MqttBridge:
             await asyncio.sleep(interval)
             if self._counters() != self._status_counters:
                 self._report_status()
-
-
-class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's inbound queue, counting what it drops when full (aiomqtt only logs it)."""
-
-    dropped = 0
-
-    def put_nowait(self, item: Any) -> None:
-        try:
-            super().put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            raise
 
 
 async def start_mqtt_bridge(hub: Hub, options: MqttOptions | None = None, *, name: str = "mqtt",

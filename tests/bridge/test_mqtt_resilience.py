@@ -68,7 +68,9 @@ async def test_broker_restart_mid_stream_recovers_without_losing_acknowledged_me
         assert hub.health()["status"] == "ok"
         assert bridge.connects == 2 and bridge.connect_failures >= 0
         states = [message.data["state"] for message in status.messages]
-        assert states[:3] == ["connected", "disconnected", "connected"], states
+        changes = [state for index, state in enumerate(states) if index == 0 or states[index - 1] != state]
+        # one "disconnected" report per failed attempt while the broker is away
+        assert changes[:3] == ["connected", "disconnected", "connected"], states
         assert "lost connection" in status.messages[1].data["last_error"]
         # at least once: duplicates are allowed around the restart, losses are not
         assert {m.data["seq"] for m in sink.messages} == set(range(total))
