@@ -99,7 +99,8 @@ def parse_broker_url(url: str) -> BrokerAddress:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise BadField(
-            f"MQTT broker URL {url!r}: the scheme must be mqtt://, mqtts://, ws:// or wss://, not {scheme}://."
+            f"MQTT broker URL {url!r}: the scheme must be mqtt:// or mqtts:// (or ws://, wss:// for MQTT over "
+            f"WebSockets), not {scheme}://."
         )
     websockets = scheme in _WEBSOCKET_SCHEMES
     if parts.query or parts.fragment:
