@@ -17,12 +17,15 @@ const FALLBACK_MS = 3000; // auto: relay if direct is not open by then (or lost 
 const MIN_FRAME_MS = 33; // draw at most ~30 times a second
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
-function injectCss() {
-  if (document.getElementById("rtnb-views-css")) return;
+/** The views' CSS, once per document or shadow root (marimo renders anywidgets inside shadow roots). */
+function injectCss(el) {
+  const root = el.getRootNode ? el.getRootNode() : document;
+  const host = typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot ? root : document.head;
+  if (host.querySelector(":scope > style.rtnb-views-css")) return;
   const style = document.createElement("style");
-  style.id = "rtnb-views-css";
+  style.className = "rtnb-views-css";
   style.textContent = RTNB_VIEWS_CSS;
-  document.head.appendChild(style);
+  host.appendChild(style);
 }
 
 function element(tag, className, text) {
@@ -1049,7 +1052,7 @@ const RENDERS = { chart: ChartRender, value: ValueRender, gauge: GaugeRender, ta
 
 /** Draw one view of `model` into `el`; returns the cleanup anywidget calls when the view goes. */
 export function render(model, el) {
-  injectCss();
+  injectCss(el);
   if (model.get("kind") === "status") {
     const status = new StatusRender(model, el);
     return () => status.destroy();
