@@ -1048,14 +1048,77 @@ class StatusRender {
   }
 }
 
+/** Slider, toggle, button, text box: the browser sets the synced value (or sends a click); the kernel publishes. */
+class ControlRender {
+  constructor(model, el) {
+    this.model = model;
+    const config = model.get("config");
+    this.root = element("div", `rtnb-control rtnb-control-${config.control}`);
+    const label = element("label", "rtnb-control-label", config.description || "");
+    let input;
+    const commit = (value) => {
+      model.set("value", value);
+      model.save_changes();
+    };
+    switch (config.control) {
+      case "slider": {
+        input = element("input", "rtnb-control-input");
+        Object.assign(input, { type: "range", min: config.min, max: config.max, step: config.step });
+        const shown = element("span", "rtnb-control-value");
+        input.addEventListener(config.continuous ? "input" : "change", () => commit(Number(input.value)));
+        input.addEventListener("input", () => (shown.textContent = significant(Number(input.value))));
+        this.update = (value) => {
+          input.value = String(value);
+          shown.textContent = significant(Number(value));
+        };
+        this.root.append(label, input, shown);
+        break;
+      }
+      case "toggle":
+        input = element("button", "rtnb-button rtnb-control-input", config.description || "on");
+        input.onclick = () => commit(!model.get("value"));
+        this.update = (value) => {
+          input.setAttribute("aria-pressed", String(Boolean(value)));
+          input.classList.toggle("rtnb-pressed", Boolean(value));
+        };
+        this.root.append(input);
+        break;
+      case "button":
+        input = element("button", "rtnb-button rtnb-control-input", config.description || "Send");
+        input.onclick = () => model.send({ op: "click" });
+        this.update = () => {};
+        this.root.append(input);
+        break;
+      default:
+        input = element("input", "rtnb-control-input");
+        input.type = "text";
+        input.addEventListener("change", () => commit(input.value));
+        this.update = (value) => {
+          if (document.activeElement !== input) input.value = value ?? "";
+        };
+        this.root.append(label, input);
+    }
+    this.onChange = () => this.update(model.get("value"));
+    model.on("change:value", this.onChange);
+    this.update(model.get("value"));
+    el.appendChild(this.root);
+  }
+
+  destroy() {
+    this.model.off("change:value", this.onChange);
+    this.root.remove();
+  }
+}
+
 const RENDERS = { chart: ChartRender, value: ValueRender, gauge: GaugeRender, table: TableRender };
 
 /** Draw one view of `model` into `el`; returns the cleanup anywidget calls when the view goes. */
 export function render(model, el) {
   injectCss(el);
-  if (model.get("kind") === "status") {
-    const status = new StatusRender(model, el);
-    return () => status.destroy();
+  const kind = model.get("kind");
+  if (kind === "status" || kind === "control") {
+    const panel = kind === "status" ? new StatusRender(model, el) : new ControlRender(model, el);
+    return () => panel.destroy();
   }
   const feed = feedFor(model);
   const view = new RENDERS[feed.kind](model, el, feed);
