@@ -278,3 +278,28 @@ async def test_controls_in_the_browser_publish_through_the_kernel(
         commands.close()
         for control in (slider, button, toggle):
             control.close()
+
+
+async def test_on_colab_direct_mode_goes_through_the_kernel_port_proxy(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    """Colab pages reach a kernel-side port only via ``google.colab.kernel.proxyPort``; stood in for here."""
+    proxy = TcpForwarder(embedded.port)
+    await proxy.start()
+    await view_page.page.evaluate(
+        """(proxyPort) => { window.proxied = [];
+        window.google = {colab: {kernel: {proxyPort: async (port, options) => {
+          window.proxied.push(port); return `http://127.0.0.1:${proxyPort}/`; }}}}; }""",
+        proxy.port,
+    )
+    publish(embedded, "vb-colab/a", 7)
+    chart = notebook.LiveChart("vb-colab/+", window=100, transport="direct", client=client)
+    try:
+        selector = await view_page.show(chart)
+        await view_page.wait_mode(selector, "direct")
+        await view_page.wait_points(selector, 7)
+        assert await view_page.page.evaluate("() => window.proxied") == [embedded.port]
+        assert proxy.tasks  # the page's WebSocket went through the proxy
+    finally:
+        chart.close()
+        await proxy.stop()

@@ -362,8 +362,27 @@ class Feed {
     if (this.transport === "auto") this.timer = setTimeout(() => this.mode !== "direct" && this.relay(), FALLBACK_MS);
   }
 
-  direct() {
-    const base = this.hub.url || new URL(this.hub.path, globalThis.location.origin).href;
+  /** Where the page reaches the hub: the extension's path on this origin, Colab's port proxy, or the URL. */
+  async hubBase() {
+    if (!this.hub.url) return new URL(this.hub.path, globalThis.location.origin).href;
+    const colab = globalThis.google?.colab?.kernel;
+    const url = new URL(this.hub.url);
+    if (colab && typeof colab.proxyPort === "function" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+      // Colab serves the page from its own origin; a port on the kernel's machine is reached through its proxy
+      return String(await colab.proxyPort(Number(url.port), { cache: false })).replace(/\/+$/, "") + url.pathname;
+    }
+    return this.hub.url;
+  }
+
+  async direct() {
+    let base;
+    try {
+      base = await this.hubBase();
+    } catch (error) {
+      if (this.transport === "auto") this.relay();
+      return;
+    }
+    if (this.closed) return;
     let client;
     try {
       client = new RtnbClient(base, {
