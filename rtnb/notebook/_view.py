@@ -22,7 +22,6 @@ own client resumes from the last offset it drew.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import atexit
 import enum
@@ -36,7 +35,7 @@ from typing import Any, ClassVar
 from ..core.errors import BadField, RtnbError
 from ._pump import Frame, Pump
 from ._static import StaticDisplay
-from ._widget import TRANSPORTS, ViewWidget, browser_access
+from ._widget import TRANSPORTS, ViewWidget, browser_access, display_widget
 
 __all__ = ["Position", "View", "ViewState", "ViewStats", "default_client", "open_client"]
 
@@ -122,9 +121,11 @@ class ViewStats:
     relaying: int = 0
 
 
-class View(abc.ABC):
-    """Base of live views: a :class:`ViewWidget`, a mirror subscription, relay on request.
+class View(ViewWidget):  # type: ignore[misc]
+    """Base of live views: an anywidget (:class:`ViewWidget`), a mirror subscription, relay on request.
 
+    A view *is* its widget (``view.widget is view``, kept for older code), so hosts
+    that take an anywidget (marimo's ``mo.ui.anywidget(view)``) take a view.
     Subclasses set their configuration, then call :meth:`_start`; they implement
     :meth:`browser_config`, :meth:`apply_frame` (fold a frame into the kernel's
     buffer) and :meth:`encode_since` (the buffer after some positions, as comm
@@ -141,7 +142,10 @@ class View(abc.ABC):
         loop: the loop that applies frames; the kernel's by default.
     """
 
-    kind: ClassVar[str] = ""
+    view_kind: ClassVar[str] = ""
+    # until __init__ runs (a view refused by its own checks is still collected: Widget.__del__ closes it)
+    state = ViewState.STOPPED
+    widget: Any = None
     keep_per_topic = 1
     max_topics = 100
 
@@ -162,7 +166,7 @@ class View(abc.ABC):
         if max_fps <= 0:
             raise BadField(f"max_fps must be greater than 0, not {max_fps}.")
         self.pattern = pattern
-        self.transport = transport
+        self._transport_wanted = transport
         self.max_fps = max_fps
         self.last = last
         self.state = ViewState.RUNNING
@@ -186,25 +190,25 @@ class View(abc.ABC):
 
     # -- what subclasses provide -------------------------------------------------------
 
-    @abc.abstractmethod
     def browser_config(self) -> dict[str, Any]:
         """The widget's ``config``: everything the browser needs to draw and subscribe."""
+        raise NotImplementedError
 
     def direct_unsupported(self) -> str | None:
         """Why this view cannot subscribe from the browser (e.g. a Python callable field), or None."""
         return None
 
-    @abc.abstractmethod
     def apply_frame(self, frame: Frame) -> None:
         """Fold one frame into the kernel's buffer; runs on the kernel's loop."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def encode_since(self, since: dict[str, Position]) -> list[tuple[dict[str, Any], list[bytes]]]:
         """Comm messages carrying what the kernel's buffer holds after ``since`` (all of it for unknown topics)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def buffer_end(self) -> dict[str, Position]:
         """The position of the newest message of each topic in the kernel's buffer."""
+        raise NotImplementedError
 
     def history_last(self) -> int | None:
         """``last`` for the kernel's subscription: the user's, or what fills the window."""
@@ -214,7 +218,7 @@ class View(abc.ABC):
         """The static fallback a saved notebook shows (see :mod:`rtnb.notebook._static`)."""
         from ._static import wrap
 
-        return wrap(self.kind, self.pattern, "")
+        return wrap(self.view_kind, self.pattern, "")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -223,18 +227,20 @@ class View(abc.ABC):
         client, url, token = self._client_args
         self.client, self._owns_client = open_client(client, url, token)
         reason = self.direct_unsupported()
-        if reason is not None and self.transport == "direct":
+        if reason is not None and self._transport_wanted == "direct":
             self.stop()
             raise BadField(f"transport='direct' is not possible for this view: {reason}")
-        transport = "relay" if reason is not None else self.transport
-        self.widget = ViewWidget(
-            kind=self.kind,
+        transport = "relay" if reason is not None else self._transport_wanted
+        ViewWidget.__init__(
+            self,
+            kind=self.view_kind,
             config={**self.browser_config(), "view_id": self.view_id},
             hub={} if reason is not None else browser_access(self.client),
             transport=transport,
         )
-        self.widget.on_msg(self._on_browser_message)
-        self._watch_widget_close(self.widget)
+        self.widget = self
+        self.on_msg(self._on_browser_message)
+        self.observe(self._on_comm_change, names="comm")
         if transport == "direct":
             return
         self.pump = Pump(
@@ -283,10 +289,6 @@ class View(abc.ABC):
         elif op == "direct":
             self.relaying.discard(str(content.get("id")))
 
-    def _watch_widget_close(self, widget: Any) -> None:
-        if widget is not None and hasattr(widget, "observe"):
-            widget.observe(self._on_comm_change, names="comm")
-
     def _on_comm_change(self, change: dict[str, Any]) -> None:
         if change.get("new") is None:
             self.stop()
@@ -312,7 +314,7 @@ class View(abc.ABC):
         """Stop the view and close its widget (removing it from the page)."""
         self.stop()
         if self.widget is not None:
-            self.widget.close()
+            super().close()
 
     # -- introspection ---------------------------------------------------------------
 
@@ -337,14 +339,10 @@ class View(abc.ABC):
         """Messages this view's kernel buffer dropped (see :class:`ViewStats`)."""
         return self.pump.stats.conflated if self.pump is not None else 0
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def _ipython_display_(self) -> None:
         """Show the widget and, beside it, its static fallback for saved notebooks."""
-        from IPython.display import display
 
-        display(self.widget)
+        display_widget(self)
         self.catch_up()  # what has arrived so far, into the fallback
         self.static_displays[0].show()
 
@@ -356,7 +354,7 @@ class View(abc.ABC):
     def __repr__(self) -> str:
         stats = self.stats
         return (
-            f"<{type(self).__name__} {self.pattern!r} {self.transport} {self.state.value}: "
+            f"<{type(self).__name__} {self.pattern!r} {self._transport_wanted} {self.state.value}: "
             f"{stats.received} received, {stats.conflated} conflated, {stats.frames} frames>"
         )
 

@@ -18,7 +18,7 @@ from ipywidgets import widget_serialization
 
 from ._assets import LOADER_ESM, ViewLibrary, library_version, shared_library
 
-__all__ = ["TRANSPORTS", "ViewWidget", "browser_access"]
+__all__ = ["TRANSPORTS", "ViewWidget", "browser_access", "display_widget"]
 
 #: the data paths a view may take; see docs/notebooks.md
 TRANSPORTS = ("auto", "direct", "relay")
@@ -70,3 +70,12 @@ def browser_access(client: Any) -> dict[str, Any]:
     if found is not None and _same_hub(url, found[0]):
         return {"path": urlsplit(found[0]).path.rstrip("/"), "transports": ["ws", "sse", "poll"]}
     return {"url": url.rstrip("/"), "transports": ["ws", "sse", "poll"]}
+
+
+def display_widget(widget: Any) -> None:
+    """Display ``widget``'s own view (what ``display(widget)`` would, without its ``_ipython_display_``)."""
+    from IPython.display import display
+
+    bundle = widget._repr_mimebundle_()
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    display(data, metadata=metadata, raw=True)

@@ -101,7 +101,7 @@ class LiveChart(View):
         client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
-    kind = "chart"
+    view_kind = "chart"
 
     def __init__(
         self,

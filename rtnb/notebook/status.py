@@ -14,13 +14,13 @@ from typing import Any
 
 from ..core.errors import BadField
 from ._view import ViewState
-from ._widget import ViewWidget
+from ._widget import ViewWidget, display_widget
 
 __all__ = ["Status"]
 
 
-class Status:
-    """A small panel describing some views, as their browser sees them.
+class Status(ViewWidget):  # type: ignore[misc]
+    """A small panel describing some views, as their browser sees them (an anywidget, like the views).
 
     Args:
         views: the views to describe (anything with a view widget).
@@ -44,7 +44,7 @@ class Status:
         self.refresh = refresh
         self.state = ViewState.RUNNING
         watched = [view.widget for view in self.views if isinstance(getattr(view, "widget", None), ViewWidget)]
-        self.widget = ViewWidget(
+        super().__init__(
             kind="status",
             transport="direct",
             config={
@@ -53,6 +53,7 @@ class Status:
                 "interval_ms": round(1000 / refresh),
             },
         )
+        self.widget = self
 
     def static_html(self) -> str:
         from ._static import wrap
@@ -67,11 +68,10 @@ class Status:
         return wrap("status", "Status", f'<ul style="margin:2px 0">{"".join(lines)}</ul>')
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
 
         from ._static import StaticDisplay
 
-        display(self.widget)
+        display_widget(self)
         StaticDisplay(self.static_html).show()
 
     def stop(self) -> None:
@@ -80,7 +80,4 @@ class Status:
 
     def close(self) -> None:
         self.stop()
-        self.widget.close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        super().close()

@@ -48,7 +48,7 @@ class LiveTable(View):
         max_fps, transport, client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
-    kind = "table"
+    view_kind = "table"
 
     def __init__(
         self,

@@ -71,7 +71,7 @@ class LiveValue(View):
         max_fps, transport, client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
-    kind = "value"
+    view_kind = "value"
 
     def __init__(
         self,
@@ -162,7 +162,7 @@ class Gauge(View):
         max_fps, transport, client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
 
-    kind = "gauge"
+    view_kind = "gauge"
 
     def __init__(
         self,

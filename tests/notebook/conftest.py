@@ -12,7 +12,7 @@ from rtnb.client import connect
 from rtnb.notebook.embedded import EmbeddedHub, start_hub
 
 pytest.importorskip("ipywidgets", reason="the notebook extra is not installed")
-pytest.importorskip("plotly", reason="the notebook extra is not installed")
+pytest.importorskip("anywidget", reason="the notebook extra is not installed")
 
 
 @pytest.fixture(scope="package")

@@ -253,3 +253,53 @@ async def test_a_dark_theme_paints_the_plot_dark_and_payloads_stay_text(
     assert await view_page.page.evaluate("() => window.hacked === undefined")
     chart.close()
     table.close()
+
+
+async def test_controls_in_the_browser_publish_through_the_kernel(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    commands = client.subscribe("vb-cmd/boiler")
+    slider = notebook.Slider("vb-cmd/boiler", 0, 100, value=20, field="setpoint", client=client)
+    button = notebook.Button("vb-cmd/boiler", {"reset": True}, description="Reset", client=client)
+    toggle = notebook.Toggle("vb-cmd/boiler", field="on", client=client)
+    try:
+        slider_selector = await view_page.show(slider)
+        button_selector = await view_page.show(button)
+        toggle_selector = await view_page.show(toggle)
+        assert await view_page.page.get_attribute(slider_selector, "class") == "rtnb-control rtnb-control-slider"
+        await view_page.page.fill(f"{slider_selector} input[type=range]", "80")
+        await view_page.page.dispatch_event(f"{slider_selector} input[type=range]", "change")
+        await view_page.page.click(f"{button_selector} button")
+        await view_page.page.click(f"{toggle_selector} button")
+        received = [commands.get(timeout=5).data for _ in range(3)]
+        assert received == [{"setpoint": 80.0}, {"reset": True}, {"on": True}]
+        assert await view_page.page.get_attribute(f"{toggle_selector} button", "aria-pressed") == "true"
+    finally:
+        commands.close()
+        for control in (slider, button, toggle):
+            control.close()
+
+
+async def test_on_colab_direct_mode_goes_through_the_kernel_port_proxy(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    """Colab pages reach a kernel-side port only via ``google.colab.kernel.proxyPort``; stood in for here."""
+    proxy = TcpForwarder(embedded.port)
+    await proxy.start()
+    await view_page.page.evaluate(
+        """(proxyPort) => { window.proxied = [];
+        window.google = {colab: {kernel: {proxyPort: async (port, options) => {
+          window.proxied.push(port); return `http://127.0.0.1:${proxyPort}/`; }}}}; }""",
+        proxy.port,
+    )
+    publish(embedded, "vb-colab/a", 7)
+    chart = notebook.LiveChart("vb-colab/+", window=100, transport="direct", client=client)
+    try:
+        selector = await view_page.show(chart)
+        await view_page.wait_mode(selector, "direct")
+        await view_page.wait_points(selector, 7)
+        assert await view_page.page.evaluate("() => window.proxied") == [embedded.port]
+        assert proxy.tasks  # the page's WebSocket went through the proxy
+    finally:
+        chart.close()
+        await proxy.stop()

@@ -65,10 +65,16 @@ SETUP = """async (source) => {
 
 SHOW = """([id, state, width]) => {
   const handlers = new Set();
+  const changes = new Set();
   const model = {
     get: (name) => state[name],
-    on: (name, handler) => name === "msg:custom" && handlers.add(handler),
-    off: (name, handler) => handlers.delete(handler),
+    set: (name, value) => {
+      state[name] = value;
+      for (const handler of changes) handler();
+    },
+    save_changes: () => window.rtnbSave(id, state.value),
+    on: (name, handler) => (name === "msg:custom" ? handlers : changes).add(handler),
+    off: (name, handler) => handlers.delete(handler) || changes.delete(handler),
     send: (content) => window.rtnbSend(id, content),
     handlers,
   };
@@ -122,6 +128,7 @@ class ViewPage:
     async def open(self, url: str) -> ViewPage:
         await self.page.goto(url)
         await self.page.expose_function("rtnbSend", self._from_page)
+        await self.page.expose_function("rtnbSave", self._saved_by_page)
         await self.page.evaluate(SETUP, library_source())
         return self
 
@@ -129,6 +136,10 @@ class ViewPage:
         self.sent.append(content)
         view = self.views[view_id]
         view._on_browser_message(view.widget, content, [])
+
+    def _saved_by_page(self, view_id: str, value: Any) -> None:
+        """The page changed a control's synced ``value``, as a frontend's state update would."""
+        self.views[view_id].value = value
 
     def _to_page(self, view_id: str, content: Any, buffers: Any = None) -> None:
         encoded = [base64.b64encode(bytes(buffer)).decode() for buffer in buffers or ()]
@@ -139,7 +150,7 @@ class ViewPage:
     async def show(self, view: Any, width: int = 600, *, hub: dict[str, Any] | None = None) -> str:
         """Render ``view`` into a cell ``width`` px wide; ``hub`` overrides how the browser reaches the hub."""
         widget = view.widget
-        view_id = view.view_id
+        view_id = getattr(view, "view_id", None) or widget.model_id
         self.views[view_id] = view
         widget.send = lambda content, buffers=None: self._to_page(view_id, content, buffers)
         state = {
@@ -148,8 +159,10 @@ class ViewPage:
             "hub": widget.hub if hub is None else hub,
             "transport": widget.transport,
         }
+        if hasattr(widget, "value") and widget.kind == "control":
+            state["value"] = widget.value
         await self.page.evaluate(SHOW, [view_id, state, width])
-        return f"#cell-{view_id} .rtnb-view"
+        return f"#cell-{view_id} > div"
 
     async def attribute(self, selector: str, name: str) -> str | None:
         return await self.page.get_attribute(selector, name)  # type: ignore[no-any-return]

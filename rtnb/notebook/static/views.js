@@ -17,12 +17,15 @@ const FALLBACK_MS = 3000; // auto: relay if direct is not open by then (or lost 
 const MIN_FRAME_MS = 33; // draw at most ~30 times a second
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
-function injectCss() {
-  if (document.getElementById("rtnb-views-css")) return;
+/** The views' CSS, once per document or shadow root (marimo renders anywidgets inside shadow roots). */
+function injectCss(el) {
+  const root = el.getRootNode ? el.getRootNode() : document;
+  const host = typeof ShadowRoot !== "undefined" && root instanceof ShadowRoot ? root : document.head;
+  if (host.querySelector(":scope > style.rtnb-views-css")) return;
   const style = document.createElement("style");
-  style.id = "rtnb-views-css";
+  style.className = "rtnb-views-css";
   style.textContent = RTNB_VIEWS_CSS;
-  document.head.appendChild(style);
+  host.appendChild(style);
 }
 
 function element(tag, className, text) {
@@ -359,8 +362,27 @@ class Feed {
     if (this.transport === "auto") this.timer = setTimeout(() => this.mode !== "direct" && this.relay(), FALLBACK_MS);
   }
 
-  direct() {
-    const base = this.hub.url || new URL(this.hub.path, globalThis.location.origin).href;
+  /** Where the page reaches the hub: the extension's path on this origin, Colab's port proxy, or the URL. */
+  async hubBase() {
+    if (!this.hub.url) return new URL(this.hub.path, globalThis.location.origin).href;
+    const colab = globalThis.google?.colab?.kernel;
+    const url = new URL(this.hub.url);
+    if (colab && typeof colab.proxyPort === "function" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+      // Colab serves the page from its own origin; a port on the kernel's machine is reached through its proxy
+      return String(await colab.proxyPort(Number(url.port), { cache: false })).replace(/\/+$/, "") + url.pathname;
+    }
+    return this.hub.url;
+  }
+
+  async direct() {
+    let base;
+    try {
+      base = await this.hubBase();
+    } catch (error) {
+      if (this.transport === "auto") this.relay();
+      return;
+    }
+    if (this.closed) return;
     let client;
     try {
       client = new RtnbClient(base, {
@@ -1045,14 +1067,77 @@ class StatusRender {
   }
 }
 
+/** Slider, toggle, button, text box: the browser sets the synced value (or sends a click); the kernel publishes. */
+class ControlRender {
+  constructor(model, el) {
+    this.model = model;
+    const config = model.get("config");
+    this.root = element("div", `rtnb-control rtnb-control-${config.control}`);
+    const label = element("label", "rtnb-control-label", config.description || "");
+    let input;
+    const commit = (value) => {
+      model.set("value", value);
+      model.save_changes();
+    };
+    switch (config.control) {
+      case "slider": {
+        input = element("input", "rtnb-control-input");
+        Object.assign(input, { type: "range", min: config.min, max: config.max, step: config.step });
+        const shown = element("span", "rtnb-control-value");
+        input.addEventListener(config.continuous ? "input" : "change", () => commit(Number(input.value)));
+        input.addEventListener("input", () => (shown.textContent = significant(Number(input.value))));
+        this.update = (value) => {
+          input.value = String(value);
+          shown.textContent = significant(Number(value));
+        };
+        this.root.append(label, input, shown);
+        break;
+      }
+      case "toggle":
+        input = element("button", "rtnb-button rtnb-control-input", config.description || "on");
+        input.onclick = () => commit(!model.get("value"));
+        this.update = (value) => {
+          input.setAttribute("aria-pressed", String(Boolean(value)));
+          input.classList.toggle("rtnb-pressed", Boolean(value));
+        };
+        this.root.append(input);
+        break;
+      case "button":
+        input = element("button", "rtnb-button rtnb-control-input", config.description || "Send");
+        input.onclick = () => model.send({ op: "click" });
+        this.update = () => {};
+        this.root.append(input);
+        break;
+      default:
+        input = element("input", "rtnb-control-input");
+        input.type = "text";
+        input.addEventListener("change", () => commit(input.value));
+        this.update = (value) => {
+          if (document.activeElement !== input) input.value = value ?? "";
+        };
+        this.root.append(label, input);
+    }
+    this.onChange = () => this.update(model.get("value"));
+    model.on("change:value", this.onChange);
+    this.update(model.get("value"));
+    el.appendChild(this.root);
+  }
+
+  destroy() {
+    this.model.off("change:value", this.onChange);
+    this.root.remove();
+  }
+}
+
 const RENDERS = { chart: ChartRender, value: ValueRender, gauge: GaugeRender, table: TableRender };
 
 /** Draw one view of `model` into `el`; returns the cleanup anywidget calls when the view goes. */
 export function render(model, el) {
-  injectCss();
-  if (model.get("kind") === "status") {
-    const status = new StatusRender(model, el);
-    return () => status.destroy();
+  injectCss(el);
+  const kind = model.get("kind");
+  if (kind === "status" || kind === "control") {
+    const panel = kind === "status" ? new StatusRender(model, el) : new ControlRender(model, el);
+    return () => panel.destroy();
   }
   const feed = feedFor(model);
   const view = new RENDERS[feed.kind](model, el, feed);
