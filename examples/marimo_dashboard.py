@@ -40,7 +40,7 @@ def _(rtnb):
 @app.cell
 def _(hub, mo, rtnb):
     chart = rtnb.LiveChart("plant/+/temp", y="value", window=600, title="Temperatures", height=280)
-    mo.ui.anywidget(chart.widget)
+    mo.ui.anywidget(chart)
     return (chart,)
 
 
