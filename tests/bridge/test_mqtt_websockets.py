@@ -86,7 +86,11 @@ async def websocket_broker(private_broker_factory: Callable[..., Any], tmp_path:
 def test_websocket_urls_are_parsed_with_their_path() -> None:
     plain = parse_broker_url("ws://user:pw@broker.example:8080/mqtt")
     assert (plain.transport, plain.tls, plain.host, plain.port, plain.path) == (
-        "websockets", False, "broker.example", 8080, "/mqtt"
+        "websockets",
+        False,
+        "broker.example",
+        8080,
+        "/mqtt",
     )
     assert plain.display == "ws://user@broker.example:8080/mqtt"
     secure = parse_broker_url("wss://broker.example")
@@ -125,8 +129,19 @@ async def test_bridge_over_secure_websockets(hub: Hub, websocket_broker: WebSock
 
 async def test_rtnb_serve_with_a_websocket_broker(websocket_broker: WebSocketBroker, namespace: str) -> None:
     serve = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rtnb", "serve", "--port", "0", "--mqtt", websocket_broker.ws_url(),
-        "--mqtt-in", f"{namespace}/#", "--mqtt-prefix", "iot", stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--port",
+        "0",
+        "--mqtt",
+        websocket_broker.ws_url(),
+        "--mqtt-in",
+        f"{namespace}/#",
+        "--mqtt-prefix",
+        "iot",
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert serve.stderr is not None
@@ -148,9 +163,7 @@ async def test_rtnb_serve_with_a_websocket_broker(websocket_broker: WebSocketBro
         await serve.wait()
 
 
-async def test_start_hub_in_a_kernel_with_a_websocket_broker(
-    websocket_broker: WebSocketBroker, namespace: str
-) -> None:
+async def test_start_hub_in_a_kernel_with_a_websocket_broker(websocket_broker: WebSocketBroker, namespace: str) -> None:
     with running_kernel() as kernel:
         cell = kernel.run(
             "import rtnb\n"
@@ -169,23 +182,37 @@ async def test_jupyter_extension_setting_with_a_websocket_broker(
     pytest.importorskip("jupyter_server", reason="the jupyter extra is not installed")
     token = "rtnb-ws-token-81d2"
     runtime = tmp_path / "runtime"
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("RTNB_", "JUPYTER_"))
-    }
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("RTNB_", "JUPYTER_"))}
     environment.update(
-        JUPYTER_CONFIG_PATH=str(REPOSITORY / "jupyter-config"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-        JUPYTER_DATA_DIR=str(tmp_path / "data"), JUPYTER_RUNTIME_DIR=str(runtime),
+        JUPYTER_CONFIG_PATH=str(REPOSITORY / "jupyter-config"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_DATA_DIR=str(tmp_path / "data"),
+        JUPYTER_RUNTIME_DIR=str(runtime),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-         "--ServerApp.allow_root=True", f"--ServerApp.root_dir={tmp_path}",
-         f"--RtnbExtension.mqtt={websocket_broker.ws_url()}", f"--RtnbExtension.mqtt_in={namespace}/#"],
-        env=environment, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port=0",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={tmp_path}",
+            f"--RtnbExtension.mqtt={websocket_broker.ws_url()}",
+            f"--RtnbExtension.mqtt_in={namespace}/#",
+        ],
+        env=environment,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        await wait_until(lambda: process.poll() is not None or bool(list(runtime.glob("jpserver-*.json"))),
-                         timeout=60, interval=0.1)
+        await wait_until(
+            lambda: process.poll() is not None or bool(list(runtime.glob("jpserver-*.json"))), timeout=60, interval=0.1
+        )
         assert process.poll() is None, f"jupyter server exited with {process.returncode}"
         server = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
 
