@@ -169,8 +169,9 @@ class MqttOptions:
             recognised by topic and payload and dropped).
         keepalive: seconds between MQTT keepalive pings; a dead broker is noticed
             after about 1.5 times this.
-        reconnect_initial / reconnect_max: the reconnect backoff starts at the
-            first, doubles per failure (with jitter) and is capped at the second.
+        reconnect_initial / reconnect_max: the reconnect backoff, as the Python
+            clients': after the n-th failed attempt in a row, a random wait in
+            ``[0, min(reconnect_max, reconnect_initial * 2 ** (n - 1))]``.
         publish_window: outbound publishes in flight at once (pipelining).
         max_inbound_queue: messages read from the broker but not yet in the hub;
             past it messages are dropped and counted (``None`` disables the bound).
