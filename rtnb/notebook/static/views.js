@@ -262,6 +262,8 @@ class RowStore {
     this.values = [];
     this.columns = config.columns ? [...config.columns] : [];
     this.version = 0;
+    this.refusedTopics = new Set(); // table: topics over max_topics
+    this.columnsRefused = new Set(); // table: payload keys over max_columns
   }
 
   get points() {
@@ -292,6 +294,8 @@ class RowStore {
         if (this.recent.length > config.rows) this.recent.splice(0, this.recent.length - config.rows);
       } else if (this.latest.has(row.topic) || this.latest.size < config.max_topics) {
         this.latest.set(row.topic, row);
+      } else {
+        this.refusedTopics.add(row.topic);
       }
     } else {
       this.latest.set(row.topic, row);
@@ -310,15 +314,19 @@ class RowStore {
   learnColumns(data) {
     const keys = data && typeof data === "object" && !Array.isArray(data) ? Object.keys(data) : ["value"];
     for (const key of keys) {
-      if (this.columns.length >= this.config.max_columns) return;
-      if (!this.columns.includes(key)) this.columns.push(key);
+      if (this.columns.includes(key)) continue;
+      if (this.columns.length >= this.config.max_columns) this.columnsRefused.add(key);
+      else this.columns.push(key);
     }
   }
 
   trim() {}
 
   notes() {
-    return [];
+    const notes = [];
+    if (this.refusedTopics.size) notes.push(`${this.refusedTopics.size} more topic(s) not shown (max_topics=${this.config.max_topics})`);
+    if (this.columnsRefused.size) notes.push(`${this.columnsRefused.size} more field(s) not shown as columns (at most ${this.config.max_columns})`);
+    return notes;
   }
 }
 
@@ -439,6 +447,8 @@ class Feed {
       for (const part of content.series) count += part.count;
       this.count(null, count);
       this.store.addPoints(content, buffers, this.positions);
+    } else if (content.op === "gaps") {
+      this.gaps += content.count; // what the hub could not deliver to the kernel's subscription
     } else if (content.op === "rows") {
       this.count(content.rows.length ? content.rows[content.rows.length - 1].ts : null, content.rows.length);
       this.store.addRows(content, this.positions);
