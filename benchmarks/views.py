@@ -19,6 +19,7 @@ Measured over ``--seconds`` after a warm-up at each rate:
 * frames/s: animation frames in which the chart's DOM changed (the rtnb view's
   ``data-rtnb-points`` attribute is set every frame; plotly's SVG changes on every redraw),
   beside rAF/s, the animation frames the page got at all (what a busy machine leaves it);
+* hub WS/s: WebSocket frames the page received from the hub (``/rtnb/`` sockets: direct mode);
 * kernel CPU: the kernel process's CPU time over wall time (psutil);
 * sent: the rate the publisher achieved (ndjson ``POST /publish`` from this process).
 
@@ -171,6 +172,7 @@ class Row:
     iopub_bytes: float
     frames: float
     animation_frames: float
+    hub_frames: float
     kernel_cpu: float | None
 
 
@@ -205,7 +207,14 @@ async def measure_variant(
     write_notebook(lab, variant.notebook, variant.cells)
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
-    publisher = Publisher(lab, [variant.topic], rate=10, tick=0.05).start()
+    hub_frames = [0]  # WebSocket frames the page received from the hub (direct mode's data path)
+
+    def watch(socket: Any) -> None:
+        if "/rtnb/" in socket.url:
+            socket.on("framereceived", lambda _payload: hub_frames.__setitem__(0, hub_frames[0] + 1))
+
+    page.on("websocket", watch)
+    publisher = Publisher(lab, [variant.topic], rate=10).start()
     counter = None
     rows: list[Row] = []
     try:
@@ -225,12 +234,12 @@ async def measure_variant(
             publisher.set_rate(rate)
             await asyncio.sleep(warmup)
             before_metrics, before_frames = await metrics(cdp), await page.evaluate(FRAMES)
-            before_kernel, before_sent = cpu_seconds(kernel), publisher.published
+            before_kernel, before_sent, before_hub = cpu_seconds(kernel), publisher.published, hub_frames[0]
             start = time.monotonic()
             await asyncio.sleep(seconds)
             end = time.monotonic()
             after_metrics, after_frames = await metrics(cdp), await page.evaluate(FRAMES)
-            after_kernel, after_sent = cpu_seconds(kernel), publisher.published
+            after_kernel, after_sent, after_hub = cpu_seconds(kernel), publisher.published, hub_frames[0]
             wall = end - start
             messages = counter.between(start, end)
             rows.append(
@@ -244,6 +253,7 @@ async def measure_variant(
                     sum(message.size for message in messages) / wall,
                     (after_frames[0] - before_frames[0]) / wall,
                     (after_frames[1] - before_frames[1]) / wall,
+                    (after_hub - before_hub) / wall,
                     None if after_kernel is None or before_kernel is None else (after_kernel - before_kernel) / wall,
                 )
             )
@@ -264,7 +274,7 @@ async def measure_variant(
 
 HEADER = (
     f"{'chart':<14}{'points/s':>10}{'sent/s':>10}{'browser CPU':>13}{'script':>8}"
-    f"{'IOPub msg/s':>13}{'IOPub B/s':>12}{'frames/s':>10}{'rAF/s':>7}{'kernel CPU':>12}"
+    f"{'IOPub msg/s':>13}{'IOPub B/s':>12}{'frames/s':>10}{'rAF/s':>7}{'hub WS/s':>10}{'kernel CPU':>12}"
 )
 
 
@@ -273,7 +283,7 @@ def format_row(row: Row) -> str:
     return (
         f"{row.variant:<14}{row.rate:>10,}{row.sent_per_second:>10,.0f}{row.browser_cpu:>13.0%}"
         f"{row.script_cpu:>8.0%}{row.iopub_messages:>13,.1f}{row.iopub_bytes:>12,.0f}{row.frames:>10.1f}"
-        f"{row.animation_frames:>7.0f}{kernel:>12}"
+        f"{row.animation_frames:>7.0f}{row.hub_frames:>10.0f}{kernel:>12}"
     )
 
 
