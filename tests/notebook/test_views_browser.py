@@ -148,6 +148,8 @@ async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     header = f"{selectors[2]} th[data-rtnb-column='topic']"
     await view_page.page.click(header)
     await view_page.page.click(header)
+    descending = "(s) => document.querySelector(s + \" th[data-rtnb-column='topic']\").ariaSort === 'descending'"
+    await view_page.wait_for(descending, selectors[2])  # drawn at the next animation frame
     first = await view_page.page.inner_text(f"{selectors[2]} tbody tr td")
     assert first == "vb-narrow/b"
     await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "vb-narrow/a")
