@@ -58,12 +58,16 @@ from views_harness import (  # noqa: E402
 )
 
 WINDOW = 10_000
-#: rtnb's browser draws at most ~30 frames/s whatever the mode (views.js MIN_FRAME_MS)
+#: frames (and FigureWidget batches) a second at most, by default: rtnb's browser draws at most
+#: ~30 frames/s whatever the mode (views.js MIN_FRAME_MS)
 MAX_FPS = 30
 WAIT_MS = 90_000
 
-FIGURE_WIDGET_CELLS = [
-    f"""import asyncio
+
+def figure_widget_cells(max_fps: float) -> list[str]:
+    """The hand-written FigureWidget: a subscription callback collects, a task draws each batch."""
+    return [
+        f"""import asyncio
 import numpy as np
 import plotly.graph_objects as go
 from rtnb.client import connect
@@ -75,12 +79,12 @@ pending = []
 client = connect()  # the Jupyter server's hub
 client.subscribe("bench/figurewidget", callback=lambda item: isinstance(item, Message) and pending.append(item))
 fig""",
-    f"""xs, ys = np.empty(0), np.empty(0)
+        f"""xs, ys = np.empty(0), np.empty(0)
 
 async def draw():
     global xs, ys
     while True:
-        await asyncio.sleep({1 / MAX_FPS})
+        await asyncio.sleep({1 / max_fps})
         if not pending:
             continue
         batch = pending[:]
@@ -92,13 +96,13 @@ async def draw():
             fig.data[0].y = ys
 
 drawing = asyncio.get_running_loop().create_task(draw())""",
-]
+    ]
 
 
-def rtnb_cells(transport: str) -> list[str]:
+def rtnb_cells(transport: str, max_fps: float) -> list[str]:
     return [
         "from rtnb.notebook import LiveChart\n"
-        f'LiveChart("bench/{transport}", window={WINDOW}, transport="{transport}", max_fps={MAX_FPS})'
+        f'LiveChart("bench/{transport}", window={WINDOW}, transport="{transport}", max_fps={max_fps})'
     ]
 
 
@@ -133,32 +137,33 @@ class Variant:
     ready: str  # JS condition, true once the chart is on the page
 
 
-VARIANTS = [
-    Variant(
-        "rtnb direct",
-        "bench-direct.ipynb",
-        rtnb_cells("direct"),
-        "bench/direct",
-        ".jp-OutputArea-output .rtnb-view",
-        "document.querySelector('.rtnb-view[data-rtnb-mode=\"direct\"]') !== null",
-    ),
-    Variant(
-        "rtnb relay",
-        "bench-relay.ipynb",
-        rtnb_cells("relay"),
-        "bench/relay",
-        ".jp-OutputArea-output .rtnb-view",
-        "document.querySelector('.rtnb-view[data-rtnb-mode=\"relay\"]') !== null",
-    ),
-    Variant(
-        "FigureWidget",
-        "bench-figurewidget.ipynb",
-        FIGURE_WIDGET_CELLS,
-        "bench/figurewidget",
-        ".jp-OutputArea-output .js-plotly-plot",
-        "document.querySelector('.jp-OutputArea-output .js-plotly-plot .scatterlayer') !== null",
-    ),
-]
+def make_variants(max_fps: float) -> list[Variant]:
+    return [
+        Variant(
+            "rtnb direct",
+            "bench-direct.ipynb",
+            rtnb_cells("direct", max_fps),
+            "bench/direct",
+            ".jp-OutputArea-output .rtnb-view",
+            "document.querySelector('.rtnb-view[data-rtnb-mode=\"direct\"]') !== null",
+        ),
+        Variant(
+            "rtnb relay",
+            "bench-relay.ipynb",
+            rtnb_cells("relay", max_fps),
+            "bench/relay",
+            ".jp-OutputArea-output .rtnb-view",
+            "document.querySelector('.rtnb-view[data-rtnb-mode=\"relay\"]') !== null",
+        ),
+        Variant(
+            "FigureWidget",
+            "bench-figurewidget.ipynb",
+            figure_widget_cells(max_fps),
+            "bench/figurewidget",
+            ".jp-OutputArea-output .js-plotly-plot",
+            "document.querySelector('.jp-OutputArea-output .js-plotly-plot .scatterlayer') !== null",
+        ),
+    ]
 
 
 @dataclass
@@ -302,7 +307,9 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-async def run(rates: list[int], seconds: float, warmup: float, variants: list[Variant], chromium: str) -> None:
+async def run(
+    rates: list[int], seconds: float, warmup: float, variants: list[Variant], chromium: str, max_fps: float
+) -> None:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="rtnb-bench-views-") as base, start_lab(Path(base)) as lab:
@@ -310,7 +317,7 @@ async def run(rates: list[int], seconds: float, warmup: float, variants: list[Va
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGUMENTS)
             rows: list[Row] = []
             print(
-                f"window {WINDOW:,} points, at most {MAX_FPS} frames/s; {seconds:.0f} s per rate after {warmup:.0f} s"
+                f"window {WINDOW:,} points, at most {max_fps:g} frames/s; {seconds:.0f} s per rate after {warmup:.0f} s"
             )
             print(HEADER, flush=True)
             try:
@@ -333,16 +340,17 @@ def main() -> None:
     parser.add_argument(
         "--only", default=None, help="variants to run, comma-separated: direct, relay, figurewidget (default all)"
     )
+    parser.add_argument("--max-fps", type=float, default=MAX_FPS, help=f"frames/s cap (default {MAX_FPS})")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     rates = [int(rate) for rate in (args.rates or ("1000,10000" if args.quick else "1000,10000,100000")).split(",")]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     warmup = 1.5 if args.quick else 3.0
-    variants = VARIANTS
+    variants = make_variants(args.max_fps)
     if args.only:
         wanted = {name.strip().lower() for name in args.only.split(",")}
-        variants = [variant for variant in VARIANTS if variant.label.split()[-1].lower() in wanted]
-    asyncio.run(run(rates, seconds, warmup, variants, args.chromium))
+        variants = [variant for variant in variants if variant.label.split()[-1].lower() in wanted]
+    asyncio.run(run(rates, seconds, warmup, variants, args.chromium, args.max_fps))
 
 
 if __name__ == "__main__":
