@@ -15,6 +15,7 @@
 const FEEDS = (globalThis.__rtnb_view_feeds__ ??= new Map()); // view_id -> Feed
 const FALLBACK_MS = 3000; // auto: relay if direct is not open by then (or lost for that long)
 const MIN_FRAME_MS = 33; // draw at most ~30 times a second
+const SCROLL_AHEAD = 1; // seconds a live time axis keeps scrolling past the newest message
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 /** The views' CSS, once per document or shadow root (marimo renders anywidgets inside shadow roots). */
@@ -166,6 +167,7 @@ class ChartStore {
     this.refused = new Set(); // topics over max_traces
     this.version = 0;
     this.newestTime = -Infinity;
+    this.newestArrival = 0; // performance.now() when newestTime last moved
   }
 
   get points() {
@@ -202,7 +204,7 @@ class ChartStore {
     const series = this.seriesFor(message.topic, message.epoch);
     if (!series) return;
     series.ring.push(x, y);
-    if (message.ts > this.newestTime) this.newestTime = message.ts;
+    if (message.ts > this.newestTime) this.noteNewest(message.ts);
     this.version += 1;
   }
 
@@ -223,11 +225,24 @@ class ChartStore {
         if (offset <= seenUpTo || !series) continue;
         const time = content.base + times[index] / 1000;
         series.ring.push(xs ? xs[index] : time, values[index]);
-        if (time > this.newestTime) this.newestTime = time;
+        if (time > this.newestTime) this.noteNewest(time);
       }
       if (part.last > seenUpTo) positions.set(part.topic, [part.epoch, part.last]);
       this.version += 1;
     }
+  }
+
+  noteNewest(time) {
+    this.newestTime = time;
+    this.newestArrival = performance.now();
+  }
+
+  /**
+   * The live end of a time axis: the newest message's time, moved on by the time since it arrived
+   * (up to SCROLL_AHEAD), so a live chart scrolls at the frame rate instead of jumping with each batch.
+   */
+  liveEnd(now) {
+    return this.newestTime + Math.min(SCROLL_AHEAD, Math.max(0, now - this.newestArrival) / 1000);
   }
 
   /** Apply the time window (by the data's own clock, so the browser's clock does not matter). */
@@ -617,6 +632,13 @@ class ChartRender extends Render {
     this.resizer.observe(this.canvas);
   }
 
+  loop(now) {
+    // a live time axis keeps scrolling between batches (for SCROLL_AHEAD after the newest message)
+    const store = this.feed.store;
+    if (!this.paused && store.config.time_axis && now - store.newestArrival < SCROLL_AHEAD * 1000) this.needsDraw = true;
+    super.loop(now);
+  }
+
   setPaused(paused) {
     this.paused = paused;
     this.frozenRange = paused ? this.lastRange : null;
@@ -644,7 +666,10 @@ class ChartRender extends Render {
         }
       }
     }
-    if (store.config.window_seconds && store.config.time_axis && high > -Infinity) low = high - store.config.window_seconds;
+    if (store.config.time_axis && high > -Infinity) {
+      high = Math.max(high, store.liveEnd(performance.now()));
+      if (store.config.window_seconds) low = high - store.config.window_seconds;
+    }
     if (!(high > low)) return low === Infinity ? null : [low - 1, high + 1];
     return [low, high];
   }
