@@ -19,6 +19,7 @@ Measured over ``--seconds`` after a warm-up at each rate:
 * frames/s: animation frames in which the chart's DOM changed (the rtnb view's
   ``data-rtnb-points`` attribute is set every frame; plotly's SVG changes on every redraw),
   beside rAF/s, the animation frames the page got at all (what a busy machine leaves it);
+* hub WS/s: WebSocket frames the page received from the hub (``/rtnb/`` sockets: direct mode);
 * kernel CPU: the kernel process's CPU time over wall time (psutil);
 * sent: the rate the publisher achieved (ndjson ``POST /publish`` from this process).
 
@@ -57,12 +58,16 @@ from views_harness import (  # noqa: E402
 )
 
 WINDOW = 10_000
-#: rtnb's browser draws at most ~30 frames/s whatever the mode (views.js MIN_FRAME_MS)
+#: frames (and FigureWidget batches) a second at most, by default: rtnb's browser draws at most
+#: ~30 frames/s whatever the mode (views.js MIN_FRAME_MS)
 MAX_FPS = 30
 WAIT_MS = 90_000
 
-FIGURE_WIDGET_CELLS = [
-    f"""import asyncio
+
+def figure_widget_cells(max_fps: float) -> list[str]:
+    """The hand-written FigureWidget: a subscription callback collects, a task draws each batch."""
+    return [
+        f"""import asyncio
 import numpy as np
 import plotly.graph_objects as go
 from rtnb.client import connect
@@ -74,12 +79,12 @@ pending = []
 client = connect()  # the Jupyter server's hub
 client.subscribe("bench/figurewidget", callback=lambda item: isinstance(item, Message) and pending.append(item))
 fig""",
-    f"""xs, ys = np.empty(0), np.empty(0)
+        f"""xs, ys = np.empty(0), np.empty(0)
 
 async def draw():
     global xs, ys
     while True:
-        await asyncio.sleep({1 / MAX_FPS})
+        await asyncio.sleep({1 / max_fps})
         if not pending:
             continue
         batch = pending[:]
@@ -91,13 +96,13 @@ async def draw():
             fig.data[0].y = ys
 
 drawing = asyncio.get_running_loop().create_task(draw())""",
-]
+    ]
 
 
-def rtnb_cells(transport: str) -> list[str]:
+def rtnb_cells(transport: str, max_fps: float) -> list[str]:
     return [
         "from rtnb.notebook import LiveChart\n"
-        f'LiveChart("bench/{transport}", window={WINDOW}, transport="{transport}", max_fps={MAX_FPS})'
+        f'LiveChart("bench/{transport}", window={WINDOW}, transport="{transport}", max_fps={max_fps})'
     ]
 
 
@@ -132,32 +137,33 @@ class Variant:
     ready: str  # JS condition, true once the chart is on the page
 
 
-VARIANTS = [
-    Variant(
-        "rtnb direct",
-        "bench-direct.ipynb",
-        rtnb_cells("direct"),
-        "bench/direct",
-        ".jp-OutputArea-output .rtnb-view",
-        "document.querySelector('.rtnb-view[data-rtnb-mode=\"direct\"]') !== null",
-    ),
-    Variant(
-        "rtnb relay",
-        "bench-relay.ipynb",
-        rtnb_cells("relay"),
-        "bench/relay",
-        ".jp-OutputArea-output .rtnb-view",
-        "document.querySelector('.rtnb-view[data-rtnb-mode=\"relay\"]') !== null",
-    ),
-    Variant(
-        "FigureWidget",
-        "bench-figurewidget.ipynb",
-        FIGURE_WIDGET_CELLS,
-        "bench/figurewidget",
-        ".jp-OutputArea-output .js-plotly-plot",
-        "document.querySelector('.jp-OutputArea-output .js-plotly-plot .scatterlayer') !== null",
-    ),
-]
+def make_variants(max_fps: float) -> list[Variant]:
+    return [
+        Variant(
+            "rtnb direct",
+            "bench-direct.ipynb",
+            rtnb_cells("direct", max_fps),
+            "bench/direct",
+            ".jp-OutputArea-output .rtnb-view",
+            "document.querySelector('.rtnb-view[data-rtnb-mode=\"direct\"]') !== null",
+        ),
+        Variant(
+            "rtnb relay",
+            "bench-relay.ipynb",
+            rtnb_cells("relay", max_fps),
+            "bench/relay",
+            ".jp-OutputArea-output .rtnb-view",
+            "document.querySelector('.rtnb-view[data-rtnb-mode=\"relay\"]') !== null",
+        ),
+        Variant(
+            "FigureWidget",
+            "bench-figurewidget.ipynb",
+            figure_widget_cells(max_fps),
+            "bench/figurewidget",
+            ".jp-OutputArea-output .js-plotly-plot",
+            "document.querySelector('.jp-OutputArea-output .js-plotly-plot .scatterlayer') !== null",
+        ),
+    ]
 
 
 @dataclass
@@ -171,6 +177,7 @@ class Row:
     iopub_bytes: float
     frames: float
     animation_frames: float
+    hub_frames: float
     kernel_cpu: float | None
 
 
@@ -205,7 +212,14 @@ async def measure_variant(
     write_notebook(lab, variant.notebook, variant.cells)
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
-    publisher = Publisher(lab, [variant.topic], rate=10, tick=0.05).start()
+    hub_frames = [0]  # WebSocket frames the page received from the hub (direct mode's data path)
+
+    def watch(socket: Any) -> None:
+        if "/rtnb/" in socket.url:
+            socket.on("framereceived", lambda _payload: hub_frames.__setitem__(0, hub_frames[0] + 1))
+
+    page.on("websocket", watch)
+    publisher = Publisher(lab, [variant.topic], rate=10).start()
     counter = None
     rows: list[Row] = []
     try:
@@ -225,12 +239,12 @@ async def measure_variant(
             publisher.set_rate(rate)
             await asyncio.sleep(warmup)
             before_metrics, before_frames = await metrics(cdp), await page.evaluate(FRAMES)
-            before_kernel, before_sent = cpu_seconds(kernel), publisher.published
+            before_kernel, before_sent, before_hub = cpu_seconds(kernel), publisher.published, hub_frames[0]
             start = time.monotonic()
             await asyncio.sleep(seconds)
             end = time.monotonic()
             after_metrics, after_frames = await metrics(cdp), await page.evaluate(FRAMES)
-            after_kernel, after_sent = cpu_seconds(kernel), publisher.published
+            after_kernel, after_sent, after_hub = cpu_seconds(kernel), publisher.published, hub_frames[0]
             wall = end - start
             messages = counter.between(start, end)
             rows.append(
@@ -244,6 +258,7 @@ async def measure_variant(
                     sum(message.size for message in messages) / wall,
                     (after_frames[0] - before_frames[0]) / wall,
                     (after_frames[1] - before_frames[1]) / wall,
+                    (after_hub - before_hub) / wall,
                     None if after_kernel is None or before_kernel is None else (after_kernel - before_kernel) / wall,
                 )
             )
@@ -264,7 +279,7 @@ async def measure_variant(
 
 HEADER = (
     f"{'chart':<14}{'points/s':>10}{'sent/s':>10}{'browser CPU':>13}{'script':>8}"
-    f"{'IOPub msg/s':>13}{'IOPub B/s':>12}{'frames/s':>10}{'rAF/s':>7}{'kernel CPU':>12}"
+    f"{'IOPub msg/s':>13}{'IOPub B/s':>12}{'frames/s':>10}{'rAF/s':>7}{'hub WS/s':>10}{'kernel CPU':>12}"
 )
 
 
@@ -273,7 +288,7 @@ def format_row(row: Row) -> str:
     return (
         f"{row.variant:<14}{row.rate:>10,}{row.sent_per_second:>10,.0f}{row.browser_cpu:>13.0%}"
         f"{row.script_cpu:>8.0%}{row.iopub_messages:>13,.1f}{row.iopub_bytes:>12,.0f}{row.frames:>10.1f}"
-        f"{row.animation_frames:>7.0f}{kernel:>12}"
+        f"{row.animation_frames:>7.0f}{row.hub_frames:>10.0f}{kernel:>12}"
     )
 
 
@@ -292,7 +307,9 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-async def run(rates: list[int], seconds: float, warmup: float, variants: list[Variant], chromium: str) -> None:
+async def run(
+    rates: list[int], seconds: float, warmup: float, variants: list[Variant], chromium: str, max_fps: float
+) -> None:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="rtnb-bench-views-") as base, start_lab(Path(base)) as lab:
@@ -300,7 +317,7 @@ async def run(rates: list[int], seconds: float, warmup: float, variants: list[Va
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGUMENTS)
             rows: list[Row] = []
             print(
-                f"window {WINDOW:,} points, at most {MAX_FPS} frames/s; {seconds:.0f} s per rate after {warmup:.0f} s"
+                f"window {WINDOW:,} points, at most {max_fps:g} frames/s; {seconds:.0f} s per rate after {warmup:.0f} s"
             )
             print(HEADER, flush=True)
             try:
@@ -323,16 +340,17 @@ def main() -> None:
     parser.add_argument(
         "--only", default=None, help="variants to run, comma-separated: direct, relay, figurewidget (default all)"
     )
+    parser.add_argument("--max-fps", type=float, default=MAX_FPS, help=f"frames/s cap (default {MAX_FPS})")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     rates = [int(rate) for rate in (args.rates or ("1000,10000" if args.quick else "1000,10000,100000")).split(",")]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     warmup = 1.5 if args.quick else 3.0
-    variants = VARIANTS
+    variants = make_variants(args.max_fps)
     if args.only:
         wanted = {name.strip().lower() for name in args.only.split(",")}
-        variants = [variant for variant in VARIANTS if variant.label.split()[-1].lower() in wanted]
-    asyncio.run(run(rates, seconds, warmup, variants, args.chromium))
+        variants = [variant for variant in variants if variant.label.split()[-1].lower() in wanted]
+    asyncio.run(run(rates, seconds, warmup, variants, args.chromium, args.max_fps))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The views' browser code: one library per page, shared by every view.
 
-Each view widget's own ESM (``static/loader.js``, about 1 KB) only finds the
+Each view widget's own ESM (``static/loader.js``, about 2 KB) only finds the
 library and calls it. The library is the browser client ``rtnb.js`` (the same
 file the hub serves, so direct mode speaks the hub's protocol exactly), the
-views' CSS and ``static/views.js``, joined into one ES module here. It travels
+views' CSS and the parts of ``static/views/`` (in name order), joined into one
+ES module here. It travels
 once per kernel, as the state of one :class:`ViewLibrary` widget that every
 view references; the loader evaluates it once per page and keeps the module on
 ``globalThis`` under its version (a content hash), so ten views, or a second
@@ -34,16 +35,10 @@ LOADER_ESM = (STATIC / "loader.js").read_text(encoding="utf-8")
 
 @functools.lru_cache(maxsize=1)
 def library_source() -> str:
-    """The library module: rtnb.js, then the CSS as a string, then views.js."""
+    """The library module: rtnb.js, then the CSS as a string, then the views' parts in order."""
     css = (STATIC / "views.css").read_text(encoding="utf-8")
-    views = (STATIC / "views.js").read_text(encoding="utf-8")
-    return "\n".join(
-        [
-            RTNB_JS.read_text(encoding="utf-8"),
-            f"const RTNB_VIEWS_CSS = {json.dumps(css)};",
-            views,
-        ]
-    )
+    parts = [path.read_text(encoding="utf-8") for path in sorted((STATIC / "views").glob("*.js"))]
+    return "\n".join([RTNB_JS.read_text(encoding="utf-8"), f"const RTNB_VIEWS_CSS = {json.dumps(css)};", *parts])
 
 
 @functools.lru_cache(maxsize=1)

@@ -263,6 +263,8 @@ class View(ViewWidget):  # type: ignore[misc]
         self.apply_frame(frame)
         self.applied += sum(len(messages) for messages in frame.messages.values())
         if self.relaying:
+            if frame.gaps:
+                self.widget.send({"op": "gaps", "count": len(frame.gaps)})
             self._relay(self._relayed_to)
         for display in self.static_displays:
             display.data_changed()

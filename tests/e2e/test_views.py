@@ -17,7 +17,9 @@ What each test proves (the issue's "Done when", numbered as there):
    at 2,000 msg/s;
 4. at viewport widths 480 and 1,400 px no view overflows its output;
 5. in the dark theme no plot background is white;
-6. with the hub blocked for the browser, views run in relay mode and update.
+6. with the hub blocked for the browser, views run in relay mode and update;
+and, from the issue's "What to build": ``auto`` goes back to direct when the hub
+is reachable again, without losing or repeating a point.
 """
 
 from __future__ import annotations
@@ -310,6 +312,7 @@ async def test_direct_mode_sends_nothing_per_message_over_iopub(lab: Lab, browse
     )
     assert published >= 3000, f"the publisher fell behind: {published}"
     assert points >= 0.9 * published, f"the view drew {points} of {published} points"
+    print(f"direct: {published} published, {points} drawn; IOPub in {span:.1f}s: {describe(messages)}")
     # nothing per message: fewer IOPub messages in 3 s than a tenth of a second of the stream
     assert len(messages) <= 3, f"{len(messages)} IOPub messages in {span:.1f}s: {describe(messages)}"
 
@@ -328,6 +331,7 @@ async def test_relay_mode_stays_within_max_fps_and_100_kb_per_second(lab: Lab, b
     per_second = len(messages) / span
     bytes_per_second = sum(message.size for message in messages) / span
     summary = f"{per_second:.1f} msg/s, {bytes_per_second:,.0f} B/s over {span:.1f}s: {describe(messages)}"
+    print(f"relay: {published} published, {points} drawn; {summary}")
     assert len(messages) <= max_fps * span + 1, summary
     assert bytes_per_second <= 100_000, summary
 
@@ -460,7 +464,7 @@ async def test_views_fall_back_to_relay_when_the_hub_is_blocked(lab: Lab, browse
     )
     publisher = Publisher(lab, ["e2e/blocked/a", "e2e/blocked/b"], rate=40).start()
     page = await new_page(browser)
-    refused = await block_hub(page, lab)
+    block = await block_hub(page, lab)
     try:
         await open_notebook(page, lab, name)
         await run_all_cells(page)
@@ -468,11 +472,64 @@ async def test_views_fall_back_to_relay_when_the_hub_is_blocked(lab: Lab, browse
         await check_no_tracebacks(page)
         before = await wait_for_views(page, 4, "v.points > 0 && v.mode === 'relay'", WAIT_MS)
         await wait_for_every_view_to_change(page, before, "hub blocked", mode="relay")
-        assert refused, "no view tried to reach the hub: the block proved nothing"
+        assert block.refused, "no view tried to reach the hub: the block proved nothing"
     except BaseException:
         await keep_screenshot(page, "views_blocked_failure")
         raise
     finally:
         publisher.stop()
+        await page.context.close()
+        delete_session(lab, name)
+
+
+# -- auto: back to direct when the hub is reachable again, without losing or repeating a point -----
+
+
+async def test_auto_returns_to_direct_without_losing_or_repeating_a_point(lab: Lab, browser: Any) -> None:
+    name = write_notebook(
+        lab, "back-to-direct.ipynb", ['from rtnb.notebook import LiveChart\nLiveChart("e2e/back/x", window=100_000)']
+    )
+    page = await new_page(browser)
+    block = await block_hub(page, lab)
+    publisher = None
+    try:
+        await open_notebook(page, lab, name)
+        await run_all_cells(page)
+        await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS)
+        await check_no_tracebacks(page)
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('.rtnb-view'); return v && v.dataset.rtnbMode === 'relay'; }",
+            timeout=WAIT_MS,
+        )
+        # every point of the topic is published from now on: the chart must end with exactly all of them
+        publisher = Publisher(lab, ["e2e/back/x"], rate=100).start()
+        await wait_for_views(page, 1, "v.points >= 200 && v.mode === 'relay'", WAIT_MS)
+        block.lift()
+        await wait_for_views(page, 1, "v.mode === 'direct'", 30_000)
+        (chart,) = await views(page)
+        await page.wait_for_function(
+            "(least) => Number(document.querySelector('.rtnb-view').dataset.rtnbPoints) >= least",
+            arg=chart["points"] + 200,
+            timeout=WAIT_MS,
+        )
+        published = publisher.stop()
+        assert not publisher.errors, publisher.errors
+        try:
+            await page.wait_for_function(
+                "(total) => Number(document.querySelector('.rtnb-view').dataset.rtnbPoints) === total",
+                arg=published,
+                timeout=10_000,
+            )
+        except playwright_api.TimeoutError:
+            (chart,) = await views(page)
+            raise AssertionError(f"published {published} points, the chart holds {chart['points']}") from None
+        (chart,) = await views(page)
+        assert chart["mode"] == "direct", chart
+    except BaseException:
+        await keep_screenshot(page, "views_back_to_direct_failure")
+        raise
+    finally:
+        if publisher is not None:
+            publisher.stop()
         await page.context.close()
         delete_session(lab, name)

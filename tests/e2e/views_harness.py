@@ -452,16 +452,29 @@ async def wait_for_every_view_to_change(
         raise AssertionError(f"{label}: not every view updated in {seconds:.0f}s; stuck: {stuck}; all: {now}") from None
 
 
-async def block_hub(page: Any, lab: Lab) -> list[str]:
-    """Abort every request and WebSocket from ``page`` to the hub; returns the URLs refused.
+@dataclass
+class HubBlock:
+    """The page's access to the hub, cut by :func:`block_hub` until :meth:`lift` is called."""
+
+    blocked: bool = True
+    refused: list[str] = field(default_factory=list)
+
+    def lift(self) -> None:
+        """Let new requests and WebSockets through again (those refused stay refused)."""
+        self.blocked = False
+
+
+async def block_hub(page: Any, lab: Lab) -> HubBlock:
+    """Abort every request and WebSocket from ``page`` to the hub, until ``.lift()``.
 
     The hub is the server extension's ``{base_url}rtnb/`` on Jupyter's own
     origin (and any embedded hub a kernel would start, on another port of
     127.0.0.1: every ``/rtnb/``-less URL there that is not Jupyter's is refused
-    too).
+    too). A refused WebSocket is closed (1011) before it opens, as the page
+    sees a blocked port; a let-through one is connected to the real hub.
     """
     jupyter = urllib.parse.urlsplit(lab.server.url)
-    refused: list[str] = []
+    block = HubBlock()
 
     def is_hub(url: str) -> bool:
         parts = urllib.parse.urlsplit(url)
@@ -469,17 +482,23 @@ async def block_hub(page: Any, lab: Lab) -> list[str]:
             return False
         return "/rtnb/" in parts.path or parts.port != jupyter.port
 
-    async def abort(route: Any) -> None:
-        refused.append(route.request.url)
+    async def request(route: Any) -> None:
+        if not block.blocked:
+            await route.continue_()
+            return
+        block.refused.append(route.request.url)
         await route.abort("connectionrefused")
 
-    async def close(socket: Any) -> None:
-        refused.append(socket.url)
-        await socket.close(code=1011, reason="blocked by the test")
+    async def socket(route: Any) -> None:
+        if not block.blocked:
+            route.connect_to_server()
+            return
+        block.refused.append(route.url)
+        await route.close(code=1011, reason="blocked by the test")
 
-    await page.route(is_hub, abort)
-    await page.route_web_socket(is_hub, close)
-    return refused
+    await page.route(is_hub, request)
+    await page.route_web_socket(is_hub, socket)
+    return block
 
 
 # -- pixels -----------------------------------------------------------------------------------

@@ -148,6 +148,8 @@ async def test_value_gauge_and_table_draw_in_a_narrow_cell(
     header = f"{selectors[2]} th[data-rtnb-column='topic']"
     await view_page.page.click(header)
     await view_page.page.click(header)
+    descending = "(s) => document.querySelector(s + \" th[data-rtnb-column='topic']\").ariaSort === 'descending'"
+    await view_page.wait_for(descending, selectors[2])  # drawn at the next animation frame
     first = await view_page.page.inner_text(f"{selectors[2]} tbody tr td")
     assert first == "vb-narrow/b"
     await view_page.page.fill(f"{selectors[2]} .rtnb-filter", "vb-narrow/a")
@@ -303,3 +305,19 @@ async def test_on_colab_direct_mode_goes_through_the_kernel_port_proxy(
     finally:
         chart.close()
         await proxy.stop()
+
+
+async def test_views_say_when_a_limit_applies(embedded: EmbeddedHub, client: Any, view_page: ViewPage) -> None:
+    publish(embedded, "vb-limit/a", 3)
+    publish(embedded, "vb-limit/b", 3)
+    table = notebook.LiveTable("vb-limit/+", max_topics=1, transport="direct", client=client)
+    chart = notebook.LiveChart("vb-limit/+", max_traces=1, transport="direct", client=client)
+    try:
+        table_selector = await view_page.show(table)
+        chart_selector = await view_page.show(chart)
+        note = "([s, text]) => document.querySelector(s + ' .rtnb-note').textContent.includes(text)"
+        await view_page.wait_for(note, [table_selector, "1 more topic(s) not shown (max_topics=1)"])
+        await view_page.wait_for(note, [chart_selector, "1 more topic(s) not drawn (max_traces=1)"])
+    finally:
+        table.close()
+        chart.close()
