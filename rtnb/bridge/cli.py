@@ -30,7 +30,11 @@ _NEED_A_BROKER = (
 def add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the MQTT bridge options to a verb's parser (as one argument group)."""
     group = parser.add_argument_group("MQTT bridge", "Bridge an MQTT broker's topics into the hub and back.")
-    group.add_argument("--mqtt", metavar="URL", help="broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883")
+    group.add_argument(
+        "--mqtt", metavar="URL",
+        help="broker URL: mqtt://127.0.0.1:1883, mqtts://host:8883, or MQTT over WebSockets: ws://host:8080/mqtt, "
+        "wss://host/mqtt (through networks that block port 1883)",
+    )
     group.add_argument(
         "--mqtt-in", action="append", default=[], metavar="FILTER",
         help="MQTT topic filter bridged into the hub (repeatable), e.g. 'factory/#'",

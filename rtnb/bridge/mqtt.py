@@ -17,7 +17,10 @@ object directly, with no WebSocket in between.
   (topic, epoch, offset) and never sent back (:class:`~rtnb.bridge.mapping.OriginLedger`);
   the bridge's own publishes are not echoed back in by the broker (MQTT 5
   *no local*, or :class:`~rtnb.bridge.mapping.EchoFilter` on MQTT 3.1.1).
-* **Outages**: the connection is retried with exponential backoff and jitter.
+* **Outages**: the connection is retried with the Python clients' backoff
+  (:class:`~rtnb.client._backoff.Backoff`: exponential, full jitter, from
+  ``reconnect_initial`` up to ``reconnect_max``), quietly: the first failure of
+  an outage is one warning, the retries after it log at INFO.
   The state is on ``/healthz`` (``components.mqtt``; the hub reports
   ``degraded`` while the broker is unreachable), on ``/metrics``
   (``rtnb_mqtt_*``), and published on the status topic ``$rtnb/bridge/mqtt``.
@@ -35,11 +38,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import ssl
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..client._backoff import Backoff, BackoffPolicy
 from ..core.errors import BadField, RtnbError
 from ..core.fanout import Member
 from ..core.message import Message
@@ -58,6 +61,9 @@ __all__ = ["BridgeState", "MqttBridge", "start_mqtt_bridge"]
 log = logging.getLogger("rtnb.bridge.mqtt")
 
 _CLOSE_GOING_AWAY = 1001
+
+#: seconds :func:`start_mqtt_bridge` waits for the first connection attempt's outcome
+FIRST_ATTEMPT_WAIT = 1.0
 
 
 class BridgeState(enum.Enum):
@@ -114,8 +120,13 @@ class MqttBridge:
         self._run_task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: failed connection attempts since the bridge was last connected
+        self.failed_attempts = 0
+        #: seconds until the next connection attempt while disconnected, else None
+        self.retry_in: float | None = None
+        self._backoff = Backoff(BackoffPolicy(initial=options.reconnect_initial, cap=options.reconnect_max))
         self._connected_event = asyncio.Event()
-        self._random = random.Random()
+        self._first_attempt = asyncio.Event()
         self._status_counters: tuple[int, ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -128,6 +139,7 @@ class MqttBridge:
             self.last_error = error
         if new_state is BridgeState.CONNECTED:
             self._connected_event.set()
+            self._first_attempt.set()
         else:
             self._connected_event.clear()
         if self.hub is not None:
@@ -141,12 +153,16 @@ class MqttBridge:
             raise RuntimeError("an MqttBridge can be started once")
         import aiomqtt  # noqa: F401  (fail at start, with the install hint, not in the reconnect loop)
 
+        from ._client import CountingQueue, make_tls_context
+
         self.hub = hub
         options = self.options
         try:
-            client = self._make_client()  # reused across reconnects: its inbound queue survives them
+            tls_context = make_tls_context(options)
         except (OSError, ssl.SSLError) as error:
             raise BadField(f"MQTT bridge TLS files cannot be loaded: {error}.") from None
+        # one queue for every connection's client: what was read survives a reconnect
+        self._inbound_queue = CountingQueue(maxsize=options.max_inbound_queue or 0)
         self._topic_map = TopicMap(options.prefix, hub.limits)
         outbound_patterns = [self._topic_map.hub_pattern(mqtt_filter) for mqtt_filter in options.outbound]
         self._ledger = OriginLedger(outbound_patterns)
@@ -155,7 +171,7 @@ class MqttBridge:
         if options.outbound:
             self._outbound = OutboundQueue(hub.limits.max_queue_bytes, self._outbound_closed)
             await self._join_hub()
-        self._run_task = asyncio.ensure_future(self._run(client))
+        self._run_task = asyncio.ensure_future(self._run(tls_context))
         if options.status_interval is not None:
             self._status_task = asyncio.ensure_future(self._report_periodically(options.status_interval))
 
@@ -180,6 +196,18 @@ class MqttBridge:
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Wait until the bridge is connected and subscribed; raises ``TimeoutError``."""
         await asyncio.wait_for(self._connected_event.wait(), timeout)
+
+    async def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt succeeded or failed; False if still running at ``timeout``.
+
+        :func:`start_mqtt_bridge` uses it so that a broker that refuses (nothing
+        listens) is reported, once, before the caller goes on.
+        """
+        try:
+            await asyncio.wait_for(self._first_attempt.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     # -- the hub side ------------------------------------------------------------------
 
@@ -218,69 +246,33 @@ class MqttBridge:
 
     # -- the broker side ---------------------------------------------------------------
 
-    def _make_client(self) -> Any:
-        import aiomqtt
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
+    async def _run(self, tls_context: ssl.SSLContext | None) -> None:
+        """Connect, serve the session, and on any loss retry with backoff, until stopped.
 
-        options, address = self.options, self.address
-        tls_context = None
-        if options.uses_tls:
-            tls_context = ssl.create_default_context(cafile=options.ca_file)
-            if options.cert_file is not None:
-                tls_context.load_cert_chain(options.cert_file, options.key_file)
-            if options.tls_insecure:
-                tls_context.check_hostname = False
-                tls_context.verify_mode = ssl.CERT_NONE
-        persistent = options.client_id is not None
-        settings: dict[str, Any] = {}
-        if options.protocol == "5":
-            settings["protocol"] = aiomqtt.ProtocolVersion.V5
-            settings["clean_start"] = not persistent
-            if persistent:
-                properties = Properties(PacketTypes.CONNECT)
-                properties.SessionExpiryInterval = options.session_expiry
-                settings["properties"] = properties
-        else:
-            settings["protocol"] = aiomqtt.ProtocolVersion.V311
-            settings["clean_session"] = not persistent
-        def make_queue(maxsize: int) -> _CountingQueue:
-            # aiomqtt builds its inbound queue through this; keep it to export its depth and drops
-            queue = self._inbound_queue = _CountingQueue(maxsize=maxsize)
-            return queue
-
-        client = aiomqtt.Client(
-            address.host,
-            address.port,
-            username=address.username,
-            password=address.password,
-            identifier=options.client_id,
-            keepalive=options.keepalive,
-            timeout=options.connect_timeout,
-            tls_context=tls_context,
-            max_inflight_messages=options.publish_window,
-            max_queued_incoming_messages=options.max_inbound_queue or 0,
-            queue_type=make_queue,  # type: ignore[arg-type]
-            logger=logging.getLogger("rtnb.bridge.mqtt.client"),
-            **settings,
-        )
-        client.pending_calls_threshold = options.publish_window + 16
-        return client
-
-    async def _run(self, client: Any) -> None:
-        """Connect, serve the session, and on any loss retry with backoff, until stopped."""
+        One aiomqtt client per attempt (see :mod:`rtnb.bridge._client`), all
+        reading into the bridge's one inbound queue. The first failure of an
+        outage is logged as a warning, the retries after it only at INFO: a
+        notebook without a broker gets one line, not a line per attempt.
+        """
         import aiomqtt
 
-        options = self.options
-        delay = options.reconnect_initial
+        from ._client import make_client, settle_client
+
+        backoff = self._backoff
         while True:
             self._transition(BridgeState.CONNECTING)
+            client = make_client(self.options, tls_context, self._inbound_queue)
             try:
                 async with client:
                     await self._subscribe_broker(client)
                     self.connects += 1
-                    delay = options.reconnect_initial
-                    log.info("MQTT bridge connected to %s", self.address.display)
+                    backoff.connected()
+                    if self.failed_attempts:
+                        log.info("MQTT bridge connected to %s after %d failed attempts", self.address.display,
+                                 self.failed_attempts)
+                    else:
+                        log.info("MQTT bridge connected to %s", self.address.display)
+                    self.failed_attempts, self.retry_in = 0, None
                     self._transition(BridgeState.CONNECTED)
                     await self._serve_session(client)
                 message = "the session ended"
@@ -289,15 +281,26 @@ class MqttBridge:
             except Exception as error:  # a bug must not end the bridge for good: report, retry
                 log.exception("MQTT bridge session failed")
                 message = f"{type(error).__name__}: {error}"
+            finally:
+                settle_client(client)
             if self.state is BridgeState.CONNECTING:
                 self.connect_failures += 1
                 message = f"cannot connect to {self.address.display}: {message}"
             else:
+                backoff.disconnected()
+                self.failed_attempts = 0
                 message = f"lost connection to {self.address.display}: {message}"
-            log.warning("MQTT bridge %s; retrying in %.1fs", message, delay)
+            delay = backoff.next_delay()
+            assert delay is not None  # the policy has no attempt limit: the bridge never gives up
+            self.retry_in = delay
+            self.failed_attempts += 1
+            if self.failed_attempts == 1:  # the outage begins: say it once
+                log.warning("MQTT bridge %s; retrying in the background", message)
+            else:
+                log.info("MQTT bridge %s; retrying in %.2fs (attempt %d)", message, delay, self.failed_attempts + 1)
             self._transition(BridgeState.DISCONNECTED, message)
-            await asyncio.sleep(delay * self._random.uniform(0.8, 1.2))
-            delay = min(delay * 2, options.reconnect_max)
+            self._first_attempt.set()
+            await asyncio.sleep(delay)
 
     async def _subscribe_broker(self, client: Any) -> None:
         options = self.options
@@ -456,6 +459,8 @@ class MqttBridge:
             "prefix": self.options.prefix,
             "connects": self.connects,
             "connect_failures": self.connect_failures,
+            "failed_attempts": self.failed_attempts,
+            "retry_in": None if self.retry_in is None else round(self.retry_in, 3),
             "messages_in": self.messages_in,
             "messages_out": self.messages_out,
             "refused": dict(self.refused),
@@ -468,36 +473,10 @@ class MqttBridge:
         }
 
     def metrics(self) -> list[ComponentMetric]:
-        from ..server.hub import ComponentMetric
+        """The ``rtnb_mqtt_*`` series for ``/metrics`` (see :mod:`rtnb.bridge._metrics`)."""
+        from ._metrics import bridge_metrics
 
-        health = self.health()
-        metrics = [
-            ComponentMetric("rtnb_mqtt_connected", "1 while the bridge is connected to its broker.", "gauge",
-                            int(health["ok"])),
-            ComponentMetric("rtnb_mqtt_connects", "Successful connections to the broker.", "counter", self.connects),
-            ComponentMetric("rtnb_mqtt_connect_failures", "Failed connection attempts.", "counter",
-                            self.connect_failures),
-            ComponentMetric("rtnb_mqtt_messages_in", "MQTT messages published into the hub.", "counter",
-                            self.messages_in),
-            ComponentMetric("rtnb_mqtt_messages_out", "Hub messages published to the broker.", "counter",
-                            self.messages_out),
-            ComponentMetric("rtnb_mqtt_loops_prevented", "Messages not bridged back where they came from.",
-                            "counter", health["loops_prevented"]),
-            ComponentMetric("rtnb_mqtt_gaps", "Gap notices: hub messages that never reached the broker.", "counter",
-                            health["gaps"]),
-            ComponentMetric("rtnb_mqtt_inbound_dropped", "MQTT messages dropped over max_inbound_queue.", "counter",
-                            health["inbound_dropped"]),
-            ComponentMetric("rtnb_mqtt_inbound_queue", "MQTT messages read but not yet in the hub.", "gauge",
-                            health["inbound_queue"]),
-            ComponentMetric("rtnb_mqtt_outbound_queue", "Hub messages waiting for the broker.", "gauge",
-                            health["outbound_queue"]),
-        ]
-        metrics.extend(
-            ComponentMetric("rtnb_mqtt_refused", "MQTT messages the hub refused, by error code.", "counter", count,
-                            {"code": code})
-            for code, count in sorted(self.refused.items())
-        )
-        return metrics
+        return bridge_metrics(self.health())
 
     def _report_status(self) -> None:
         """Publish the current state on the status topic (a hub system topic)."""
@@ -527,28 +506,21 @@ class MqttBridge:
                 self._report_status()
 
 
-class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """aiomqtt's inbound queue, counting what it drops when full (aiomqtt only logs it)."""
-
-    dropped = 0
-
-    def put_nowait(self, item: Any) -> None:
-        try:
-            super().put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            raise
-
-
 async def start_mqtt_bridge(hub: Hub, options: MqttOptions | None = None, *, name: str = "mqtt",
-                            **fields: Any) -> MqttBridge:
+                            first_attempt_wait: float = FIRST_ATTEMPT_WAIT, **fields: Any) -> MqttBridge:
     """Bridge ``hub`` and an MQTT broker; call on the hub's loop.
+
+    Returns once the first connection attempt succeeded or failed, or after
+    ``first_attempt_wait`` seconds, whichever comes first: a broker that is not
+    there is reported (one warning) before the caller goes on, and the bridge
+    keeps retrying in the background either way.
 
     Args:
         hub: a started (or about to start) hub.
         options: the bridge's options; or give their fields as keywords, e.g.
             ``url="mqtt://127.0.0.1:1883", inbound=["factory/#"], outbound=["factory/+/cmd"]``.
         name: component name (``/healthz``, ``/metrics``).
+        first_attempt_wait: seconds to wait for the first attempt's outcome; 0 not to wait.
 
     Returns:
         The bridge, registered with the hub (stopped with it, or by
@@ -559,4 +531,6 @@ async def start_mqtt_bridge(hub: Hub, options: MqttOptions | None = None, *, nam
     """
     bridge = MqttBridge(options or MqttOptions(**fields), name=name)
     await hub.add_component(name, bridge)
+    if hub.running and first_attempt_wait > 0:
+        await bridge.wait_first_attempt(first_attempt_wait)
     return bridge

@@ -9,7 +9,8 @@ demo then takes the real path::
     devices -> MQTT broker -> hub -> notebook dashboard -> command -> hub -> MQTT broker -> device
 
 Use it through ``rtnb.sim.sensors("mqtt://127.0.0.1:1883", ["plant/+/temp"])``
-or ``rtnb sim --mqtt mqtt://127.0.0.1:1883``.
+or ``rtnb sim --mqtt mqtt://127.0.0.1:1883``; ``ws://`` and ``wss://`` broker URLs
+speak MQTT over WebSockets, as the bridge does.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ async def mqtt_device_link(
         if tls_insecure:
             tls_context.check_hostname = False
             tls_context.verify_mode = ssl.CERT_NONE
+    websockets: dict[str, Any] = {}
+    if address.transport == "websockets":
+        websockets = {"transport": "websockets", "websocket_path": address.path}
     client = aiomqtt.Client(
         address.host,
         address.port,
@@ -71,6 +75,7 @@ async def mqtt_device_link(
         password=password if password is not None else address.password,
         identifier=client_id,
         tls_context=tls_context,
+        **websockets,
     )
 
     async def listen() -> None:

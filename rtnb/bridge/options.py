@@ -8,11 +8,18 @@ Broker URLs::
 
     mqtt://host[:port]                 plain TCP, port 1883 by default
     mqtts://host[:port]                TLS, port 8883 by default
-    mqtt://user:password@host:port     credentials in the URL (percent-encoded)
+    ws://host[:port][/path]            MQTT over WebSockets, port 80 and path /mqtt by default
+    wss://host[:port][/path]           MQTT over secure WebSockets (TLS), port 443 by default
+    mqtt://user:password@host:port     credentials in the URL (percent-encoded), any scheme
+
+WebSockets get MQTT through networks that only let HTTP(S) out (Binder, many
+corporate proxies block port 1883); brokers usually serve them on a path such
+as ``/mqtt`` (Mosquitto ignores the path).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,10 +30,12 @@ from ..core.topics import validate_pattern, validate_topic
 
 __all__ = [
     "DEFAULT_STATUS_TOPIC",
+    "DEFAULT_WEBSOCKET_PATH",
     "BrokerAddress",
     "MqttOptions",
     "PayloadMode",
     "ProtocolName",
+    "TransportName",
     "parse_broker_url",
 ]
 
@@ -35,37 +44,52 @@ DEFAULT_STATUS_TOPIC = "$rtnb/bridge/mqtt"
 
 PayloadMode = Literal["auto", "json", "text", "binary"]
 ProtocolName = Literal["5", "3.1.1"]
+TransportName = Literal["tcp", "websockets"]
 
-_DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
-_TLS_SCHEMES = {"mqtts", "ssl"}
+_DEFAULT_PORTS = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883, "ws": 80, "wss": 443}
+_TLS_SCHEMES = {"mqtts", "ssl", "wss"}
+_WEBSOCKET_SCHEMES = {"ws", "wss"}
+#: the WebSocket path when a ws:// or wss:// URL has none (paho's default, and most brokers')
+DEFAULT_WEBSOCKET_PATH = "/mqtt"
 _PAYLOAD_MODES = ("auto", "json", "text", "binary")
 _PROTOCOLS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
 class BrokerAddress:
-    """Where the broker is and how to log in, parsed from a URL."""
+    """Where the broker is and how to log in, parsed from a URL.
+
+    ``transport`` is ``"tcp"`` (``mqtt://``, ``mqtts://``) or ``"websockets"``
+    (``ws://``, ``wss://``, then ``path`` is the HTTP path of the WebSocket).
+    """
 
     host: str
     port: int
     tls: bool
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    transport: TransportName = "tcp"
+    path: str = ""
 
     @property
     def display(self) -> str:
         """The URL without the password, safe for logs, ``/healthz`` and status topics."""
-        scheme = "mqtts" if self.tls else "mqtt"
+        if self.transport == "websockets":
+            scheme = "wss" if self.tls else "ws"
+        else:
+            scheme = "mqtts" if self.tls else "mqtt"
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = f"{self.username}@" if self.username else ""
-        return f"{scheme}://{user}{host}:{self.port}"
+        return f"{scheme}://{user}{host}:{self.port}{self.path}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """Read ``mqtt://[user[:password]@]host[:port]`` (or ``mqtts://`` for TLS).
+    """Read ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` for TLS), or
+    ``ws://`` / ``wss://`` ``[user[:password]@]host[:port][/path]`` for MQTT over WebSockets.
 
     Raises:
-        BadField: the URL has another scheme, no host, a bad port, or a path.
+        BadField: the URL has another scheme, no host, a bad port, a query or
+            fragment, or a path on an ``mqtt://``/``mqtts://`` URL.
     """
     if not isinstance(url, str) or not url:
         raise BadField("The MQTT broker URL must be a non-empty string such as 'mqtt://127.0.0.1:1883'.")
@@ -74,9 +98,15 @@ def parse_broker_url(url: str) -> BrokerAddress:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise BadField(f"MQTT broker URL {url!r}: the scheme must be mqtt:// or mqtts://, not {scheme}://.")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BadField(f"MQTT broker URL {url!r} must not have a path, query or fragment.")
+        raise BadField(
+            f"MQTT broker URL {url!r}: the scheme must be mqtt:// or mqtts:// (or ws://, wss:// for MQTT over "
+            f"WebSockets), not {scheme}://."
+        )
+    websockets = scheme in _WEBSOCKET_SCHEMES
+    if parts.query or parts.fragment:
+        raise BadField(f"MQTT broker URL {url!r} must not have a query or fragment.")
+    if not websockets and parts.path not in ("", "/"):
+        raise BadField(f"MQTT broker URL {url!r} must not have a path (only ws:// and wss:// URLs have one).")
     try:
         port = parts.port
     except ValueError:
@@ -89,6 +119,8 @@ def parse_broker_url(url: str) -> BrokerAddress:
         tls=scheme in _TLS_SCHEMES,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
+        transport="websockets" if websockets else "tcp",
+        path=(parts.path or DEFAULT_WEBSOCKET_PATH) if websockets else "",
     )
 
 
@@ -137,8 +169,9 @@ class MqttOptions:
             recognised by topic and payload and dropped).
         keepalive: seconds between MQTT keepalive pings; a dead broker is noticed
             after about 1.5 times this.
-        reconnect_initial / reconnect_max: the reconnect backoff starts at the
-            first, doubles per failure (with jitter) and is capped at the second.
+        reconnect_initial / reconnect_max: the reconnect backoff, as the Python
+            clients': after the n-th failed attempt in a row, a random wait in
+            ``[0, min(reconnect_max, reconnect_initial * 2 ** (n - 1))]``.
         publish_window: outbound publishes in flight at once (pipelining).
         max_inbound_queue: messages read from the broker but not yet in the hub;
             past it messages are dropped and counted (``None`` disables the bound).
@@ -207,12 +240,10 @@ class MqttOptions:
         address = parse_broker_url(self.url)
         if self.username is None and self.password is None:
             return address
-        return BrokerAddress(
-            address.host,
-            address.port,
-            address.tls,
-            self.username if self.username is not None else address.username,
-            self.password if self.password is not None else address.password,
+        return dataclasses.replace(
+            address,
+            username=self.username if self.username is not None else address.username,
+            password=self.password if self.password is not None else address.password,
         )
 
     @property

@@ -62,15 +62,6 @@ class Frame:
     received: int
     conflated: int
 
-    def latest(self) -> Message | None:
-        """The last message to arrive in this frame, across topics."""
-        best: Message | None = None
-        for messages in self.messages.values():
-            candidate = messages[-1]
-            if best is None or candidate.ts >= best.ts:
-                best = candidate
-        return best
-
 
 @dataclass
 class PumpStats:

@@ -1,114 +1,107 @@
-"""``LiveChart``: a plotly ``FigureWidget`` with one trace per matching topic.
+"""``LiveChart``: one line (or scatter, or bars) per matching topic, drawn in the browser.
 
-Each frame (at most ``max_fps`` a second) appends the frame's points to each
-topic's rolling window and sends every changed trace in one
-``fig.batch_update()``: one widget state message per frame, whatever the
-message rate. Numbers travel as float64 numpy arrays, which plotly's widget
-sends as binary buffers (8 bytes a number instead of ~20 as JSON text).
+The browser holds the window: per topic, typed-array ring buffers of up to
+``max_points`` points (1,000,000 by default), drawn with a per-pixel min/max
+downsample to the plot's width on a canvas (``static/views.js``). In direct
+mode it subscribes to the hub itself; in relay mode the kernel sends it only the
+points that are new since its previous frame (see :meth:`LiveChart.encode_since`).
 
-Times travel as date strings (``"2026-11-27 12:29:59.760"``, the kernel's
-local time, or UTC with ``utc=True``), not as epoch milliseconds: every
-``restyle`` of ``x`` makes plotly.js forget the axis type it was given and guess
-it again from the data, and numbers are guessed to be a linear axis (ticks
-like ``1.795781958T``). Date strings are guessed to be dates, whatever layout
-the user passes.
-
-The figure autosizes its width to its container: ``layout.autosize`` is set
-explicitly, so plotly.js measures the container again on every update (the
-widget is first drawn before the page lays it out, at plotly's default 700 px,
-which overflowed a dashboard cell), and ``responsive`` redraws it when the
-window resizes.
-
-The legend lies in rows below the plot, not in a column on its right: in a
-narrow dashboard cell (320 px) a right-hand legend of two topic names took
-more than half the width. It is placed against the bottom of the figure
-(``yref="container"``), and plotly.js grows the bottom margin to fit it, so
-it never covers the time axis's tick labels, however many rows it has. (A
-paper-referenced ``y=-0.1`` overlapped them by 7-14 px in Chromium with
-two-line date ticks in a 320 px cell: its distance scales with the plot's
-height, the labels' height does not.) A
-``layout`` that places the legend itself (``orientation``, ``x``, ``y``,
-anchors or refs) is left alone.
+The kernel keeps its own copy of the window (its *mirror*, unless
+``transport="direct"``): it is the relay's buffer, what a browser rebuilds from
+after a reload in relay mode, and what :attr:`LiveChart.topics` and
+:meth:`LiveChart.window` read.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from datetime import datetime, timedelta, timezone
+import bisect
+from array import array
+from datetime import timedelta
 from typing import Any, Literal
 
 from ..core.errors import BadField
 from ..core.message import Message
+from ..core.protocol import MAX_LAST
 from ._fields import MISSING, Field, extract, number, parse_window
 from ._pump import Frame
-from ._view import View
+from ._view import Position, View
 
-__all__ = ["LiveChart"]
+__all__ = ["DEFAULT_MAX_POINTS", "MAX_POINTS_PER_RELAY_MESSAGE", "LiveChart"]
 
 ChartKind = Literal["line", "scatter", "bar"]
 
-#: points kept per topic in a time window, whatever the rate
-DEFAULT_MAX_POINTS = 5000
-
-#: legend in horizontal rows at the bottom of the figure, below the x axis
-LEGEND_BELOW: dict[str, Any] = {
-    "orientation": "h",
-    "x": 0,
-    "xanchor": "left",
-    "y": 0,
-    "yanchor": "bottom",
-    "yref": "container",
-}
-#: legend keys that say where the legend goes; a user layout with any of them places it
-_LEGEND_PLACEMENT_KEYS = frozenset({"orientation", "x", "y", "xanchor", "yanchor", "xref", "yref"})
+#: points held per topic in a time window (``window="60s"``), in the browser and in the kernel
+DEFAULT_MAX_POINTS = 1_000_000
+#: points in one relay message at most (a rebuild from the kernel's buffer is split)
+MAX_POINTS_PER_RELAY_MESSAGE = 250_000
 
 
-def _legend_placed_by(layout: dict[str, Any]) -> bool:
-    """Whether ``layout`` (a user's plotly layout dict) says where the legend goes."""
-    legend = layout.get("legend")
-    if legend is not None and not isinstance(legend, dict):
-        return True  # a plotly Legend object: the user's, whole
-    if legend and _LEGEND_PLACEMENT_KEYS & set(legend):
-        return True
-    return any(key.removeprefix("legend_") in _LEGEND_PLACEMENT_KEYS for key in layout if key.startswith("legend_"))
+class _Column:
+    """One topic's points in the kernel: offsets, times, x and y, oldest first."""
 
+    __slots__ = ("epoch", "offsets", "times", "xs", "ys")
 
-class _Series:
-    """One topic's rolling window of ``(timestamp, x, y)`` points."""
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.offsets = array("q")
+        self.times = array("d")
+        self.xs = array("d")
+        self.ys = array("d")
 
-    __slots__ = ("points", "trace_index")
+    def __len__(self) -> int:
+        return len(self.offsets)
 
-    def __init__(self, trace_index: int, max_points: int) -> None:
-        self.trace_index = trace_index
-        self.points: deque[tuple[float, Any, float]] = deque(maxlen=max_points)
+    def append(self, message: Message, x: float, y: float) -> None:
+        if message.epoch != self.epoch:  # the topic's history was reset: its old points mean nothing now
+            self.epoch = message.epoch
+            for column in (self.offsets, self.times, self.xs, self.ys):
+                del column[:]
+        self.offsets.append(message.offset)
+        self.times.append(message.ts)
+        self.xs.append(x)
+        self.ys.append(y)
+
+    def trim(self, capacity: int, horizon: float | None) -> None:
+        drop = max(0, len(self.offsets) - capacity)
+        if horizon is not None:
+            drop = max(drop, bisect.bisect_left(self.times, horizon))
+        if drop:
+            for column in (self.offsets, self.times, self.xs, self.ys):
+                del column[:drop]
+
+    def start_after(self, position: Position | None) -> int:
+        """Index of the first point after ``position`` (0 when it is of another epoch)."""
+        if position is None or position[0] != self.epoch:
+            return 0
+        return bisect.bisect_right(self.offsets, position[1])
 
 
 class LiveChart(View):
-    """A live plotly chart of ``y`` (against ``x``) for every topic matching ``pattern``.
+    """A live chart of ``y`` (against ``x``) for every topic matching ``pattern``.
 
     Args:
-        pattern: topic or pattern; each matching topic gets its own trace, added
-            when it first appears (up to ``max_traces``).
-        x: field for the x axis; None uses the message timestamp, drawn on a date
-            axis in the kernel's local time (see ``utc``).
-        y: field for the y axis (``"value"``, a dotted path, a callable, or None
-            for the payload itself). Messages without a number there are skipped
-            and counted in :attr:`skipped`.
-        window: the last N points per trace (``500``) or the last duration
+        pattern: topic or pattern; each matching topic gets its own line (up to ``max_traces``).
+        x: field for the x axis (numbers); None uses the message time, drawn as clock
+            times in the browser's time zone (``utc=True`` for UTC).
+        y: field for the y axis (``"value"``, a dotted path, a callable, or None for
+            the payload itself). Messages without a number there are skipped.
+            A callable field runs in the kernel only: the view then uses relay.
+        window: the last N points per topic (``500``) or the last duration
             (``"60s"``, ``"5m"``, a ``timedelta``).
         kind: ``"line"``, ``"scatter"`` or ``"bar"``.
-        max_fps: chart updates per second at most.
-        max_traces: topics drawn at most; further topics are counted as conflated.
-        max_points: points kept per trace in a time window.
-        utc: with ``x=None``, show times in UTC instead of the kernel's local time.
-        title, height: figure layout (the width follows the container);
-            ``layout`` takes any other plotly layout keys. The legend goes in
-            rows below the plot unless ``layout`` places it (e.g.
-            ``layout={"legend": {"orientation": "v"}}`` for plotly's column on
-            the right).
+        max_fps: relay messages per second at most.
+        transport: ``"auto"`` (default), ``"direct"`` or ``"relay"``; see docs/notebooks.md.
+        max_traces: topics drawn at most; the view says when more arrive.
+        max_points: points held per topic in a time window (the view says when it
+            holds fewer than the window spans).
+        utc: with ``x=None``, label times in UTC.
+        title, height: the chart's title and plot height in pixels (the width follows the cell).
+        layout: accepted for compatibility with the plotly-based views; only
+            ``title`` and ``height`` keys are read from it.
         client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
+
+    view_kind = "chart"
 
     def __init__(
         self,
@@ -119,11 +112,12 @@ class LiveChart(View):
         kind: ChartKind = "line",
         max_fps: float = 10.0,
         *,
+        transport: str = "auto",
         max_traces: int = 20,
         max_points: int = DEFAULT_MAX_POINTS,
         utc: bool = False,
         title: str | None = None,
-        height: int = 350,
+        height: int = 300,
         layout: dict[str, Any] | None = None,
         client: Any = None,
         url: str | None = None,
@@ -133,125 +127,172 @@ class LiveChart(View):
     ) -> None:
         if kind not in ("line", "scatter", "bar"):
             raise BadField(f"kind must be 'line', 'scatter' or 'bar', not {kind!r}.")
-        super().__init__(pattern, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop)
-        import plotly.graph_objects as go
-
-        self.x, self.y, self.kind = x, y, kind
-        self.time_zone = timezone.utc if utc else None
+        if max_points < 1 or max_traces < 1:
+            raise BadField("max_points and max_traces must be at least 1.")
+        super().__init__(
+            pattern, transport=transport, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop
+        )
+        layout = dict(layout or {})
+        self.x, self.y, self.chart_kind = x, y, kind
+        self.utc = utc
+        self.title = title if title is not None else _layout_title(layout)
+        self.height = int(layout.get("height", height))
         self.window_count, self.window_seconds = parse_window(window)
         self.max_points = self.window_count or max_points
         self.keep_per_topic = self.max_points
         self.max_topics = max_traces
         self.skipped = 0
-        self._series: dict[str, _Series] = {}
-        figure_layout: dict[str, Any] = {
-            "height": height,
-            "autosize": True,  # explicit: plotly.js then re-measures the container on every update
-            "margin": {"l": 50, "r": 20, "t": 40 if title else 20, "b": 40},
-            "showlegend": True,
-            "uirevision": "rtnb",  # keep the user's zoom and legend clicks across updates
-        }
-        if title:
-            figure_layout["title"] = {"text": title}
-        if x is None:
-            figure_layout["xaxis"] = {"type": "date"}
-        user_layout = dict(layout or {})
-        if not _legend_placed_by(user_layout):
-            # keep the user's other legend settings (font, title...), add the placement
-            user_layout["legend"] = {**LEGEND_BELOW, **(user_layout.get("legend") or {})}
-        figure_layout.update(user_layout)
-        self.figure = go.FigureWidget(layout=figure_layout)
-        # the widget's plotly.js config: redraw at the container's width when the window resizes
-        self.figure._config = {**self.figure._config, "responsive": True}
-        self.widget = self.figure
+        self._columns: dict[str, _Column] = {}
         self._start()
 
-    # -- frames ----------------------------------------------------------------------
+    # -- configuration ---------------------------------------------------------------
 
-    def _point(self, message: Message) -> tuple[float, Any, float] | None:
+    def browser_config(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern,
+            "x": self.x if isinstance(self.x, str) else None,
+            "y": self.y if isinstance(self.y, str) else None,
+            "window_count": self.window_count,
+            "window_seconds": self.window_seconds,
+            "capacity": self.max_points,
+            "chart_kind": self.chart_kind,
+            "max_traces": self.max_topics,
+            "utc": self.utc,
+            "title": self.title or "",
+            "height": self.height,
+            "last": self.history_last(),
+            "max_fps": self.max_fps,
+            "time_axis": self.x is None,
+        }
+
+    def direct_unsupported(self) -> str | None:
+        if callable(self.x) or callable(self.y):
+            return "x or y is a Python callable, which only the kernel can run"
+        return None
+
+    def history_last(self) -> int | None:
+        """The user's ``last``, else enough to fill the window (at most what the protocol allows)."""
+        return self.last if self.last is not None else min(self.max_points, MAX_LAST)
+
+    # -- the kernel's buffer ---------------------------------------------------------
+
+    def _point(self, message: Message) -> tuple[float, float] | None:
         y = number(extract(message.data, self.y))
         if y is None:
             return None
         if self.x is None:
-            x: Any = self._time_text(message.ts)
-        else:
-            x = extract(message.data, self.x)
-            if x is MISSING:
-                return None
-            x = number(x) if isinstance(x, (int, float)) else x
-        return message.ts, x, y
-
-    def _time_text(self, timestamp: float) -> str:
-        """``timestamp`` as a date string plotly.js reads as a date (millisecond precision)."""
-        moment = datetime.fromtimestamp(timestamp, self.time_zone)
-        return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
-
-    def _new_trace(self, topic: str) -> Any:
-        import plotly.graph_objects as go
-
-        if self.kind == "bar":
-            return go.Bar(name=topic)
-        return go.Scatter(name=topic, mode="lines" if self.kind == "line" else "markers")
+            return message.ts, y
+        x = extract(message.data, self.x)
+        x_number = None if x is MISSING else number(x)
+        return None if x_number is None else (x_number, y)
 
     def apply_frame(self, frame: Frame) -> None:
-        changed: list[_Series] = []
-        new_topics: list[str] = []
+        newest = 0.0
         for topic, messages in frame.messages.items():
-            series = self._series.get(topic)
-            if series is None:
-                series = self._series[topic] = _Series(len(self._series), self.max_points)
-                new_topics.append(topic)
-            before = len(series.points), series.points[-1] if series.points else None
+            column = self._columns.get(topic)
+            if column is None:
+                column = self._columns[topic] = _Column()
             for message in messages:
                 point = self._point(message)
                 if point is None:
                     self.skipped += 1
                 else:
-                    series.points.append(point)
-            if (len(series.points), series.points[-1] if series.points else None) != before:
-                changed.append(series)
-        if self.window_seconds is not None:
-            horizon = time.time() - self.window_seconds
-            for series in self._series.values():
-                points = series.points
-                if points and points[0][0] < horizon:
-                    while points and points[0][0] < horizon:
-                        points.popleft()
-                    if series not in changed:
-                        changed.append(series)
-        figure = self.figure
-        if new_topics:
-            figure.add_traces([self._new_trace(topic) for topic in new_topics])
-        if changed:
-            traces = figure.data
-            with figure.batch_update():
-                for series in changed:
-                    xs, ys = self._arrays(series)
-                    trace = traces[series.trace_index]
-                    trace.x = xs
-                    trace.y = ys
+                    column.append(message, *point)
+                newest = max(newest, message.ts)
+        horizon = newest - self.window_seconds if self.window_seconds is not None and newest else None
+        for column in self._columns.values():
+            column.trim(self.max_points, horizon)
 
-    @staticmethod
-    def _arrays(series: _Series) -> tuple[Any, Any]:
+    def buffer_end(self) -> dict[str, Position]:
+        return {
+            topic: (column.epoch, column.offsets[-1])
+            for topic, column in self._columns.items()
+            if column.epoch is not None and len(column)
+        }
+
+    def encode_since(self, since: dict[str, Position]) -> list[tuple[dict[str, Any], list[bytes]]]:
+        """``points`` messages: what the kernel holds after ``since``, as typed arrays.
+
+        Content: ``{"op": "points", "base": t0, "series": [{"topic", "epoch",
+        "count", "first", "last"}], "has_x": bool, "has_offsets": bool}``.
+        Buffers, each the concatenation over the series: times as float32
+        milliseconds after ``base`` (seconds), values as float32, then x as
+        float64 when the chart has an x field, then offsets as float64 when
+        some series skipped messages (otherwise ``first``..``last`` are
+        consecutive). 8 bytes a point on a time axis.
+        """
         import numpy
 
-        xs = [point[1] for point in series.points]
-        ys = numpy.fromiter((point[2] for point in series.points), dtype=numpy.float64, count=len(series.points))
-        if all(isinstance(value, float) for value in xs):
-            return numpy.array(xs, dtype=numpy.float64), ys
-        return xs, ys
+        pieces: list[tuple[str, _Column, int]] = []
+        for topic, column in self._columns.items():
+            start = column.start_after(since.get(topic))
+            if start < len(column):
+                pieces.append((topic, column, start))
+        messages: list[tuple[dict[str, Any], list[bytes]]] = []
+        while pieces:
+            batch, budget = [], MAX_POINTS_PER_RELAY_MESSAGE
+            while pieces and budget > 0:
+                topic, column, start = pieces[0]
+                stop = min(len(column), start + budget)
+                batch.append((topic, column, start, stop))
+                budget -= stop - start
+                if stop == len(column):
+                    pieces.pop(0)
+                else:
+                    pieces[0] = (topic, column, stop)
+            base = min(column.times[start] for _topic, column, start, _stop in batch)
+            series, times, values, xs, offsets = [], [], [], [], []
+            contiguous = True
+            for topic, column, start, stop in batch:
+                first, last = column.offsets[start], column.offsets[stop - 1]
+                contiguous = contiguous and last - first + 1 == stop - start
+                series.append(
+                    {"topic": topic, "epoch": column.epoch, "count": stop - start, "first": first, "last": last}
+                )
+                times.append(numpy.frombuffer(column.times, dtype=numpy.float64)[start:stop])
+                values.append(numpy.frombuffer(column.ys, dtype=numpy.float64)[start:stop])
+                xs.append(numpy.frombuffer(column.xs, dtype=numpy.float64)[start:stop])
+                offsets.append(numpy.frombuffer(column.offsets, dtype=numpy.int64)[start:stop])
+            buffers = [
+                ((numpy.concatenate(times) - base) * 1000.0).astype(numpy.float32).tobytes(),
+                numpy.concatenate(values).astype(numpy.float32).tobytes(),
+            ]
+            if self.x is not None:
+                buffers.append(numpy.concatenate(xs).tobytes())
+            if not contiguous:
+                buffers.append(numpy.concatenate(offsets).astype(numpy.float64).tobytes())
+            content = {
+                "op": "points",
+                "base": base,
+                "series": series,
+                "has_x": self.x is not None,
+                "has_offsets": not contiguous,
+            }
+            messages.append((content, buffers))
+        return messages
+
+    def static_html(self) -> str:
+        from ._static import chart_svg, wrap
+
+        series = [(topic, column.xs, column.ys) for topic, column in self._columns.items()]
+        svg = chart_svg(series, time_axis=self.x is None, utc=self.utc, height=min(self.height, 300))
+        return wrap("chart", self.title or self.pattern, svg)
 
     # -- reading back ----------------------------------------------------------------
 
     @property
     def topics(self) -> list[str]:
-        """Topics drawn, in trace order."""
-        return list(self._series)
+        """Topics in the kernel's buffer, first seen first (empty with ``transport="direct"``)."""
+        return [topic for topic, column in self._columns.items() if len(column)]
 
-    def window(self, topic: str) -> list[tuple[Any, float]]:
-        """The ``(x, y)`` points of ``topic``'s trace, oldest first.
+    def window(self, topic: str) -> list[tuple[float, float]]:
+        """The ``(x, y)`` points of ``topic`` in the kernel's buffer, oldest first (``x``: UNIX time on a time axis)."""
+        column = self._columns.get(topic)
+        return [] if column is None else list(zip(column.xs, column.ys, strict=True))
 
-        With ``x=None``, ``x`` is the date string drawn (``"2026-11-27 12:29:59.760"``).
-        """
-        series = self._series.get(topic)
-        return [] if series is None else [(point[1], point[2]) for point in series.points]
+
+def _layout_title(layout: dict[str, Any]) -> str | None:
+    title = layout.get("title")
+    if isinstance(title, dict):
+        title = title.get("text")
+    return title if isinstance(title, str) else None

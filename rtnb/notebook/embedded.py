@@ -24,6 +24,7 @@ import atexit
 import dataclasses
 import importlib.util
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -168,6 +169,15 @@ class EmbeddedHub:
     def ws_url(self) -> str:
         """The WebSocket endpoint, ``ws://127.0.0.1:PORT/ws``."""
         return self.server.ws_url
+
+    @property
+    def view_key(self) -> str | None:
+        """The secret that lets notebook views' browsers subscribe (read only) from any origin.
+
+        Views put it in their widget state; browsers without it are still held
+        to the origin check.
+        """
+        return self.server.view_key
 
     @property
     def port(self) -> int:
@@ -353,6 +363,8 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
         if config_fields:
             config = dataclasses.replace(config, **config_fields)
         hub = Hub(config, backplane=options.pop("backplane", None), redis=options.pop("redis", None))
+        # the notebook views' key: their browsers (pages served by Jupyter, another origin) subscribe with it
+        options.setdefault("view_key", secrets.token_urlsafe(24))
         embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options), mqtt_options)
         embedded._start(START_TIMEOUT)
         _current = embedded

@@ -1,113 +1,83 @@
-"""``Status``: connection state, message rates, conflation and gaps at a glance.
+"""``Status``: each watched view's data path, message rate, lag, gaps and points.
 
-It subscribes to nothing: it reads the client's state and the counters of the
-views it watches, a couple of times a second, on the same loop as the views.
+Drawn in the browser from the views' own counters (every view on a page
+registers its feed there), refreshed twice a second by default: rates are per
+view's subscription, as the browser measures them, never summed over views of
+the same stream, and nothing crosses the kernel to update it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..core.errors import BadField
-from ._pump import find_target_loop
-from ._view import View, ViewState, open_client
+from ._view import ViewState
+from ._widget import ViewWidget, display_widget
 
 __all__ = ["Status"]
 
 
-class Status:
-    """A small HTML panel describing a client and some views.
+class Status(ViewWidget):  # type: ignore[misc]
+    """A small panel describing some views, as their browser sees them (an anywidget, like the views).
 
     Args:
-        views: the views whose counters to show (received, rate, conflated, gaps).
-        client: the client whose state to show; the shared default, or the first
-            view's client, when omitted.
+        views: the views to describe (anything with a view widget).
+        client: accepted for compatibility; the panel reads the views' own connections.
         refresh: updates per second.
-        loop: where updates run; the kernel's loop by default.
+        loop: accepted for compatibility (the panel runs in the browser).
     """
 
     def __init__(
         self,
-        views: Sequence[View] = (),
+        views: Sequence[Any] = (),
         *,
         client: Any = None,
         refresh: float = 2.0,
-        loop: asyncio.AbstractEventLoop | None = None,
+        loop: Any = None,
     ) -> None:
-        import ipywidgets
-
         if refresh <= 0:
             raise BadField(f"refresh must be greater than 0, not {refresh}.")
         self.views = list(views)
-        if client is None:
-            client = self.views[0].client if self.views else open_client()[0]
         self.client = client
-        self.interval = 1.0 / refresh
-        self.loop = loop or find_target_loop()
+        self.refresh = refresh
         self.state = ViewState.RUNNING
-        self.updates = 0
-        self._previous: tuple[float, int] = (time.monotonic(), self._received())
-        self._timer: asyncio.TimerHandle | None = None
-        self.widget = ipywidgets.HTML(value=self.render(0.0))
-        self.widget.observe(self._on_comm_change, names="comm")
-        self.loop.call_soon_threadsafe(self._tick)
+        watched = [view.widget for view in self.views if isinstance(getattr(view, "widget", None), ViewWidget)]
+        super().__init__(
+            kind="status",
+            transport="direct",
+            config={
+                "views": [view.view_id for view in self.views if view.widget in watched],
+                "names": [f"{type(view).__name__} {view.pattern}" for view in self.views if view.widget in watched],
+                "interval_ms": round(1000 / refresh),
+            },
+        )
+        self.widget = self
 
-    def _received(self) -> int:
-        return sum(view.stats.received for view in self.views)
+    def static_html(self) -> str:
+        from ._static import wrap
 
-    def render(self, rate: float) -> str:
-        state = getattr(self.client, "state", None)
-        state_text = getattr(state, "value", None) or str(state)
-        colour = {"open": "green", "connected": "green"}.get(str(state_text).lower(), "orange")
-        cells = [f'<b style="color:{colour}">{html.escape(str(state_text))}</b>', f"{rate:,.0f} msg/s"]
-        totals = [view.stats for view in self.views]
-        if totals:
-            cells.append(f"{sum(s.received for s in totals):,} received")
-            cells.append(f"{sum(s.conflated for s in totals):,} conflated")
-            cells.append(f"{sum(s.gaps for s in totals):,} gaps")
-            errors = sum(s.errors for s in totals)
-            if errors:
-                cells.append(f'<span style="color:red">{errors:,} errors</span>')
-        style = "font-family:sans-serif;font-size:0.85em"
-        return f'<div class="rtnb-status" style="{style}">' + " · ".join(cells) + "</div>"
+        lines = []
+        for view in self.views:
+            stats = view.stats
+            lines.append(
+                f"<li>{html.escape(type(view).__name__)} {html.escape(view.pattern)}: {view.transport}, "
+                f"{stats.received:,} received by the kernel, {stats.gaps:,} gaps</li>"
+            )
+        return wrap("status", "Status", f'<ul style="margin:2px 0">{"".join(lines)}</ul>')
 
-    def _tick(self) -> None:
-        self._timer = None
-        if self.state is ViewState.STOPPED:
-            return
-        now, received = time.monotonic(), self._received()
-        then, before = self._previous
-        self._previous = (now, received)
-        rate = (received - before) / (now - then) if now > then else 0.0
-        value = self.render(rate)
-        if value != self.widget.value:
-            self.widget.value = value
-            self.updates += 1
-        self._timer = self.loop.call_later(self.interval, self._tick)
+    def _ipython_display_(self) -> None:
 
-    def _on_comm_change(self, change: dict[str, Any]) -> None:
-        if change.get("new") is None:
-            self.stop()
+        from ._static import StaticDisplay
+
+        display_widget(self)
+        StaticDisplay(self.static_html).show()
 
     def stop(self) -> None:
-        """Stop refreshing. Idempotent; safe from any thread."""
-        if self.state is ViewState.STOPPED:
-            return
+        """Nothing runs in the kernel; kept so a Dashboard can stop everything alike."""
         self.state = ViewState.STOPPED
-        timer = self._timer
-        if timer is not None:
-            try:
-                self.loop.call_soon_threadsafe(timer.cancel)
-            except RuntimeError:  # the loop is closed; its timers went with it
-                pass
 
     def close(self) -> None:
         self.stop()
-        self.widget.close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        super().close()

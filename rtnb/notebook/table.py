@@ -1,31 +1,31 @@
-"""``LiveTable``: the latest row per topic, or the last N rows, as an HTML table.
+"""``LiveTable``: the latest row per topic, or the last N rows, drawn in the browser.
 
-Every cell, header and topic is HTML-escaped: payloads come from devices and
-other people's code, and a table is exactly where a ``<script>`` or an
-``<img onerror=...>`` hidden in a string would otherwise run in the notebook.
+The browser builds the table with DOM text nodes (never HTML from payloads: a
+``<script>`` or ``<img onerror=...>`` in a device's string stays text), sorts
+it by the clicked column and filters it by the text typed above it.
 """
 
 from __future__ import annotations
 
-import datetime
-import html
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from ..core.message import Message
+from ..core.errors import BadField
 from ._pump import Frame
-from ._view import View
+from ._rows import RowBuffer
+from ._view import Position, View
 
-__all__ = ["LiveTable", "render_table"]
+__all__ = ["MAX_AUTO_COLUMNS", "LiveTable", "cell_text"]
 
 #: columns shown at most when they are discovered from payloads
 MAX_AUTO_COLUMNS = 20
 
 
-def _cell_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """How a payload value reads in a table cell (not escaped)."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -33,28 +33,6 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
     return str(value)
-
-
-def render_table(columns: Sequence[str], rows: Sequence[tuple[str, float, Any]]) -> str:
-    """An HTML table of ``rows`` (topic, timestamp, payload); everything escaped."""
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in ("topic", "time", *columns))
-    body = []
-    for topic, ts, data in rows:
-        when = datetime.datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
-        if isinstance(data, dict):
-            cells = [data.get(column) for column in columns]
-        else:
-            cells = [data if column == "value" else None for column in columns]
-        body.append(
-            "<tr>"
-            + f"<td>{html.escape(topic)}</td><td>{when}</td>"
-            + "".join(f"<td>{html.escape(_cell_text(cell))}</td>" for cell in cells)
-            + "</tr>"
-        )
-    return (
-        '<table class="rtnb-table" style="border-collapse:collapse;font-family:sans-serif;font-size:0.9em">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
 
 
 class LiveTable(View):
@@ -67,8 +45,10 @@ class LiveTable(View):
         rows: None shows the latest row of each topic (sorted by topic, at most
             ``max_topics``); a number shows the last that many rows, newest first.
         max_topics: topics shown at most in latest-per-topic mode.
-        max_fps, client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
+        max_fps, transport, client, url, token, last, loop: see :class:`~rtnb.notebook._view.View`.
     """
+
+    view_kind = "table"
 
     def __init__(
         self,
@@ -78,6 +58,7 @@ class LiveTable(View):
         rows: int | None = None,
         max_topics: int = 100,
         max_fps: float = 5.0,
+        transport: str = "auto",
         client: Any = None,
         url: str | None = None,
         token: str | None = None,
@@ -85,24 +66,34 @@ class LiveTable(View):
         loop: Any = None,
     ) -> None:
         if rows is not None and rows < 1:
-            from ..core.errors import BadField
-
             raise BadField(f"rows must be at least 1, not {rows}.")
-        super().__init__(pattern, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop)
-        import ipywidgets
-
+        super().__init__(
+            pattern, transport=transport, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop
+        )
         self.columns: list[str] = list(columns) if columns is not None else []
         self._discover = columns is None
         self.rows_limit = rows
         self.max_topics = max_topics
         self.keep_per_topic = rows or 1
+        self.buffer = RowBuffer(self.keep_per_topic)
         self.latest: dict[str, tuple[str, float, Any]] = {}
         self.recent: deque[tuple[str, float, Any]] = deque(maxlen=rows or 1)
-        self.widget = ipywidgets.HTML(value=render_table(self.columns, []))
         self._start()
 
-    def _learn_columns(self, message: Message) -> None:
-        data = message.data
+    def browser_config(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern,
+            "columns": self.columns if not self._discover else None,
+            "max_columns": MAX_AUTO_COLUMNS,
+            "rows": self.rows_limit,
+            "max_topics": self.max_topics,
+            "last": self.history_last(),
+        }
+
+    def history_last(self) -> int | None:
+        return self.last if self.last is not None else self.keep_per_topic
+
+    def _learn_columns(self, data: Any) -> None:
         keys = data.keys() if isinstance(data, dict) else ("value",)
         for key in keys:
             if len(self.columns) >= MAX_AUTO_COLUMNS:
@@ -111,19 +102,28 @@ class LiveTable(View):
                 self.columns.append(str(key))
 
     def apply_frame(self, frame: Frame) -> None:
-        arrived = sorted((m for ms in frame.messages.values() for m in ms), key=lambda m: (m.ts, m.offset))
-        for message in arrived:
+        for message in self.buffer.add(frame):
             if self._discover:
-                self._learn_columns(message)
+                self._learn_columns(message.data)
             row = (message.topic, message.ts, message.data)
             if self.rows_limit is None:
                 self.latest[message.topic] = row
             else:
                 self.recent.append(row)
-        self.widget.value = render_table(self.columns, self.current_rows())
+
+    def buffer_end(self) -> dict[str, Position]:
+        return self.buffer.end()
+
+    def encode_since(self, since: dict[str, Position]) -> list[tuple[dict[str, Any], list[bytes]]]:
+        return self.buffer.encode_since(since)
+
+    def static_html(self) -> str:
+        from ._static import table_html, wrap
+
+        return wrap("table", self.pattern, table_html(self.columns, self.current_rows()))
 
     def current_rows(self) -> list[tuple[str, float, Any]]:
-        """The rows on display: ``(topic, timestamp, payload)``."""
+        """The rows the kernel holds: ``(topic, timestamp, payload)``."""
         if self.rows_limit is None:
             return [self.latest[topic] for topic in sorted(self.latest)]
         return list(reversed(self.recent))

@@ -36,6 +36,7 @@ class RecordedMessage:
     data: Any
     size: int  # JSON bytes of ``data`` plus the bytes of every binary buffer
     thread: str
+    buffers: tuple[bytes, ...] = ()  # the binary buffers themselves (relay's typed arrays)
 
     @property
     def is_state_update(self) -> bool:
@@ -51,8 +52,11 @@ class CommRecorder:
 
     def record(self, comm_id: str, msg_type: str, data: Any, buffers: Any) -> None:
         size = len(orjson.dumps(data, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
-        size += sum(memoryview(buffer).nbytes for buffer in buffers or ())
-        message = RecordedMessage(time.monotonic(), comm_id, msg_type, data, size, threading.current_thread().name)
+        kept = tuple(bytes(buffer) for buffer in buffers or ())
+        size += sum(len(buffer) for buffer in kept)
+        message = RecordedMessage(
+            time.monotonic(), comm_id, msg_type, data, size, threading.current_thread().name, kept
+        )
         with self._lock:
             self.messages.append(message)
 
@@ -107,9 +111,7 @@ def recording_comms() -> Iterator[CommRecorder]:
         comm.create_comm = original
 
 
-def start_flood(
-    embedded: Any, topics: list[str], rate: float, seconds: float, *, tick: float = 0.01
-) -> Any:
+def start_flood(embedded: Any, topics: list[str], rate: float, seconds: float, *, tick: float = 0.01) -> Any:
     """Publish ``rate`` messages/s spread over ``topics`` for ``seconds``, on the hub's own loop.
 
     The load comes from inside the hub, so what is measured downstream (client,

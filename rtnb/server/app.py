@@ -32,6 +32,7 @@ def make_handlers(
     allowed_origins: Sequence[str] = (),
     authenticator: Authenticator | None = None,
     guard: RequestGuard | None = None,
+    view_key: str | None = None,
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The hub's routes as ``(path, handler, kwargs)`` tuples under ``prefix``.
 
@@ -48,12 +49,16 @@ def make_handlers(
             :mod:`rtnb.core.origins`); by default ``allowed_origins`` and any
             ``Host`` (:class:`~rtnb.server.runner.HubServer` passes the rule of
             its binding: loopback names and ``--allow-host`` names on loopback).
+        view_key: a secret that admits a browser WebSocket from any origin, with
+            read-only permissions: an embedded hub gives it to its notebook views
+            (in their widget state) so their pages, served by Jupyter on another
+            origin, can subscribe directly. None: no such key.
     """
     prefix = prefix.rstrip("/")
     guard = guard or RequestGuard(HostPolicy.any_host(), OriginPolicy(allowed_origins))
     security = {"guard": guard, "authenticator": authenticator or Authenticator.open()}
     return [
-        (f"{prefix}/ws", HubWebSocket, {"hub": hub, **security}),
+        (f"{prefix}/ws", HubWebSocket, {"hub": hub, "view_key": view_key, **security}),
         (f"{prefix}/healthz", HealthHandler, {"hub": hub, "guard": guard}),
         (f"{prefix}/metrics", MetricsHandler, {"hub": hub, "guard": guard}),
         (f"{prefix}/sse", SSEHandler, {"hub": hub, **security}),
@@ -77,7 +82,8 @@ def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Applica
         HostPolicy.any_host(), OriginPolicy(settings.pop("allowed_origins", ()))
     )
     settings.pop("allowed_origins", None)
-    handlers = make_handlers(hub, prefix, authenticator=settings.pop("authenticator", None), guard=guard)
+    authenticator, view_key = settings.pop("authenticator", None), settings.pop("view_key", None)
+    handlers = make_handlers(hub, prefix, authenticator=authenticator, guard=guard, view_key=view_key)
     settings.setdefault("default_handler_class", NotFoundHandler)
     settings.setdefault("default_handler_args", {"hub": hub, "guard": guard})
     return tornado.web.Application(handlers, **settings)

@@ -51,6 +51,8 @@ class HubServer:
             bound beyond it, these when given, else any.
         authenticator: tokens, permissions and limits for every transport
             (see :mod:`rtnb.server.auth`); none by default.
+        view_key: a secret admitting notebook views' browsers (read-only, any
+            origin); see :func:`~rtnb.server.app.make_handlers`.
         redis: Redis URL for a default hub on the Redis backplane (ignored
             when ``hub`` is given); see :class:`~rtnb.backplane.redis.RedisBackplane`.
         app_settings: extra Tornado application settings.
@@ -68,6 +70,7 @@ class HubServer:
         allowed_hosts: Sequence[str] = (),
         redis: str | None = None,
         authenticator: Authenticator | None = None,
+        view_key: str | None = None,
         **app_settings: Any,
     ) -> None:
         if hub is not None and redis is not None:
@@ -82,6 +85,7 @@ class HubServer:
         self.allowed_origins = tuple(allowed_origins)
         self.allowed_hosts = tuple(allowed_hosts)
         self.authenticator = authenticator or Authenticator.open()
+        self.view_key = view_key
         self.app_settings = app_settings
         self.port: int | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -108,7 +112,7 @@ class HubServer:
 
     def make_app(self) -> Any:
         return make_app(self.hub, self.prefix, guard=self.guard, authenticator=self.authenticator,
-                        **self.app_settings)
+                        view_key=self.view_key, **self.app_settings)
 
     async def start(self) -> HubServer:
         """Listen, then start the hub.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
-from ..core.auth import Verdict
+from ..core.auth import Permissions, Verdict
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
 from ..core.history import Gap
@@ -41,6 +42,7 @@ from ..core.protocol import (
     Unsubscribe,
     parse_request,
 )
+from ..core.topics import Pattern
 from ._tornado import (
     release_response_headers,
     stream_bytes_sent,
@@ -225,6 +227,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         "hub",
         "member",
         "security",
+        "view_key",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -232,11 +235,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         _prime_attribute_table(cls)
 
     def initialize(
-        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+        self,
+        hub: Hub,
+        authenticator: Authenticator | None = None,
+        guard: RequestGuard | None = None,
+        view_key: str | None = None,
     ) -> None:
         self.hub = hub
         #: the hub's Host and Origin rules, shared with every other route (rtnb.core.origins)
         self.guard = guard or RequestGuard(HostPolicy.any_host())
+        self.view_key = view_key
         self.authenticator = authenticator or Authenticator.open()
         self.security: ConnectionSecurity | None = None
         self._handshake_permissions: Any = None
@@ -307,8 +315,15 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._closed = True
 
     def check_origin(self, origin: str) -> bool:
-        """Tornado's question after :meth:`prepare`, answered by the same guard."""
-        return self.guard.origins.allows(origin, self.request.headers.get("Host"))
+        """Tornado's question after :meth:`prepare`, answered by the same guard (or the view key)."""
+        return self._presents_view_key() or self.guard.origins.allows(origin, self.request.headers.get("Host"))
+
+    def _presents_view_key(self) -> bool:
+        """True when the handshake carries the hub's view key (see make_handlers' ``view_key``)."""
+        from .auth import token_from_request
+
+        token = token_from_request(self.request.headers, self.get_query_argument("token", None))
+        return self.view_key is not None and token is not None and hmac.compare_digest(token, self.view_key)
 
     async def prepare(self) -> None:
         """Refuse before the upgrade, with a typed JSON body: a foreign ``Host`` or
@@ -316,6 +331,12 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         verify (401 ``unauthorized``). A missing token is not refused here: the client
         may still send an ``auth`` request (see :mod:`rtnb.server.auth`)."""
         try:
+            if self._presents_view_key():
+                # a notebook view's browser: any origin, read only (see make_handlers' view_key),
+                # but still only under a Host name this hub answers (DNS rebinding)
+                self.guard.check_host(self.request.headers.get("Host"))
+                self._handshake_permissions = Permissions(subscribe=(Pattern.parse("#"),))
+                return
             self.guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
             from .auth import token_from_request
 

@@ -1,5 +1,6 @@
 """The bridge under stress, on private Mosquitto brokers (the shared one is never restarted):
-a broker restart mid-stream with recovery, and thousands of messages per second at QoS 1 without loss."""
+a broker restart mid-stream with recovery, a broker behind a port forwarder, the clients' backoff,
+and thousands of messages per second at QoS 1 without loss."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import time
 from typing import Any
 
 import pytest
-from mqtt_helpers import record
+from mqtt_helpers import Forwarder, UnretrievedFutures, free_port, mqtt_client, record
 
 from rtnb.bridge import start_mqtt_bridge
-from rtnb.bridge.mqtt import BridgeState
+from rtnb.bridge.mqtt import BridgeState, MqttBridge
+from rtnb.bridge.options import MqttOptions
+from rtnb.client._backoff import BackoffPolicy
 from rtnb.core.history import HistoryLimits
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.testing import wait_until
@@ -65,10 +68,75 @@ async def test_broker_restart_mid_stream_recovers_without_losing_acknowledged_me
         assert hub.health()["status"] == "ok"
         assert bridge.connects == 2 and bridge.connect_failures >= 0
         states = [message.data["state"] for message in status.messages]
-        assert states[:3] == ["connected", "disconnected", "connected"], states
+        changes = [state for index, state in enumerate(states) if index == 0 or states[index - 1] != state]
+        # one "disconnected" report per failed attempt while the broker is away
+        assert changes[:3] == ["connected", "disconnected", "connected"], states
         assert "lost connection" in status.messages[1].data["last_error"]
         # at least once: duplicates are allowed around the restart, losses are not
         assert {m.data["seq"] for m in sink.messages} == set(range(total))
+    finally:
+        await hub.stop()
+
+
+async def test_broker_behind_a_forwarder_is_retried_at_once_and_rejoined_within_the_backoff(
+    private_broker_factory: Any, namespace: str
+) -> None:
+    """A forwarder accepts and closes while the broker is down. The bridge used to believe the
+    next attempt connected, wait 10 s for a SUBACK, and log "Future exception was never retrieved"."""
+    broker = await private_broker_factory()
+    forwarder = await Forwarder(broker.port).start()
+    unretrieved = UnretrievedFutures()
+    hub = Hub()
+    await hub.start()
+    try:
+        bridge = await start_mqtt_bridge(
+            hub, url=forwarder.url, inbound=[f"{namespace}/#"], outbound=[f"{namespace}/+/cmd"],
+            reconnect_initial=0.1, reconnect_max=0.5,
+        )
+        await bridge.wait_connected()
+        sink = await record(hub, f"{namespace}/#")
+        await broker.stop()
+        # each attempt fails as soon as the forwarder closes, not after a 10 s timeout
+        await wait_until(lambda: bridge.failed_attempts >= 3, timeout=5)
+        assert bridge.state is not BridgeState.CONNECTED
+        assert "closed before the broker's CONNACK" in str(bridge.last_error)
+        await broker.start()
+        back = time.monotonic()
+        await wait_until(lambda: bridge.state is BridgeState.CONNECTED, timeout=5)
+        assert time.monotonic() - back < 2.0  # within one backoff cap (0.5 s) and a connection
+        async with mqtt_client(forwarder.url) as device:
+            await device.publish(f"{namespace}/boiler/temp", b"21", qos=1)
+        await wait_until(lambda: sink.on(f"{namespace}/boiler/temp") == [21])
+    finally:
+        await hub.stop()
+        await forwarder.stop()
+    assert unretrieved.collect() == []
+    unretrieved.restore()
+
+
+async def test_retries_follow_the_clients_backoff_with_full_jitter(namespace: str) -> None:
+    """Delays are drawn in [0, min(cap, initial * 2**(n-1))], as the Python clients draw theirs."""
+    hub = Hub()
+    await hub.start()
+    try:
+        status = await record(hub, "$rtnb/bridge/mqtt")
+        bridge = MqttBridge(
+            MqttOptions(url=f"mqtt://127.0.0.1:{free_port()}", inbound=[f"{namespace}/#"], reconnect_initial=0.02,
+                        reconnect_max=0.08, status_interval=None)
+        )
+        await hub.add_component("mqtt", bridge)
+
+        def reports() -> list[dict[str, Any]]:
+            return [m.data for m in status.messages if m.data["state"] == "disconnected"]
+
+        await wait_until(lambda: len(reports()) >= 12, timeout=10)
+        policy = BackoffPolicy(initial=0.02, cap=0.08)
+        assert [report["failed_attempts"] for report in reports()[:12]] == list(range(1, 13))
+        delays = [report["retry_in"] for report in reports()[:12]]
+        for attempt, delay in enumerate(delays, start=1):
+            assert 0 <= delay <= policy.ceiling(attempt) + 0.001, (attempt, delays)
+        assert len(set(delays)) > 6  # jittered, not a fixed schedule
+        assert min(delays[3:]) < 0.8 * policy.cap  # full jitter: well below the cap, not cap +- 20 %
     finally:
         await hub.stop()
 

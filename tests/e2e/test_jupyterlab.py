@@ -3,7 +3,7 @@
 JupyterLab runs on 127.0.0.1 with the rtnb server extension and a token; the
 browser opens ``notebooks/02-iot-dashboard.ipynb`` and runs it with the
 "Run ▸ Run All Cells" menu command, as a reader would. Then, in the DOM: the
-plotly chart's traces grow, the LiveValue's text changes, and a click on the
+chart shows one legend entry per device and its window grows, the LiveValue's text changes, and a click on the
 dashboard's "Boiler to 90 °C" button reaches the simulated device: the test
 sees the command and the device's new readings through the kernel's hub, and
 the LiveTable shows the new setpoint. A screenshot goes to ``test-artifacts/``.
@@ -107,20 +107,20 @@ async def page(chromium_path: str) -> AsyncIterator[Any]:
 
 # -- reading the DOM -----------------------------------------------------------------
 
-#: points in the longest line trace of the first plotly chart
+#: points in the first chart's window (the views' public attribute, issue 16)
 CHART_POINTS = """() => {
-    const paths = [...document.querySelectorAll('.js-plotly-plot .scatterlayer .trace path.js-line')];
-    const counts = paths.map((path) => ((path.getAttribute('d') || '').match(/[ML]/g) || []).length);
-    return counts.length ? Math.max(...counts) : 0;
+    const chart = document.querySelector('.rtnb-view.rtnb-chart');
+    return chart ? Number(chart.getAttribute('data-rtnb-points') || 0) : 0;
 }"""
-CHART_TRACES = "() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length"
-VALUE_TEXT = "() => { const v = document.querySelector('.rtnb-value'); return v ? v.innerText : null; }"
-#: the setpoint cell of the boiler's row in the LiveTable
+#: topics (legend entries) of the first chart
+CHART_TRACES = "() => document.querySelectorAll('.rtnb-view.rtnb-chart .rtnb-legend-item').length"
+VALUE_TEXT = "() => { const v = document.querySelector('.rtnb-view.rtnb-value'); return v ? v.innerText : null; }"
+#: the setpoint cell of the boiler's row in the LiveTable (not the Status table)
 TABLE_BOILER_SETPOINT = """() => {
-    const table = document.querySelector('table.rtnb-table');
+    const table = document.querySelector('.rtnb-view.rtnb-table table.rtnb-table');
     if (!table) return null;
     const headers = [...table.querySelectorAll('thead th')].map((th) => th.innerText.trim());
-    const column = headers.indexOf('setpoint');
+    const column = headers.findIndex((text) => text.replace(/[^a-z]/g, '') === 'setpoint');
     const row = [...table.querySelectorAll('tbody tr')].find((tr) => tr.cells[0].innerText === 'plant/boiler/temp');
     return row && column >= 0 ? row.cells[column].innerText.trim() : null;
 }"""

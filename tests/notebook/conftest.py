@@ -12,7 +12,7 @@ from rtnb.client import connect
 from rtnb.notebook.embedded import EmbeddedHub, start_hub
 
 pytest.importorskip("ipywidgets", reason="the notebook extra is not installed")
-pytest.importorskip("plotly", reason="the notebook extra is not installed")
+pytest.importorskip("anywidget", reason="the notebook extra is not installed")
 
 
 @pytest.fixture(scope="package")
@@ -31,4 +31,3 @@ def client(embedded: EmbeddedHub) -> Iterator[Any]:
     leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
     # the client's own thread is joined by close(); views start no threads of their own
     assert not [name for name in leaked if name.startswith("rtnb")], leaked
-

@@ -150,3 +150,30 @@ def test_import_rtnb_stays_light() -> None:
         "assert 'plotly' not in sys.modules  # imported when a chart is built, not before\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_the_view_key_admits_a_browser_from_another_origin_to_read_only(embedded: EmbeddedHub) -> None:
+    """Views' pages are served by Jupyter (another origin): the embedded hub lets them in with its view key only."""
+    import json
+
+    import websockets
+    from websockets.asyncio.client import connect
+
+    origin = "http://localhost:8888"
+    assert embedded.view_key and len(embedded.view_key) >= 24
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with connect(embedded.ws_url, origin=origin):  # type: ignore[arg-type]
+            pass
+    assert refused.value.response.status_code == 403
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(f"{embedded.ws_url}?token=not-the-key", origin=origin):  # type: ignore[arg-type]
+            pass
+    embedded.call(embedded.hub.publish_now, "viewkey/a", {"value": 1})
+    async with connect(f"{embedded.ws_url}?token={embedded.view_key}", origin=origin) as socket:  # type: ignore[arg-type]
+        assert json.loads(await socket.recv())["op"] == "welcome"
+        await socket.send(json.dumps({"op": "subscribe", "topic": "viewkey/#", "last": 1, "id": "s"}))
+        replies = [json.loads(line) for _ in range(2) for line in str(await socket.recv()).splitlines()]
+        assert any(reply.get("op") == "message" and reply["data"] == {"value": 1} for reply in replies), replies
+        await socket.send(json.dumps({"op": "publish", "topic": "viewkey/a", "data": 2, "id": "p"}))
+        answer = json.loads(str(await socket.recv()).splitlines()[0])
+        assert answer["op"] == "error" and answer["id"] == "p"  # read only: a view never publishes

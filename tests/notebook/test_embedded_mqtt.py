@@ -58,8 +58,14 @@ async def test_kernel_hub_bridges_mqtt_both_ways_and_stops_its_bridge(broker_url
 
     namespace = f"kernel{uuid.uuid4().hex[:10]}"
     kernel = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KERNEL, broker_url, namespace,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        KERNEL,
+        broker_url,
+        namespace,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert kernel.stdout is not None and kernel.stdin is not None

@@ -1,0 +1,257 @@
+// rtnb views, part 4 of 5: the chart — per-pixel min/max of every line, axes, pause/follow, legend.
+
+class ChartRender extends Render {
+  constructor(model, el, feed) {
+    super(model, el, feed);
+    this.paused = false;
+    this.frozenRange = null;
+    this.pause = element("button", "rtnb-button rtnb-pause", "Pause");
+    this.follow = element("button", "rtnb-button rtnb-follow", "Follow");
+    this.pause.title = "Stop moving (data keeps arriving)";
+    this.follow.title = "Jump back to live";
+    this.follow.disabled = true;
+    this.pause.onclick = () => this.setPaused(true);
+    this.follow.onclick = () => this.setPaused(false);
+    this.header.insertBefore(this.pause, this.badge);
+    this.header.insertBefore(this.follow, this.badge);
+    this.canvas = element("canvas", "rtnb-canvas");
+    this.canvas.style.height = `${feed.config.height}px`;
+    this.legend = element("div", "rtnb-legend");
+    this.body.append(this.canvas, this.legend);
+    this.root.dataset.rtnbPaused = "false";
+    this.resizer = new ResizeObserver(() => (this.needsDraw = true));
+    this.resizer.observe(this.canvas);
+  }
+
+  loop(now) {
+    // a live time axis keeps scrolling between batches (for SCROLL_AHEAD after the newest message)
+    const store = this.feed.store;
+    if (!this.paused && store.config.time_axis && now - store.newestArrival < SCROLL_AHEAD * 1000) this.needsDraw = true;
+    super.loop(now);
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    this.frozenRange = paused ? this.lastRange : null;
+    this.pause.disabled = paused;
+    this.follow.disabled = !paused;
+    this.root.dataset.rtnbPaused = String(paused);
+    this.needsDraw = true;
+  }
+
+  xRange(store) {
+    if (this.paused && this.frozenRange) return this.frozenRange;
+    let low = Infinity;
+    let high = -Infinity;
+    for (const series of store.series.values()) {
+      const ring = series.ring;
+      if (!ring.size || series.hidden) continue;
+      if (store.config.time_axis) {
+        low = Math.min(low, ring.x(0));
+        high = Math.max(high, ring.x(ring.size - 1));
+      } else {
+        for (let i = 0; i < ring.size; i++) {
+          const x = ring.x(i);
+          if (x < low) low = x;
+          if (x > high) high = x;
+        }
+      }
+    }
+    if (store.config.time_axis && high > -Infinity) {
+      high = Math.max(high, store.liveEnd(performance.now()));
+      if (store.config.window_seconds) low = high - store.config.window_seconds;
+    }
+    if (!(high > low)) return low === Infinity ? null : [low - 1, high + 1];
+    return [low, high];
+  }
+
+  draw() {
+    const store = this.feed.store;
+    const canvas = this.canvas;
+    const ratio = globalThis.devicePixelRatio || 1;
+    const width = Math.max(50, canvas.clientWidth);
+    const height = Math.max(50, canvas.clientHeight);
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+    }
+    const colours = theme(this.root);
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, width, height);
+    context.fillStyle = colours.background;
+    context.fillRect(0, 0, width, height);
+    context.font = `11px ${colours.font}`;
+    const range = this.xRange(store);
+    this.lastRange = range;
+    this.drawLegend(store);
+    if (!range) {
+      context.fillStyle = colours.muted;
+      context.fillText("waiting for data…", 12, height / 2);
+      return;
+    }
+    const left = 52;
+    const right = 10;
+    const top = 8;
+    const bottom = 22;
+    const plotWidth = Math.max(10, width - left - right);
+    const plotHeight = Math.max(10, height - top - bottom);
+    const columns = Math.max(1, Math.floor(plotWidth));
+    const [x0, x1] = range;
+    const scale = columns / (x1 - x0);
+    // per-pixel min/max of every series: what a line through all the points would cover
+    const binned = [];
+    let yLow = Infinity;
+    let yHigh = -Infinity;
+    for (const series of store.series.values()) {
+      if (series.hidden || !series.ring.size) continue;
+      const mins = new Float64Array(columns).fill(Infinity);
+      const maxs = new Float64Array(columns).fill(-Infinity);
+      const ring = series.ring;
+      const length = ring.xs.length;
+      for (let i = 0; i < ring.size; i++) {
+        const index = (ring.head + i) % length;
+        const x = ring.xs[index];
+        if (x < x0 || x > x1) continue;
+        const column = Math.min(columns - 1, Math.floor((x - x0) * scale));
+        const y = ring.ys[index];
+        if (y < mins[column]) mins[column] = y;
+        if (y > maxs[column]) maxs[column] = y;
+      }
+      for (let c = 0; c < columns; c++) {
+        if (mins[c] < yLow) yLow = mins[c];
+        if (maxs[c] > yHigh) yHigh = maxs[c];
+      }
+      binned.push({ series, mins, maxs });
+    }
+    if (store.config.chart_kind === "bar") {
+      yLow = Math.min(0, yLow);
+      yHigh = Math.max(0, yHigh);
+    }
+    if (!(yHigh >= yLow)) {
+      yLow = 0;
+      yHigh = 1;
+    }
+    if (yHigh === yLow) {
+      yLow -= 1;
+      yHigh += 1;
+    }
+    const pad = (yHigh - yLow) * 0.05;
+    yLow -= pad;
+    yHigh += pad;
+    const yOf = (y) => top + plotHeight - ((y - yLow) / (yHigh - yLow)) * plotHeight;
+    // grid and ticks
+    context.strokeStyle = colours.grid;
+    context.fillStyle = colours.muted;
+    context.lineWidth = 1;
+    context.textAlign = "right";
+    context.textBaseline = "middle";
+    for (const tick of niceTicks(yLow, yHigh, Math.max(2, Math.floor(plotHeight / 40)))) {
+      const y = Math.round(yOf(tick)) + 0.5;
+      context.beginPath();
+      context.moveTo(left, y);
+      context.lineTo(left + plotWidth, y);
+      context.stroke();
+      context.fillText(significant(tick), left - 6, y);
+    }
+    context.textAlign = "center";
+    context.textBaseline = "top";
+    const xTicks = store.config.time_axis
+      ? timeTicks(x0, x1, Math.max(2, Math.floor(plotWidth / 90)), store.config.utc)
+      : niceTicks(x0, x1, Math.max(2, Math.floor(plotWidth / 90))).map((value) => [value, significant(value)]);
+    for (const [value, label] of xTicks) {
+      const x = Math.round(left + (value - x0) * scale) + 0.5;
+      context.beginPath();
+      context.moveTo(x, top);
+      context.lineTo(x, top + plotHeight);
+      context.stroke();
+      context.fillText(label, x, top + plotHeight + 5);
+    }
+    // the data
+    context.save();
+    context.beginPath();
+    context.rect(left, top, plotWidth, plotHeight);
+    context.clip();
+    for (const { series, mins, maxs } of binned) {
+      context.strokeStyle = context.fillStyle = series.colour;
+      context.lineWidth = 1.5;
+      context.beginPath();
+      let drawing = false;
+      for (let c = 0; c < columns; c++) {
+        if (mins[c] === Infinity) continue;
+        const x = left + c + 0.5;
+        const low = yOf(mins[c]);
+        const high = yOf(maxs[c]);
+        if (store.config.chart_kind === "scatter") {
+          context.fillRect(x - 1.5, low - 1.5, 3, 3);
+          if (high !== low) context.fillRect(x - 1.5, high - 1.5, 3, 3);
+        } else if (store.config.chart_kind === "bar") {
+          context.moveTo(x, yOf(0));
+          context.lineTo(x, Math.abs(maxs[c]) > Math.abs(mins[c]) ? high : low);
+        } else {
+          if (!drawing) context.moveTo(x, low);
+          else context.lineTo(x, low);
+          if (high !== low) context.lineTo(x, high);
+          drawing = true;
+        }
+      }
+      context.stroke();
+    }
+    context.restore();
+  }
+
+  drawLegend(store) {
+    const key = [...store.series.keys()].join("\n") + [...store.series.values()].map((s) => s.hidden).join();
+    if (key === this.legendKey) return;
+    this.legendKey = key;
+    this.legend.replaceChildren();
+    for (const [topic, series] of store.series) {
+      const item = element("span", "rtnb-legend-item" + (series.hidden ? " rtnb-hidden" : ""));
+      const swatch = element("span", "rtnb-swatch");
+      swatch.style.background = series.colour;
+      item.append(swatch, document.createTextNode(topic));
+      item.title = "Click to hide or show";
+      item.onclick = () => {
+        series.hidden = !series.hidden;
+        this.needsDraw = true;
+      };
+      this.legend.appendChild(item);
+    }
+  }
+
+  destroy() {
+    this.resizer.disconnect();
+    super.destroy();
+  }
+}
+
+function niceTicks(low, high, count) {
+  const span = high - low;
+  if (!(span > 0)) return [low];
+  const raw = span / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || 10 * power;
+  const ticks = [];
+  for (let value = Math.ceil(low / step) * step; value <= high + step * 1e-9; value += step) ticks.push(Math.abs(value) < step * 1e-9 ? 0 : value);
+  return ticks;
+}
+
+const TIME_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+function timeTicks(low, high, count, utc) {
+  const raw = (high - low) / count;
+  const step = TIME_STEPS.find((s) => s >= raw) || Math.ceil(raw / 86400) * 86400;
+  const offset = utc ? 0 : -new Date(low * 1000).getTimezoneOffset() * 60; // ticks on round local times
+  const ticks = [];
+  for (let value = Math.ceil((low + offset) / step) * step - offset; value <= high; value += step) {
+    const date = new Date(value * 1000);
+    const parts = utc
+      ? [date.getUTCHours(), date.getUTCMinutes(), date.getUTCSeconds()]
+      : [date.getHours(), date.getMinutes(), date.getSeconds()];
+    let label = parts.map((part) => String(part).padStart(2, "0")).join(":");
+    if (step < 1) label += "." + String(utc ? date.getUTCMilliseconds() : date.getMilliseconds()).padStart(3, "0");
+    if (step >= 60) label = label.slice(0, 5);
+    ticks.push([value, label]);
+  }
+  return ticks;
+}
