@@ -43,7 +43,7 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"token": token} if token else {}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "publish",
         help="publish a JSON message (or JSON lines from stdin)",

@@ -27,7 +27,7 @@ __all__ = ["describe_error", "exit_status", "register"]
 PROGRESS_INTERVAL = 0.5
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "record",
         help="record topics into a Parquet or CSV file",

@@ -18,7 +18,7 @@ from ._security import add_security_arguments, authenticator_from_args, binding_
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("serve", help="run a hub", description="Run an rtnb hub until Ctrl-C.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port, 0 for any free one (default: 8765)")

@@ -31,7 +31,7 @@ __all__ = ["format_item", "register"]
 _DATA_WIDTH = 80
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "subscribe",
         help="print messages of a topic pattern as they arrive",

@@ -27,7 +27,7 @@ from ..server.auth import check_hs256_secret
 __all__ = ["mint_token", "register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "token", help="mint a JWT for --auth jwt hubs",
         description="Mint a JSON Web Token carrying topic permissions; prints it as the last line.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import logging
 import queue
 import threading
@@ -31,7 +32,13 @@ log = logging.getLogger("rtnb.client.sync")
 
 T = TypeVar("T")
 
-_END = object()  # queued after the last item of a subscription
+class _End(enum.Enum):
+    """The marker queued after the last item of a subscription (an enum, so its type is its own)."""
+
+    END = "end"
+
+
+_END = _End.END
 
 
 class Client:
@@ -166,7 +173,7 @@ class Client:
                 read the subscription with ``get()`` or a ``for`` loop.
             last / since: as in :meth:`AsyncClient.subscribe`.
         """
-        items: queue.Queue[Any] | None = None
+        items: queue.Queue[Item | _End] | None = None
         if callback is None:
             items = queue.Queue()
             limit = self._client.max_queue
@@ -224,7 +231,7 @@ class SyncSubscription:
     until the subscription ends), unless it was made with a callback.
     """
 
-    def __init__(self, client: Client, subscription: Subscription, items: queue.Queue[Any] | None) -> None:
+    def __init__(self, client: Client, subscription: Subscription, items: queue.Queue[Item | _End] | None) -> None:
         self._client = client
         self._subscription = subscription
         self._items = items
@@ -259,7 +266,7 @@ class SyncSubscription:
         if item is _END:
             self._items.put_nowait(_END)  # later calls end too
             raise self._subscription.error or ConnectionClosed(f"The subscription to {self.pattern!r} is closed.")
-        return item  # type: ignore[no-any-return]
+        return item
 
     def __iter__(self) -> Iterator[Item]:
         if self._items is None:

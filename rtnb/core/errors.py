@@ -219,5 +219,5 @@ def error_from_wire(code: str, message: str, request_id: str | int | None = None
         if cls.code == code:
             return cls(message, request_id=request_id)
     error = RtnbError(message, request_id=request_id)
-    error.code = code  # type: ignore[misc]
+    vars(error)["code"] = code  # this instance's own code, shadowing the class's "error"
     return error

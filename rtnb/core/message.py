@@ -49,7 +49,8 @@ def encode_json(obj: Any) -> bytes:
 
 
 def encode_msgpack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)  # msgpack has no type hints
+    return packed
 
 
 _NOT_FINITE = (
@@ -242,4 +243,4 @@ class Message:
             other.data,
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    # No __hash__: defining __eq__ alone leaves it None (data may be a list or a dict).

@@ -1,4 +1,4 @@
-"""Live notebook dashboards: the embedded hub, the Jupyter extension and the views.
+"""Live notebook dashboards: the embedded hub and the views (the Jupyter extension: rtnb.server.jupyter).
 
 Views (plotly charts, ipywidgets values, tables, controls) are imported lazily,
 on first use of their name, so ``import rtnb.notebook`` (and ``import rtnb``)
@@ -50,11 +50,9 @@ def __dir__() -> list[str]:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    """Jupyter's hook: the extension lives in :mod:`rtnb.notebook.extension`.
+    """Jupyter's hook, kept for configs that enable ``rtnb.notebook``: the extension lives in
+    :mod:`rtnb.server.jupyter`, imported here only when Jupyter asks, so ``import rtnb.notebook``
+    stays light."""
+    from ..server.jupyter import _jupyter_server_extension_points
 
-    It is an ``ExtensionApp`` so that Jupyter stops it (and its hub) at shutdown;
-    imported here, when Jupyter asks, so ``import rtnb.notebook`` stays light.
-    """
-    from .extension import RtnbExtensionApp
-
-    return [{"module": "rtnb.notebook.extension", "app": RtnbExtensionApp}]
+    return _jupyter_server_extension_points()

@@ -77,11 +77,11 @@ class Chunk:
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)  # pyarrow has no type hints
 
     @property
     def nbytes(self) -> int:
-        return self.table.nbytes
+        return int(self.table.nbytes)
 
 
 def seconds_to_nanoseconds(seconds: np.ndarray) -> np.ndarray:
@@ -92,7 +92,9 @@ def seconds_to_nanoseconds(seconds: np.ndarray) -> np.ndarray:
     cannot be lost and ``ns / 1e9`` gives the original float again.
     """
     whole = np.floor(seconds)
-    return whole.astype(np.int64) * 1_000_000_000 + np.round((seconds - whole) * 1e9).astype(np.int64)
+    fraction = np.round((seconds - whole) * 1e9).astype(np.int64)
+    nanoseconds: np.ndarray = whole.astype(np.int64) * 1_000_000_000 + fraction
+    return nanoseconds
 
 
 class ColumnBuffer:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,11 +35,9 @@ from ..core.origins import RequestGuard
 from ._sizes import MAX_DRAINED_BYTES, BodyLimit, answer_oversized_heads
 from ._tornado import stream_bytes_sent, stream_bytes_written
 
-try:  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
+if sys.platform != "win32":  # Unix: ask the kernel how much of what was sent the peer has not acknowledged
     import fcntl
     import termios
-except ImportError:  # pragma: no cover - Windows
-    fcntl = termios = None  # type: ignore[assignment]
 
 __all__ = ["GuardedHTTPServer", "WriteWatchdog", "bytes_taken", "bytes_waiting"]
 
@@ -52,7 +51,7 @@ def bytes_waiting(stream: tornado.iostream.BaseIOStream) -> int:
 
 def _kernel_queue(stream: tornado.iostream.BaseIOStream) -> int:
     """Bytes in the socket's send queue not yet acknowledged by the peer (Linux ``SIOCOUTQ``); 0 elsewhere."""
-    if fcntl is None:  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - no fcntl
         return 0
     try:
         fileno = stream.fileno()
@@ -148,7 +147,7 @@ class GuardedHTTPServer(tornado.httpserver.HTTPServer):
     431 answers (see :mod:`rtnb.server._sizes`).
     """
 
-    def initialize(  # type: ignore[override]
+    def initialize(
         self,
         *args: Any,
         write_timeout: float | None = None,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import tornado
@@ -69,7 +70,6 @@ FRAME_YIELD_COST = 1024
 #: Attributes of a WebSocketProtocol13 instance that the strict reader reads or sets.
 PROTOCOL_ATTRIBUTES = (
     "_fragmented_message_buffer",
-    "_fragmented_message_opcode",
     "_waiting",
     "_frame_compressed",
     "_decompressor",
@@ -145,9 +145,24 @@ def release_response_headers(handler: tornado.web.RequestHandler, headers: Any) 
 
 
 class _Handler:
-    """The least a protocol needs to be constructed, for :func:`missing_internals`."""
+    """A do-nothing delegate (what Tornado's ``_WebSocketDelegate`` protocol asks of a handler),
+    enough to construct a protocol in :func:`missing_internals`."""
 
     def on_ws_connection_close(self, close_code: int | None = None, close_reason: str | None = None) -> None:
+        pass
+
+    def on_message(self, message: str | bytes) -> None:
+        pass
+
+    def on_ping(self, data: bytes) -> None:
+        pass
+
+    def on_pong(self, data: bytes) -> None:
+        pass
+
+    def log_exception(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         pass
 
 
@@ -165,7 +180,7 @@ def missing_internals() -> list[str]:
     if "tornado.websocket._WebSocketParams" in missing:
         return missing
     try:
-        protocol = WebSocketProtocol13(_Handler(), False, websocket_params(None, None, 1024, None))  # type: ignore[arg-type]
+        protocol = WebSocketProtocol13(_Handler(), False, websocket_params(None, None, 1024, None))
     except Exception as error:  # a changed constructor is itself a finding
         return [*missing, f"WebSocketProtocol13(handler, mask_outgoing, params): {error!r}"]
     missing += [f"WebSocketProtocol13().{name}" for name in PROTOCOL_ATTRIBUTES if not hasattr(protocol, name)]

@@ -119,7 +119,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     # Slots for our state: Tornado's protocol sets 29 attributes, the most CPython
     # keeps in a compact shared-key table; one more and every connection pays
     # for a full dict of its own (about 1.5 KiB).
-    __slots__ = ("_text_decoder", "_text_parts", "close_timeout", "failed")
+    __slots__ = ("_message_opcode", "_text_decoder", "_text_parts", "close_timeout", "failed")
 
     def __init__(self, handler: Any, params: Any, close_timeout: float) -> None:
         super().__init__(handler, False, params)
@@ -128,6 +128,9 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         self.failed = False
         self._text_decoder: codecs.IncrementalDecoder | None = None
         self._text_parts: list[str] = []
+        #: opcode (text or binary) of the fragmented message being read, while
+        #: ``_fragmented_message_buffer`` holds its first fragments
+        self._message_opcode = _TEXT
 
     # -- closing ---------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         Returns ``None`` after failing the connection on invalid UTF-8 (the rest
         of the frame has then been discarded).
         """
-        is_text = opcode == _TEXT or (opcode == _CONTINUATION and self._fragmented_message_opcode == _TEXT)
+        is_text = opcode == _TEXT or (opcode == _CONTINUATION and self._message_opcode == _TEXT)
         if not is_text or self._frame_compressed:
             data = await self._read_bytes(length) if length else b""
             return websocket_mask(mask, data) if data else data
@@ -395,11 +398,11 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             self._fragmented_message_buffer.extend(payload)
             if not final:
                 return
-            opcode = self._fragmented_message_opcode  # type: ignore[assignment]
+            opcode = self._message_opcode
             payload = bytes(self._fragmented_message_buffer)
             self._fragmented_message_buffer = None
         elif not final:
-            self._fragmented_message_opcode = opcode  # type: ignore[assignment]
+            self._message_opcode = opcode
             self._fragmented_message_buffer = bytearray(payload)
             return
         handled = self._deliver(opcode, payload)

@@ -10,6 +10,7 @@ declares dead those that did not answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Beating", "Heartbeat"]
@@ -63,10 +64,10 @@ class Heartbeat:
         self.connections.clear()
         self._loop = None
 
-    def _schedule(self, delay: float, callback: object) -> None:
+    def _schedule(self, delay: float, callback: Callable[[], object]) -> None:
         assert self._loop is not None
         self._handles = [handle for handle in self._handles if not handle.cancelled()][-4:]
-        self._handles.append(self._loop.call_later(delay, callback))  # type: ignore[arg-type]
+        self._handles.append(self._loop.call_later(delay, callback))
 
     def _ping_all(self) -> None:
         assert self._loop is not None

@@ -75,7 +75,7 @@ class HubCollector(Collector):
 
     def collect_components(self) -> Iterator[Metric]:
         """Families of every registered component, labelled ``component=NAME``."""
-        families: dict[str, Metric] = {}
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for name, component in self.hub.components.items():
             for metric in component.metrics():
                 family = families.get(metric.name)
@@ -84,7 +84,7 @@ class HubCollector(Collector):
                     family = families[metric.name] = kind(
                         metric.name, metric.documentation, labels=["component", *metric.labels]
                     )
-                family.add_metric([name, *metric.labels.values()], metric.value)  # type: ignore[attr-defined]
+                family.add_metric([name, *metric.labels.values()], metric.value)
         yield from families.values()
 
 

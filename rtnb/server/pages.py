@@ -35,6 +35,7 @@ from ..core.errors import RtnbError
 from ..core.origins import RequestGuard
 from ..core.topics import Pattern
 from ._http import HubRequestHandler
+from .auth import Authenticator
 from .hub import Hub
 
 __all__ = ["CLIENT_FILES", "STATIC_DIRECTORY", "TopicActivity", "page_handlers", "plotly_bundle_path"]
@@ -100,8 +101,18 @@ class TopicActivity:
 class TopicsHandler(HubRequestHandler):
     """``GET /topics[?pattern=P]`` -> ``{"topics": [{topic, epoch, offset, retained, rate, subscribers}]}``."""
 
-    def initialize(self, hub: Hub, activity: TopicActivity, guard: RequestGuard | None = None) -> None:  # type: ignore[override]
-        super().initialize(hub, guard=guard)
+    def initialize(
+        self,
+        hub: Hub,
+        authenticator: Authenticator | None = None,
+        guard: RequestGuard | None = None,
+        *,
+        activity: TopicActivity | None = None,
+    ) -> None:
+        # Tornado passes the route's keywords; the base class's come first so the signatures match.
+        if activity is None:
+            raise TypeError("The /topics route needs activity=, the hub's one TopicActivity.")
+        super().initialize(hub, authenticator, guard)
         self.activity = activity
 
     def get(self) -> None:
@@ -140,11 +151,18 @@ class StaticAssetHandler(HubRequestHandler):
 
     _cache: dict[Path, bytes] = {}
 
-    def initialize(  # type: ignore[override]
-        self, hub: Hub, path: Path | None = None, content_type: str = "", guard: RequestGuard | None = None,
+    def initialize(
+        self,
+        hub: Hub,
+        authenticator: Authenticator | None = None,
+        guard: RequestGuard | None = None,
+        *,
+        path: Path | None = None,
+        content_type: str = "",
         public: bool = False,
     ) -> None:
-        super().initialize(hub, guard=guard)
+        # Tornado passes the route's keywords; the base class's come first so the signatures match.
+        super().initialize(hub, authenticator, guard)
         self.path_to_serve = path
         self.content_type = content_type
         self.public = public

@@ -23,7 +23,7 @@ import pytest
 from rtnb_jupyter_fixture import REPOSITORY, TOKEN, JupyterServer, start_jupyter_server
 
 from rtnb.core.errors import BadField, InvalidPattern
-from rtnb.notebook.extension import RtnbExtension, mqtt_options_from_settings
+from rtnb.server.jupyter import RtnbExtension, mqtt_options_from_settings
 from rtnb.testing import WirePeer
 
 BROKER = ("127.0.0.1", 1883)
