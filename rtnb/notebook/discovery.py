@@ -1,6 +1,6 @@
 """Find the hub that the Jupyter server running this kernel mounts.
 
-The server extension (:mod:`rtnb.notebook.extension`) writes a small runtime
+The server extension (:mod:`rtnb.server.jupyter`) writes a small runtime
 file, ``rtnb-hub-<server pid>.json`` in Jupyter's runtime directory (owner-only
 permissions, like Jupyter's own ``jpserver-<pid>.json``), and puts its path in
 the server's environment as ``RTNB_HUB_INFO``. Kernels inherit the server's
@@ -19,12 +19,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.hub_info import HUB_INFO_ENV, hub_info_name
+
 __all__ = ["HUB_INFO_ENV", "find_jupyter_hub", "hub_info_path", "read_hub_info"]
 
 log = logging.getLogger("rtnb.discovery")
 
-#: environment variable holding the runtime file's path (set by the server extension)
-HUB_INFO_ENV = "RTNB_HUB_INFO"
 #: environment variables naming a hub explicitly
 URL_ENV = "RTNB_URL"
 TOKEN_ENV = "RTNB_TOKEN"
@@ -39,7 +39,7 @@ def runtime_dir() -> Path:
 
 def hub_info_path(server_pid: int, directory: Path | None = None) -> Path:
     """Where the extension of the server with ``server_pid`` writes its hub's address."""
-    return (directory or runtime_dir()) / f"rtnb-hub-{server_pid}.json"
+    return (directory or runtime_dir()) / hub_info_name(server_pid)
 
 
 def _process_alive(pid: int) -> bool:
