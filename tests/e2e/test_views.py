@@ -357,10 +357,10 @@ async def test_no_view_overflows_its_output(lab: Lab, browser: Any, all_views: A
         await page.context.close()
 
 
-#: views (or visible parts of them) that stick out of their output area, or scroll sideways
+#: views and dashboards (or visible parts of them) that stick out of their output area, or scroll sideways
 OVERFLOWING = """() => {
     const found = [];
-    for (const view of document.querySelectorAll('.rtnb-view')) {
+    for (const view of document.querySelectorAll('.rtnb-view, .rtnb-dashboard')) {
         const output = view.closest('.jp-OutputArea-output');
         if (!output) { found.push({view: view.className, problem: 'not inside an output'}); continue; }
         const outer = output.getBoundingClientRect();
