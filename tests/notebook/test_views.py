@@ -346,3 +346,18 @@ def test_bad_arguments_get_typed_errors(client: Any) -> None:
         notebook.Dashboard([], columns=0)
     with pytest.raises(BadField):
         notebook.Status([], refresh=0)
+
+
+async def test_views_on_the_same_topic_each_replay_the_history(embedded: EmbeddedHub) -> None:
+    """Without a client, each view's mirror has its own connection, so each gets its history (shared: not)."""
+    publish_many(embedded, [("twin/a", {"value": float(i)}) for i in range(5)])
+    value = notebook.LiveValue("twin/a")
+    gauge = notebook.Gauge("twin/a")
+    chart = notebook.LiveChart("twin/+", window=10)
+    try:
+        await wait_until(lambda: value.text == "4" and gauge.value == 4.0 and len(chart.window("twin/a")) == 5)
+        assert value.client is not gauge.client and value._owns_client
+    finally:
+        for view in (value, gauge, chart):
+            view.stop()
+    assert all(view.client.state.value == "closed" for view in (value, gauge, chart))
