@@ -81,7 +81,7 @@ ALL_VIEWS_CELLS = [
     "from rtnb.notebook import Dashboard, Gauge, LiveChart, LiveTable, LiveValue, Status",
     'chart = LiveChart("e2e/all/+", window="60s")\nchart',
     'value = LiveValue("e2e/all/a", fmt="{value:.2f}")\nvalue',
-    'gauge = Gauge("e2e/all/a", min=0, max=100)\ngauge',
+    'gauge = Gauge("e2e/all/a", min=0, max=100, thresholds=[(50, "green"), (100, "red")])\ngauge',
     'table = LiveTable("e2e/all/+")\ntable',
     'Dashboard([LiveChart("e2e/all/b", window=2000), Gauge("e2e/all/b", min=0, max=100),\n'
     '           LiveValue("e2e/all/b", fmt="{value:.1f}"), LiveTable("e2e/all/+")], columns=2)',
@@ -239,7 +239,17 @@ async def check_views_come_back(page: Any, before: list[dict[str, Any]], label: 
         # the window is rebuilt from history, not started afresh
         assert new["points"] >= min(old["points"], 50), (label, "rebuilt a smaller window", old, new)
     await wait_for_every_view_to_change(page, after, label)
+    # the gauge keeps its threshold colours (v1 lost them after a reload)
+    colour = await page.evaluate(GAUGE_COLOUR)
+    assert colour in ("rgb(0, 128, 0)", "rgb(255, 0, 0)"), f"{label}: the gauge's arc is {colour}"
     assert elapsed <= 5.0, f"{label}: data after {elapsed:.1f}s"
+
+
+#: the stroke colour of the first gauge's value arc
+GAUGE_COLOUR = """() => {
+    const arc = document.querySelector('.rtnb-view.rtnb-gauge .rtnb-gauge-value');
+    return arc ? getComputedStyle(arc).stroke : null;
+}"""
 
 
 async def test_views_come_back_after_reload_and_in_a_second_tab(lab: Lab, browser: Any, all_views: Any) -> None:
