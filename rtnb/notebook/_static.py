@@ -5,9 +5,10 @@ JavaScript (a page exported by nbconvert would load the widget renderer from a
 CDN, and has no hub anyway). So each view, when displayed, also leaves a plain
 ``text/html`` output beside its widget: an SVG of the chart's lines, the value,
 the gauge's reading, the table's rows. The kernel refreshes it (Jupyter's
-``update_display``, one small message) when the displaying cell ends and then
-at most every :data:`REFRESH_SECONDS` while data changes, so the file holds a
-recent frame when it is saved. Live pages hide it (``.rtnb-static`` in the
+``update_display``, one small message) at the end of every cell when data
+changed, so the file holds the frame of the last cell's end. (Only then: an
+update sent while no cell runs is dropped by JupyterLab and nbclient, which
+route display updates through the running execution.) Live pages hide it (``.rtnb-static`` in the
 views' CSS): the live view is right above it.
 
 Everything from payloads is HTML-escaped; numbers are formatted by Python.
@@ -23,10 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["REFRESH_SECONDS", "StaticDisplay", "chart_svg", "table_html", "wrap"]
-
-#: the static fallback is refreshed at most this often (seconds), and only when data changed
-REFRESH_SECONDS = 10.0
+__all__ = ["StaticDisplay", "chart_svg", "table_html", "wrap"]
 #: the chart's static SVG: width in user units, and points per line at most (min/max per bucket)
 SVG_WIDTH, SVG_BUCKETS = 600, 300
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -151,9 +149,7 @@ def table_html(columns: Sequence[str], rows: Sequence[tuple[str, float, Any]]) -
 class StaticDisplay:
     """One static fallback output, shown beside a view and refreshed with ``update_display``.
 
-    Refreshed when data changed, at the end of every cell (IPython's ``post_run_cell``)
-    and at most every :data:`REFRESH_SECONDS` while frames arrive, so a saved
-    notebook holds a recent frame.
+    Refreshed at the end of every cell (IPython's ``post_run_cell``) when data changed.
 
     Args:
         render: returns the fallback's HTML now.
@@ -202,10 +198,8 @@ class StaticDisplay:
         update_display({"text/html": self.render()}, raw=True, display_id=self.display_id)
 
     def data_changed(self) -> None:
-        """Note new data; refresh now if :data:`REFRESH_SECONDS` have passed since the last time."""
+        """Note new data: the fallback is refreshed at the end of the next cell."""
         self.changed = True
-        if self.shown and time.monotonic() - self.refreshed_at >= REFRESH_SECONDS:
-            self.refresh()
 
     def close(self) -> None:
         """Stop refreshing (the view stopped); the last fallback stays in the output."""

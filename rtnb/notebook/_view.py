@@ -134,7 +134,8 @@ class View(ViewWidget):  # type: ignore[misc]
     Args:
         pattern: topic or MQTT-style pattern to subscribe.
         transport: ``"auto"``, ``"direct"`` or ``"relay"`` (see the module docstring).
-        client: a sync client (``rtnb.connect(...)``); the shared default when omitted.
+        client: a sync client (``rtnb.connect(...)``). Without one (and without ``url``) the
+            kernel's mirror opens a connection of its own (``rtnb.connect()``), closed with the view.
         url: open a client of this hub for the view alone (closed on stop).
         token: token for ``url`` (kept in the kernel; never put in the widget state).
         max_fps: relay messages per second at most (and the kernel's frame rate).
@@ -225,7 +226,14 @@ class View(ViewWidget):  # type: ignore[misc]
     def _start(self) -> None:
         """Build the widget and, unless direct, subscribe the kernel's mirror."""
         client, url, token = self._client_args
-        self.client, self._owns_client = open_client(client, url, token)
+        if client is None and url is None and self._transport_wanted != "direct":
+            # the mirror gets a connection of its own: a client shared with other views would replay
+            # history only for topics it does not follow yet (it delivers each message once)
+            from ..client import connect
+
+            self.client, self._owns_client = connect(), True
+        else:
+            self.client, self._owns_client = open_client(client, url, token)
         reason = self.direct_unsupported()
         if reason is not None and self._transport_wanted == "direct":
             self.stop()

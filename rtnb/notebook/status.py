@@ -72,7 +72,12 @@ class Status(ViewWidget):  # type: ignore[misc]
         from ._static import StaticDisplay
 
         display_widget(self)
-        StaticDisplay(self.static_html).show()
+        static = StaticDisplay(self.static_html)
+        for view in self.views:  # refreshed with its views' data
+            displays = getattr(view, "static_displays", None)
+            if isinstance(displays, list):
+                displays.append(static)
+        static.show()
 
     def stop(self) -> None:
         """Nothing runs in the kernel; kept so a Dashboard can stop everything alike."""

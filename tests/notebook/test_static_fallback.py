@@ -17,7 +17,7 @@ CELLS = [
     "chart = rtnb.LiveChart('saved/+', window=100, title='Saved <chart>')\nchart",
     "value = rtnb.LiveValue('saved/a', fmt='{value:.1f} units')\ngauge = rtnb.Gauge('saved/a', min=0, max=10)\n"
     "table = rtnb.LiveTable('saved/+')\nrtnb.Dashboard([value, gauge, table], columns=2)",
-    # views sharing the kernel's client replay history only for topics it does not follow yet: new data
+    # new data after the views exist, as well as their history
     "for i in range(60, 90):\n"
     "    hub.call(hub.hub.publish_now, 'saved/a', {'value': float(i % 7), 'note': '<b>x</b>'})\n"
     "time.sleep(1.0)",

@@ -165,7 +165,8 @@ class ChartRender extends Render {
       context.moveTo(x, top);
       context.lineTo(x, top + plotHeight);
       context.stroke();
-      context.fillText(label, x, top + plotHeight + 5);
+      const half = context.measureText(label).width / 2;
+      if (x - half >= 0 && x + half <= width) context.fillText(label, x, top + plotHeight + 5); // never clipped
     }
     // the data
     context.save();
