@@ -116,7 +116,7 @@ def make_client(options: MqttOptions, tls_context: ssl.SSLContext | None, queue:
         tls_context=tls_context,
         max_inflight_messages=options.publish_window,
         max_queued_incoming_messages=options.max_inbound_queue or 0,
-        queue_type=lambda maxsize: queue,  # type: ignore[arg-type,return-value]
+        queue_type=lambda maxsize: queue,  # type: ignore[arg-type]
         logger=_QuietLogger(logging.getLogger("rtnb.bridge.mqtt.client"), {}),  # type: ignore[arg-type]
         **settings,
     )

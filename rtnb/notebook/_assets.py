@@ -47,7 +47,7 @@ def library_version() -> str:
     return hashlib.sha256(library_source().encode()).hexdigest()[:16]
 
 
-class ViewLibrary(anywidget.AnyWidget):  # type: ignore[misc]
+class ViewLibrary(anywidget.AnyWidget):
     """Carries the library's source to the page once; never displayed."""
 
     _esm = "export default {};"

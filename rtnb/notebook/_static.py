@@ -170,7 +170,8 @@ class StaticDisplay:
     def show(self) -> None:
         """Display the fallback in the current cell's output."""
         from IPython import get_ipython
-        from IPython.display import display
+
+        from ._ipython import display
 
         display({"text/html": self.render()}, raw=True, display_id=self.display_id)
         self.shown = True
@@ -188,7 +189,7 @@ class StaticDisplay:
             self.refresh()
 
     def refresh(self) -> None:
-        from IPython.display import update_display
+        from ._ipython import update_display
 
         if not self.shown:
             return

@@ -121,7 +121,7 @@ class ViewStats:
     relaying: int = 0
 
 
-class View(ViewWidget):  # type: ignore[misc]
+class View(ViewWidget):
     """Base of live views: an anywidget (:class:`ViewWidget`), a mirror subscription, relay on request.
 
     A view *is* its widget (``view.widget is view``, kept for older code), so hosts
@@ -229,7 +229,7 @@ class View(ViewWidget):  # type: ignore[misc]
         if client is None and url is None and self._transport_wanted != "direct":
             # the mirror gets a connection of its own: a client shared with other views would replay
             # history only for topics it does not follow yet (it delivers each message once)
-            from ..client import connect
+            from .._connect import connect
 
             self.client, self._owns_client = connect(), True
         else:

@@ -24,7 +24,7 @@ __all__ = ["TRANSPORTS", "ViewWidget", "browser_access", "display_widget"]
 TRANSPORTS = ("auto", "direct", "relay")
 
 
-class ViewWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class ViewWidget(anywidget.AnyWidget):
     """The browser side of a view: a small loader ESM plus a description of the view."""
 
     _esm = LOADER_ESM
@@ -74,7 +74,7 @@ def browser_access(client: Any) -> dict[str, Any]:
 
 def display_widget(widget: Any) -> None:
     """Display ``widget``'s own view (what ``display(widget)`` would, without its ``_ipython_display_``)."""
-    from IPython.display import display
+    from ._ipython import display
 
     bundle = widget._repr_mimebundle_()
     data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})

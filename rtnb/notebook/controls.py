@@ -30,7 +30,7 @@ __all__ = ["Button", "Control", "Slider", "TextBox", "Toggle"]
 log = logging.getLogger("rtnb.controls")
 
 
-class Control(ViewWidget):  # type: ignore[misc]
+class Control(ViewWidget):
     """Base of controls: an anywidget whose user actions publish to ``topic``.
 
     Args:

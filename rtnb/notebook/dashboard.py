@@ -98,8 +98,7 @@ class Dashboard:
 
     def _ipython_display_(self) -> None:
         """Show the grid and its static fallback, refreshed as its views' data changes."""
-        from IPython.display import display
-
+        from ._ipython import display
         from ._static import StaticDisplay
 
         display(self.widget)

@@ -19,7 +19,7 @@ from ._widget import ViewWidget, display_widget
 __all__ = ["Status"]
 
 
-class Status(ViewWidget):  # type: ignore[misc]
+class Status(ViewWidget):
     """A small panel describing some views, as their browser sees them (an anywidget, like the views).
 
     Args:
