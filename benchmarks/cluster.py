@@ -61,6 +61,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free(port: int) -> bool:
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+
 def wait_port(port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -83,7 +92,11 @@ class PrivateRedis:
         if shutil.which("redis-server") is None:
             raise SystemExit("redis-server is not installed")
         directory.mkdir(parents=True, exist_ok=True)
-        self.ports = [free_port() for _ in range(3 if cluster else 1)]
+        self.ports: list[int] = []
+        while len(self.ports) < (3 if cluster else 1):
+            port = free_port()  # a cluster node also listens on port + 10000 (its bus)
+            if port not in self.ports and (not cluster or (port + 10000 <= 65535 and free(port + 10000))):
+                self.ports.append(port)
         self.processes = []
         for port in self.ports:
             options = (

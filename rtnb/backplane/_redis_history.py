@@ -13,7 +13,7 @@ holds: a new epoch (``epoch_changed``) or a trimmed start (``trimmed``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..core.history import Gap, HistoryLimits, HistoryStore
 from ..core.message import Message
 from ..core.topics import Pattern
 from ._redis_keys import RedisKeys
-from .base import HubLink, TopicPosition
+from .base import HubLink, ReadResult, TopicPosition
 
 __all__ = ["Delivered", "Tracked", "decode_entries"]
 
@@ -107,6 +107,41 @@ class Delivered:
             message.epoch > tracked.epoch or (message.epoch == tracked.epoch and message.offset > tracked.offset + 1)
         )
 
+    async def read_since(self, client: Callable[[], Any], topic: str, offset: int, epoch: int | None) -> ReadResult:
+        """Messages after ``offset`` up to what this hub has delivered, with gaps for what is gone.
+
+        Reads the cache when it holds the whole range, else the topic's stream
+        (``client()`` gives the node's client). Redis errors propagate.
+        """
+        tracked = self.tracked.get(topic)
+        if tracked is None:
+            found = await fetch_position(client(), self.keys, topic)
+            if found is None:
+                return ([Gap(topic, offset + 1, None, "epoch_changed")] if offset else []), [], None
+            tracked = found
+        current_epoch, last = tracked.epoch, tracked.offset
+        gaps: list[Gap] = []
+        if (epoch is not None and epoch != current_epoch) or offset > last:
+            gaps.append(Gap(topic, offset + 1, None, "epoch_changed", current_epoch))
+            offset = 0
+        if offset >= last:
+            return gaps, [], (current_epoch, last)
+        cached = self.cache.get(topic)
+        if (
+            cached is not None
+            and cached.epoch == current_epoch
+            and cached.last_offset == last
+            and (cached.first_offset <= offset + 1)
+        ):
+            more_gaps, messages = cached.since(offset, current_epoch)
+            return gaps + more_gaps, messages, (current_epoch, last)
+        entries = await client().xrange(self.keys.stream(topic), f"{offset + 1}-0", f"{last}-0")
+        messages = [message for message in decode_entries(entries) if message.epoch == current_epoch]
+        first = messages[0].offset if messages else last + 1
+        if first > offset + 1:
+            gaps.append(Gap(topic, offset + 1, first - 1, "trimmed", current_epoch))
+        return gaps, messages, (current_epoch, last)
+
     def positions(self, pattern: Pattern) -> dict[str, TopicPosition]:
         if not pattern.is_wildcard:
             tracked = self.tracked.get(pattern.text)
@@ -121,14 +156,6 @@ class Delivered:
     def forget(self, topic: str) -> None:
         self.tracked.pop(topic, None)
         self.cache.reset(topic)
-
-    def cached_since(self, topic: str, offset: int, epoch: int, last: int) -> tuple[list[Gap], list[Message]] | None:
-        """The range after ``offset`` up to ``last`` from the cache, when it holds all of it."""
-        cached = self.cache.get(topic)
-        whole = cached is not None and cached.epoch == epoch and cached.last_offset == last
-        if cached is not None and whole and cached.first_offset <= offset + 1:
-            return cached.since(offset, epoch)
-        return None
 
     async def catch_up(self, client: Any, topic: str, epoch: int, upto: int) -> None:
         """Bring ``topic`` to offset ``upto`` of ``epoch`` from its stream, with a gap for whatever is gone."""
@@ -157,8 +184,14 @@ class Delivered:
     def skip_to(self, topic: str, epoch: int, offset: int, gaps: list[Gap]) -> None:
         """Tell live subscribers of ``topic`` the ``gaps``; this hub's position moves to ``offset`` of ``epoch``."""
         for gap in gaps:
-            log.warning("live subscribers of %r missed what history no longer holds: %s gap %s..%s (epoch %s)",
-                        topic, gap.reason, gap.from_offset, gap.to_offset, gap.epoch)
+            log.warning(
+                "live subscribers of %r missed what history no longer holds: %s gap %s..%s (epoch %s)",
+                topic,
+                gap.reason,
+                gap.from_offset,
+                gap.to_offset,
+                gap.epoch,
+            )
         tracked = self.tracked.get(topic)
         if tracked is not None and tracked.epoch == epoch:
             # Streams lose their oldest entries first: history now starts after the gap.

@@ -37,19 +37,18 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
-
-from ..core.errors import BadField, Unavailable
+from ..core.errors import Unavailable
 from ..core.history import Gap, HistoryLimits
 from ..core.message import Message
 from ..core.topics import Pattern
-from ._redis_history import Delivered, fetch_position
-from ._redis_keys import BUCKETS, RedisKeys, bucket_of, topic_prefix
-from ._redis_listener import Listener, ListenerLost
+from ._redis_history import Delivered
+from ._redis_keys import RedisKeys, bucket_of
+from ._redis_listener import Listener
 from ._redis_nodes import Node, Topology, redacted
 from ._redis_presence import PresenceStore
 from ._redis_publisher import Publisher
-from ._redis_scripts import CHECK_CLOCK_SCRIPT, RESET_SCRIPT
+from ._redis_scripts import RESET_SCRIPT
+from ._redis_subscriptions import Subscriptions
 from .base import HubLink, ReadResult, TopicPosition
 
 __all__ = ["BackplaneState", "RedisBackplane"]
@@ -140,15 +139,21 @@ class RedisBackplane:
         self._hub: HubLink | None = None
         self._topology: Topology | None = None
         self._publisher: Publisher | None = None
-        self.presence_store = PresenceStore(self.keys, self.hub_id, presence_ttl, self._presence_client,
-                                            lambda: "SPUBLISH" if self._sharded else "PUBLISH")
-        self._listeners: dict[Node, Listener] = {}
-        self._subscribed: dict[Node, set[int]] = {}
-        self._redis_time_ms: dict[Node, int] = {}
-        self._patterns: set[Pattern] = set()
-        self._wanted_cache: dict[str, bool] = {}
-        self._confirmations: dict[tuple[Node, bytes], asyncio.Future[None]] = {}
-        self._watch_lock = asyncio.Lock()
+        self.presence_store = PresenceStore(
+            self.keys,
+            self.hub_id,
+            presence_ttl,
+            self._presence_client,
+            lambda: "SPUBLISH" if self._sharded else "PUBLISH",
+        )
+        self.subscriptions = Subscriptions(
+            self.keys,
+            self.delivered,
+            self.clocks,
+            self.presence_store.channel,
+            self.presence_store.received,
+            command_timeout,
+        )
         self._connected = asyncio.Event()
         self._presence_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -197,8 +202,12 @@ class RedisBackplane:
         try:
             await asyncio.wait_for(self._connected.wait(), self.start_timeout)
         except asyncio.TimeoutError:
-            log.warning("no Redis at %s after %ss; running degraded and retrying (%s)",
-                        redacted(self.url), self.start_timeout, self.last_error)
+            log.warning(
+                "no Redis at %s after %ss; running degraded and retrying (%s)",
+                redacted(self.url),
+                self.start_timeout,
+                self.last_error,
+            )
 
     async def stop(self) -> None:
         """Withdraw this hub's presence, stop listening, close connections."""
@@ -257,37 +266,18 @@ class RedisBackplane:
         When Redis cannot be read, the range comes back as a gap with reason
         ``unavailable`` so the subscriber knows, and can ask again.
         """
-        tracked = self.delivered.tracked.get(topic)
-        if tracked is None:
-            try:
-                found = await fetch_position(self._client_for(topic), self.keys, topic)
-            except self._read_errors as error:
-                self.last_error = str(error)
-                return [Gap(topic, offset + 1, None, "unavailable")], [], None
-            if found is None:
-                return ([Gap(topic, offset + 1, None, "epoch_changed")] if offset else []), [], None
-            tracked = found
-        current_epoch, last = tracked.epoch, tracked.offset
-        gaps: list[Gap] = []
-        if (epoch is not None and epoch != current_epoch) or offset > last:
-            gaps.append(Gap(topic, offset + 1, None, "epoch_changed", current_epoch))
-            offset = 0
-        if offset >= last:
-            return gaps, [], (current_epoch, last)
-        cached = self.delivered.cached_since(topic, offset, current_epoch, last)
-        if cached is not None:
-            return gaps + cached[0], cached[1], (current_epoch, last)
         try:
-            entries = await self._client_for(topic).xrange(self.keys.stream(topic), f"{offset + 1}-0", f"{last}-0")
-        except self._read_errors:
-            return [*gaps, Gap(topic, offset + 1, last, "unavailable", current_epoch)], [], (current_epoch, last)
-        from ._redis_history import decode_entries
-
-        messages = [message for message in decode_entries(entries) if message.epoch == current_epoch]
-        first = messages[0].offset if messages else last + 1
-        if first > offset + 1:
-            gaps.append(Gap(topic, offset + 1, first - 1, "trimmed", current_epoch))
-        return gaps, messages, (current_epoch, last)
+            return await self.delivered.read_since(lambda: self._client_for(topic), topic, offset, epoch)
+        except self._read_errors as error:
+            self.last_error = str(error)
+            tracked = self.delivered.tracked.get(topic)
+            if tracked is None:
+                return [Gap(topic, offset + 1, None, "unavailable")], [], None
+            return (
+                [Gap(topic, offset + 1, tracked.offset, "unavailable", tracked.epoch)],
+                [],
+                (tracked.epoch, tracked.offset),
+            )
 
     def positions(self, pattern: Pattern) -> dict[str, TopicPosition]:
         """Topics this hub tracks that ``pattern`` matches (it watched them first)."""
@@ -303,19 +293,6 @@ class RedisBackplane:
 
     # -- watching: what this hub's clients need ---------------------------------------
 
-    def _buckets_needed(self) -> set[int]:
-        if any(pattern.is_wildcard for pattern in self._patterns):
-            return set(range(BUCKETS))
-        return {bucket_of(pattern.text) for pattern in self._patterns}
-
-    def _channels(self, node: Node, buckets: set[int]) -> set[bytes]:
-        channels = {self.keys.channel(bucket).encode() for bucket in buckets & node.buckets}
-        assert self._topology is not None
-        with contextlib.suppress(LookupError):
-            if self._topology.node_for(self.keys.hubs) is node:
-                channels.add(self.presence_store.channel)
-        return channels
-
     async def watch(self, patterns: set[Pattern]) -> None:
         """Listen in Redis for what ``patterns`` (and the hub's current subscriptions) need.
 
@@ -326,106 +303,21 @@ class RedisBackplane:
             Unavailable: a new pattern needs a node that cannot be reached now.
         """
         try:
-            await self._watch(patterns)
+            wanted = set(patterns) | (self._hub.watched_patterns() if self._hub is not None else set())
+            adding = bool(wanted - self.subscriptions.patterns)
+            nodes = self._topology.serving() if self._topology is not None else []
+            try:
+                added, missing = await self.subscriptions.update(wanted, nodes)
+            except self._errors as error:
+                if adding:
+                    raise self._unavailable(error, "subscribe again when it is back.") from None
+                log.info("could not unsubscribe in Redis (will resync on reconnect): %s", error)
+                return
+            exact_missing = any(not pattern.is_wildcard and bucket_of(pattern.text) in missing for pattern in added)
+            if added and (not self.subscriptions.live or exact_missing):
+                raise Unavailable(f"Redis at {redacted(self.url)} is unreachable; subscribe again when it is back.")
         finally:
             self._presence_dirty.set()
-
-    async def _watch(self, patterns: set[Pattern]) -> None:
-        async with self._watch_lock:
-            wanted = set(patterns) | (self._hub.watched_patterns() if self._hub is not None else set())
-            added = wanted - self._patterns
-            removed = self._patterns - wanted
-            self._patterns = wanted
-            self._wanted_cache.clear()
-            if removed:
-                for topic in list(self.delivered.tracked):
-                    if not self._wanted(topic):
-                        self.delivered.forget(topic)
-            needed = self._buckets_needed()
-            waits: list[asyncio.Future[None]] = []
-            missing = set()
-            for node in self._topology.serving() if self._topology is not None else []:
-                listener = self._listeners.get(node)
-                old = self._subscribed.get(node, set())
-                new = needed & node.buckets
-                if listener is None:
-                    missing |= new - old
-                    continue
-                try:
-                    listener.unsubscribe(self.keys.channel(b).encode() for b in old - new)
-                    channels = [self.keys.channel(b).encode() for b in new - old]
-                    waits += [self._expect(node, channel) for channel in channels]
-                    listener.subscribe(channels)
-                    self._subscribed[node] = new | (old & new)
-                except ListenerLost:
-                    missing |= new - old
-            if added and (not self._listeners or any(
-                    not pattern.is_wildcard and bucket_of(pattern.text) in missing for pattern in added)):
-                raise Unavailable(f"Redis at {redacted(self.url)} is unreachable; subscribe again when it is back.")
-            try:
-                if waits:
-                    await asyncio.wait_for(asyncio.gather(*waits), self.command_timeout)
-                if added:
-                    await self._discover(added, None, [n for n in self._listeners])
-            except self._errors as error:  # ListenerLost is an OSError
-                if added:
-                    raise self._unavailable(error, "subscribe again when it is back.") from None
-
-    def _wanted(self, topic: str) -> bool:
-        cache = self._wanted_cache
-        wanted = cache.get(topic)
-        if wanted is None:
-            if len(cache) > 100_000:
-                cache.clear()
-            wanted = cache[topic] = any(pattern.matches(topic) for pattern in self._patterns)
-        return wanted
-
-    def _expect(self, node: Node, channel: bytes) -> asyncio.Future[None]:
-        future = self._confirmations.get((node, channel))
-        if future is None or future.done():
-            future = self._confirmations[(node, channel)] = asyncio.get_running_loop().create_future()
-        return future
-
-    async def _discover(self, patterns: set[Pattern], missed_since_ms: int | None, nodes: list[Node]) -> None:
-        """Start tracking untracked topics ``patterns`` match, in the buckets of ``nodes``.
-
-        With ``missed_since_ms`` (a reconnect), a topic whose epoch began after
-        that Redis time was created while this hub was away: its whole stream is
-        delivered. Otherwise tracking starts at the topic's current offset.
-        """
-        for node in nodes:
-            topics: set[str] = set()
-            async with node.client.pipeline(transaction=False) as pipe:
-                asked: list[Pattern | None] = []
-                for pattern in patterns:
-                    prefix = topic_prefix(pattern)
-                    if not pattern.is_wildcard:
-                        if bucket_of(prefix) in node.buckets:
-                            pipe.zscore(self.keys.topics(bucket_of(prefix)), prefix)
-                            asked.append(pattern)
-                        continue
-                    low, high = (b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff") if prefix else (b"-", b"+")
-                    for bucket in node.buckets:
-                        pipe.zrangebylex(self.keys.topics(bucket), low, high)
-                        asked.append(None)
-                replies = await pipe.execute() if asked else []
-            for exact, reply in zip(asked, replies, strict=True):
-                if exact is not None:
-                    if reply is not None:
-                        topics.add(exact.text)
-                    continue
-                names = (name.decode() if isinstance(name, bytes) else name for name in reply)
-                topics.update(topic for topic in names if any(p.matches(topic) for p in patterns))
-            for topic in sorted(topics):
-                if topic in self.delivered.tracked:
-                    continue
-                position = await fetch_position(node.client, self.keys, topic)
-                if position is None or topic in self.delivered.tracked:
-                    continue
-                if missed_since_ms is not None and position.epoch >= missed_since_ms:
-                    await self.delivered.catch_up(node.client, topic, position.epoch, position.offset)
-                else:
-                    self.delivered.tracked[topic] = position
 
     # -- listening: one loop per node --------------------------------------------------
 
@@ -455,14 +347,19 @@ class RedisBackplane:
         """Hold ``node``'s listener; reconnect with backoff whenever it fails or falls silent."""
         delay = self.reconnect_initial
         while self.state is not BackplaneState.STOPPED:
-            listener = Listener(node.endpoint, self.client_name, sharded=self._sharded,
-                                ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
-                                connect_timeout=min(2.0, self.command_timeout))
+            listener = Listener(
+                node.endpoint,
+                self.client_name,
+                sharded=self._sharded,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                connect_timeout=min(2.0, self.command_timeout),
+            )
             try:
                 await self._connect(node, listener)
                 delay = self.reconnect_initial
                 while self.state is not BackplaneState.STOPPED:
-                    await self._handle(node, await listener.read())
+                    await self.subscriptions.handle(node, await listener.read())
             except self._errors as error:  # ListenerLost is an OSError
                 self._went_down(node, error)
                 # Idle pooled connections went to the Redis we lost: drop them, so the
@@ -474,8 +371,7 @@ class RedisBackplane:
                         await self._topology.discover()
                         self._listen_to_every_node()
             finally:
-                self._listeners.pop(node, None)
-                self._subscribed.pop(node, None)
+                self.subscriptions.lost(node, self.last_error or "stopped")
                 await listener.close()
             if self.state is BackplaneState.STOPPED or not node.buckets:
                 return
@@ -483,96 +379,22 @@ class RedisBackplane:
             delay = min(delay * 2, self.reconnect_max)
 
     async def _connect(self, node: Node, listener: Listener) -> None:
-        """Subscribe to ``node``'s buckets, wait for Redis to confirm, catch up, then go live."""
+        """Open ``node``'s listener, subscribe, catch up, then go live (a hook tests gate)."""
         await listener.open()
-        async with self._watch_lock:
-            buckets = self._buckets_needed() & node.buckets
-            expected = self._channels(node, buckets)
-            listener.subscribe(expected)
-            early: list[list[Any]] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.command_timeout
-            while expected:
-                if loop.time() > deadline:
-                    raise ListenerLost("Redis did not confirm the subscriptions in time")
-                item = await listener.read()
-                if item[0] in (b"ssubscribe", b"subscribe"):
-                    expected.discard(item[1])
-                elif item[0] in (b"smessage", b"message"):
-                    early.append(item)
-                elif isinstance(item[0], bytes) and item[0].startswith((b"MOVED", b"ERR")):
-                    raise ListenerLost(item[0].decode(errors="replace"))
-            self._subscribed[node] = buckets
-            await self._resync(node)
-            for item in early:
-                await self._handle(node, item)
-            self._listeners[node] = listener
+        if self._topology is not None:
+            with contextlib.suppress(LookupError):
+                self.subscriptions.presence_node = self._topology.node_for(self.keys.hubs)
+        await self.subscriptions.join(node, listener)
         if self.state is BackplaneState.DISCONNECTED:
             log.warning("Redis at %s is back; caught up and live again", node.name)
         self._update_state()
         self._presence_dirty.set()
 
-    async def _resync(self, node: Node) -> None:
-        """After a (re)connect: detect a restored Redis, deliver what tracked topics missed, find new topics."""
-        client = node.client
-        async with client.pipeline(transaction=False) as pipe:
-            checked = [bucket for bucket in sorted(node.buckets) if self.clocks.get(bucket)]
-            for bucket in checked:
-                pipe.eval(CHECK_CLOCK_SCRIPT, 2, self.keys.clock(bucket), self.keys.topics(bucket), self.clocks[bucket])
-            if checked:
-                await pipe.execute()
-        for topic, tracked in list(self.delivered.tracked.items()):
-            if bucket_of(topic) not in node.buckets:
-                continue
-            position = await fetch_position(client, self.keys, topic)
-            if position is None:
-                continue  # Redis lost the topic; its next message starts a new epoch
-            if position.epoch >= tracked.epoch:
-                await self.delivered.catch_up(client, topic, position.epoch, position.offset)
-        missed_since = self._redis_time_ms.get(node)
-        if missed_since is not None:
-            await self._discover(set(self._patterns), missed_since, [node])
-        seconds, microseconds = await client.time()
-        self._redis_time_ms[node] = int(seconds) * 1000 + int(microseconds) // 1000
-
-    async def _handle(self, node: Node, item: list[Any]) -> None:
-        kind = item[0]
-        if kind in (b"smessage", b"message"):
-            channel, payload = item[1], item[2]
-            if channel == self.presence_store.channel:
-                self.presence_store.received(payload)
-                return
-            bucket = self.keys.bucket_of_channel(channel)
-            if bucket is None:
-                return
-            clock, _, envelopes = payload.partition(b"\n")
-            if int(clock) > self.clocks.get(bucket, 0):
-                self.clocks[bucket] = int(clock)
-            for envelope in envelopes.split(b"\n"):
-                await self._arrived(node, envelope)
-        elif kind in (b"ssubscribe", b"subscribe"):
-            future = self._confirmations.pop((node, item[1]), None)
-            if future is not None and not future.done():
-                future.set_result(None)
-
-    async def _arrived(self, node: Node, envelope: bytes) -> None:
-        try:
-            message = Message.from_envelope(orjson.loads(envelope), json=envelope)
-        except (orjson.JSONDecodeError, BadField) as error:
-            log.warning("ignoring an unreadable message: %s", error)
-            return
-        if not self._wanted(message.topic):
-            return
-        if self.delivered.needs_catch_up(message):
-            # Something between what we delivered and this: fetch it first, in order.
-            await self.delivered.catch_up(node.client, message.topic, message.epoch, message.offset - 1)
-        self.delivered.accept(message)
-
     def _update_state(self) -> None:
         if self.state is BackplaneState.STOPPED or self._topology is None:
             return
         serving = self._topology.serving()
-        if serving and all(node in self._listeners for node in serving):
+        if serving and all(node in self.subscriptions.live for node in serving):
             self.state = BackplaneState.CONNECTED
             self.last_error = None
             self._connected.set()
@@ -582,14 +404,10 @@ class RedisBackplane:
 
     def _went_down(self, node: Node, error: BaseException) -> None:
         self.last_error = str(error) or type(error).__name__
-        for key in [key for key in self._confirmations if key[0] is node]:
-            future = self._confirmations.pop(key)
-            if not future.done():
-                future.set_exception(ListenerLost(self.last_error))
+        was_live = node in self.subscriptions.live
+        self.subscriptions.lost(node, self.last_error)
         if self.state is BackplaneState.STOPPED:
             return
-        was_live = node in self._listeners
-        self._listeners.pop(node, None)
         if was_live or self.state is BackplaneState.CONNECTED:
             self.state = BackplaneState.DISCONNECTED
             self._connected.clear()
@@ -602,8 +420,10 @@ class RedisBackplane:
                 return pattern.is_wildcard or bucket_of(pattern.text) in lost
 
             self._hub.backplane_unavailable(
-                Unavailable("The Redis backplane is unreachable: publishing fails and live messages pause; "
-                            "they resume, without loss, when it is back."),
+                Unavailable(
+                    "The Redis backplane is unreachable: publishing fails and live messages pause; "
+                    "they resume, without loss, when it is back."
+                ),
                 affected,
             )
 
@@ -616,7 +436,7 @@ class RedisBackplane:
                 await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
                 await asyncio.sleep(self.presence_debounce)  # coalesce a burst of changes
             self._presence_dirty.clear()
-            if not self._listeners:
+            if not self.subscriptions.live:
                 continue
             try:
                 await self._write_presence()
@@ -632,7 +452,7 @@ class RedisBackplane:
 
     def announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
         """Tell every hub (this one too, through Redis) that ``client``'s subscriptions changed."""
-        self.presence_store.announce(client, before, after, connected=bool(self._listeners))
+        self.presence_store.announce(client, before, after, connected=bool(self.subscriptions.live))
 
     async def presence(self, query: Pattern) -> list[dict[str, str]]:
         """Every client, on any hub, subscribed to what ``query`` names.
@@ -640,7 +460,7 @@ class RedisBackplane:
         Raises:
             Unavailable: Redis cannot be read.
         """
-        if self._listeners:
+        if self.subscriptions.live:
             with contextlib.suppress(*self._errors):
                 await self._write_presence()  # this hub's latest subscriptions first
         try:
@@ -662,9 +482,14 @@ class RedisBackplane:
 
     def health(self) -> dict[str, Any]:
         topology = self._topology
-        nodes = {} if topology is None else {
-            node.name: "connected" if node in self._listeners else "disconnected" for node in topology.serving()
-        }
+        nodes = (
+            {}
+            if topology is None
+            else {
+                node.name: "connected" if node in self.subscriptions.live else "disconnected"
+                for node in topology.serving()
+            }
+        )
         return {
             "backplane": self.name,
             "ok": self.state is BackplaneState.CONNECTED,
@@ -678,5 +503,5 @@ class RedisBackplane:
             "last_error": self.last_error,
             "topics": len(self.delivered.tracked),
             "history_bytes": self.delivered.cache.total_bytes,
-            "watched_patterns": len(self._patterns),
+            "watched_patterns": len(self.subscriptions.patterns),
         }

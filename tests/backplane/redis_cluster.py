@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,20 @@ from redis_helpers import free_port, redis_reachable
 from rtnb.testing import wait_until
 
 ENVIRONMENT_VARIABLE = "RTNB_REDIS_CLUSTER"
+
+
+def cluster_port(taken: list[int]) -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535 or port in taken:
+            continue
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
 
 
 def _need_redis_server() -> None:
@@ -45,7 +60,9 @@ class PrivateCluster:
     def __init__(self, directory: Path, masters: int = 3, persistent: bool = True) -> None:
         self.directory = directory
         self.persistent = persistent
-        self.ports = [free_port() for _ in range(masters)]
+        self.ports: list[int] = []
+        for _ in range(masters):
+            self.ports.append(cluster_port(self.ports))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -57,22 +74,57 @@ class PrivateCluster:
         node_directory.mkdir(parents=True, exist_ok=True)
         durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.processes[port] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
-             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-             "--cluster-require-full-coverage", "no", "--dir", str(node_directory)],
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *durability,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-require-full-coverage",
+                "no",
+                "--dir",
+                str(node_directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
 
     async def start(self) -> PrivateCluster:
+        """Start and join the masters; on failure, stop whatever started.
+
+        Raises:
+            RuntimeError: a node did not come up or the cluster did not form.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def _start(self) -> PrivateCluster:
         for port in self.ports:
             self._launch(port)
         for port in self.ports:
             await wait_until(lambda port=port: redis_reachable("127.0.0.1", port), timeout=10, interval=0.02)
         process = await asyncio.create_subprocess_exec(
-            "redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
-            "--cluster-replicas", "0", "--cluster-yes",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{port}" for port in self.ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
         if process.returncode != 0:
@@ -82,7 +134,12 @@ class PrivateCluster:
 
     async def _state(self, port: int) -> str:
         process = await asyncio.create_subprocess_exec(
-            "redis-cli", "-p", str(port), "cluster", "info", stdout=asyncio.subprocess.PIPE,
+            "redis-cli",
+            "-p",
+            str(port),
+            "cluster",
+            "info",
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
         output, _ = await process.communicate()
