@@ -13,11 +13,12 @@ far, not only the one in the URL, so losing that node does not blind a hub.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ._redis_keys import BUCKETS, bucket_tag, key_slot
 from ._redis_listener import Endpoint
@@ -25,7 +26,7 @@ from ._redis_listener import Endpoint
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["Node", "Topology", "endpoint_of", "redacted"]
+__all__ = ["Node", "Topology", "endpoint_of", "redacted", "redis_errors", "split_prefix"]
 
 log = logging.getLogger("rtnb.backplane.redis")
 
@@ -52,6 +53,22 @@ def redacted(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """Take an rtnb ``prefix=`` query parameter out of a Redis URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for name, value in query if name == "prefix"), None)
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), prefix
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "Redis is unreachable now" (redis-py's, imported lazily)."""
+    import redis.exceptions
+
+    return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, LookupError)
 
 
 def _url_for(url: str, host: str, port: int) -> str:

@@ -32,10 +32,8 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..core.errors import Unavailable
 from ..core.history import Gap, HistoryLimits
@@ -43,8 +41,9 @@ from ..core.message import Message
 from ..core.topics import Pattern
 from ._redis_history import Delivered
 from ._redis_keys import RedisKeys, bucket_of
+from ._redis_links import Links
 from ._redis_listener import Listener
-from ._redis_nodes import Node, Topology, redacted
+from ._redis_nodes import Node, Topology, redacted, redis_errors, split_prefix
 from ._redis_presence import PresenceStore
 from ._redis_publisher import Publisher
 from ._redis_scripts import RESET_SCRIPT
@@ -55,8 +54,6 @@ __all__ = ["BackplaneState", "RedisBackplane"]
 
 log = logging.getLogger("rtnb.backplane.redis")
 
-_redacted = redacted  # the name tests and older code import
-
 
 class BackplaneState(enum.Enum):
     """Lifecycle of the connection to Redis: ``CONNECTED`` when every node's listener is live."""
@@ -65,21 +62,6 @@ class BackplaneState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
-
-
-def _split_prefix(url: str) -> tuple[str, str | None]:
-    """Take an rtnb ``prefix=`` query parameter out of a Redis URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((value for name, value in query if name == "prefix"), None)
-    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), prefix
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    import redis.exceptions
-
-    return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, LookupError)
 
 
 class RedisBackplane:
@@ -118,7 +100,7 @@ class RedisBackplane:
         ping_interval: float = 1.0,
         ping_timeout: float = 3.0,
     ) -> None:
-        self.url, url_prefix = _split_prefix(url)
+        self.url, url_prefix = split_prefix(url)
         self.keys = RedisKeys(prefix if prefix is not None else (url_prefix or "rtnb:"))
         self.limits = limits or HistoryLimits()
         self.hub_id = hub_id or uuid.uuid4().hex[:12]
@@ -157,7 +139,7 @@ class RedisBackplane:
         self._connected = asyncio.Event()
         self._presence_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._node_tasks: dict[Node, asyncio.Task[None]] = {}
+        self._links: Links | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, LookupError)
         self._read_errors: tuple[type[BaseException], ...] = (*self._errors, Unavailable)
@@ -178,7 +160,7 @@ class RedisBackplane:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        self._errors = _errors()
+        self._errors = redis_errors()
         self._read_errors = (*self._errors, Unavailable)
         self._hub = self.delivered.link = self.presence_store.link = hub
         self.state = BackplaneState.CONNECTING
@@ -194,8 +176,18 @@ class RedisBackplane:
         }
         self._topology = Topology(self.url, options)
         self._publisher = Publisher(self._topology, self.keys, self.limits, self.clocks, self._unavailable)
+        self._links = Links(
+            self._topology,
+            self._new_listener,
+            self._connect,
+            self.subscriptions.handle,
+            self._went_down,
+            lambda: self.state is not BackplaneState.STOPPED,
+            self._errors,
+            (self.reconnect_initial, self.reconnect_max),
+        )
         self._tasks = [
-            asyncio.ensure_future(self._discover_forever()),
+            asyncio.ensure_future(self._links.discover_forever()),
             asyncio.ensure_future(self._presence_forever()),
             asyncio.ensure_future(self.presence_store.send_events_forever(self._errors)),
         ]
@@ -216,11 +208,13 @@ class RedisBackplane:
         was_connected = self.state is BackplaneState.CONNECTED
         self.state = BackplaneState.STOPPED
         self._hub = self.delivered.link = self.presence_store.link = None
-        tasks = [*self._tasks, *self._node_tasks.values(), *self._background]
+        tasks = [*self._tasks, *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks, self._node_tasks = [], {}
+        self._tasks = []
+        if self._links is not None:
+            await self._links.stop()
         if self._publisher is not None:
             await self._publisher.stop()
         if was_connected:
@@ -321,62 +315,15 @@ class RedisBackplane:
 
     # -- listening: one loop per node --------------------------------------------------
 
-    async def _discover_forever(self) -> None:
-        """Learn the topology (retrying with backoff), then keep one listening loop per node."""
-        delay = self.reconnect_initial
-        assert self._topology is not None
-        while self.state is not BackplaneState.STOPPED:
-            try:
-                await self._topology.discover()
-            except self._errors as error:
-                self.last_error = str(error) or type(error).__name__
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.reconnect_max)
-                continue
-            self._listen_to_every_node()
-            return
-
-    def _listen_to_every_node(self) -> None:
-        assert self._topology is not None
-        for node in self._topology.serving():
-            task = self._node_tasks.get(node)
-            if task is None or task.done():
-                self._node_tasks[node] = asyncio.ensure_future(self._listen_forever(node))
-
-    async def _listen_forever(self, node: Node) -> None:
-        """Hold ``node``'s listener; reconnect with backoff whenever it fails or falls silent."""
-        delay = self.reconnect_initial
-        while self.state is not BackplaneState.STOPPED:
-            listener = Listener(
-                node.endpoint,
-                self.client_name,
-                sharded=self._sharded,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                connect_timeout=min(2.0, self.command_timeout),
-            )
-            try:
-                await self._connect(node, listener)
-                delay = self.reconnect_initial
-                while self.state is not BackplaneState.STOPPED:
-                    await self.subscriptions.handle(node, await listener.read())
-            except self._errors as error:  # ListenerLost is an OSError
-                self._went_down(node, error)
-                # Idle pooled connections went to the Redis we lost: drop them, so the
-                # first publish after it returns does not fail on a dead socket.
-                with contextlib.suppress(*self._errors):
-                    await node.client.connection_pool.disconnect(inuse_connections=False)
-                if self._topology is not None and self._topology.cluster:
-                    with contextlib.suppress(*self._errors):
-                        await self._topology.discover()
-                        self._listen_to_every_node()
-            finally:
-                self.subscriptions.lost(node, self.last_error or "stopped")
-                await listener.close()
-            if self.state is BackplaneState.STOPPED or not node.buckets:
-                return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.reconnect_max)
+    def _new_listener(self, node: Node) -> Listener:
+        return Listener(
+            node.endpoint,
+            self.client_name,
+            sharded=self._sharded,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            connect_timeout=min(2.0, self.command_timeout),
+        )
 
     async def _connect(self, node: Node, listener: Listener) -> None:
         """Open ``node``'s listener, subscribe, catch up, then go live (a hook tests gate)."""

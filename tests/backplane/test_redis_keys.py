@@ -7,13 +7,13 @@ from collections import Counter
 import pytest
 
 from rtnb.backplane._redis_keys import BUCKETS, SLOTS, RedisKeys, bucket_of, bucket_tag, key_slot, topic_prefix
+from rtnb.backplane._redis_nodes import redacted, split_prefix
 from rtnb.backplane._redis_presence import (
     decode_memberships,
     encode_memberships,
     is_present,
     present_members,
 )
-from rtnb.backplane.redis import _redacted, _split_prefix
 from rtnb.core.topics import Pattern
 
 
@@ -68,10 +68,10 @@ def test_topic_prefix_is_the_literal_start(pattern: str, prefix: str) -> None:
 
 
 def test_prefix_can_come_from_the_url_and_passwords_are_hidden() -> None:
-    assert _split_prefix("redis://h:1/0?prefix=x:&db=1") == ("redis://h:1/0?db=1", "x:")
-    assert _split_prefix("redis://h:1/0") == ("redis://h:1/0", None)
-    assert _redacted("redis://user:secret@h:6379/0") == "redis://user:***@h:6379/0"
-    assert "secret" not in _redacted("redis://:secret@h:6379/0")
+    assert split_prefix("redis://h:1/0?prefix=x:&db=1") == ("redis://h:1/0?db=1", "x:")
+    assert split_prefix("redis://h:1/0") == ("redis://h:1/0", None)
+    assert redacted("redis://user:secret@h:6379/0") == "redis://user:***@h:6379/0"
+    assert "secret" not in redacted("redis://:secret@h:6379/0")
 
 
 @pytest.mark.parametrize(
