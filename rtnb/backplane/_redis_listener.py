@@ -150,9 +150,13 @@ class Listener:
             if writer is None:
                 return
             if loop.time() - self._heard_at > self.ping_timeout:
-                self._silent = True
-                writer.transport.abort()
-                return
+                # A loop that was busy (not the link) may have left replies unread: let the
+                # reader run before calling the link silent.
+                await asyncio.sleep(min(0.1, self.ping_interval))
+                if loop.time() - self._heard_at > self.ping_timeout:
+                    self._silent = True
+                    writer.transport.abort()
+                    return
             if loop.time() - self._pinged_at >= self.ping_interval:
                 self._pinged_at = loop.time()
                 try:

@@ -39,6 +39,8 @@ _SHA = hashlib.sha1(_SCRIPT).hexdigest()
 
 #: Messages per script call at most (a few hundred kB of arguments at 1 kB each).
 MAX_BATCH = 512
+#: Messages per round trip to one node at most, so no single batch holds Redis (or the hub) for long.
+MAX_ROUND = 2048
 
 
 @dataclass(slots=True)
@@ -110,7 +112,7 @@ class Publisher:
                 queue = self._queues.get(node)
                 if not queue:
                     return
-                batch, self._queues[node] = queue[:MAX_BATCH * 8], queue[MAX_BATCH * 8 :]
+                batch, self._queues[node] = queue[:MAX_ROUND], queue[MAX_ROUND:]
                 await self._send(node, batch)
         finally:
             self._busy.discard(node)
@@ -155,11 +157,16 @@ class Publisher:
             results = await self._run(node, calls)
             if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
                 await node.client.execute_command("SCRIPT", "LOAD", _SCRIPT)
-                again = [items for items, result in zip(calls, results, strict=True)
-                         if isinstance(result, redis.exceptions.NoScriptError)]
+                again = [
+                    items
+                    for items, result in zip(calls, results, strict=True)
+                    if isinstance(result, redis.exceptions.NoScriptError)
+                ]
                 retried = iter(await self._run(node, again))
-                results = [next(retried) if isinstance(result, redis.exceptions.NoScriptError) else result
-                           for result in results]
+                results = [
+                    next(retried) if isinstance(result, redis.exceptions.NoScriptError) else result
+                    for result in results
+                ]
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as error:
             failure = self.unavailable(error, "the message was not published.")
             for item in batch:
@@ -186,8 +193,14 @@ class Publisher:
             for item in items:
                 numbers.setdefault(item.topic, len(numbers))
             for item, offset in zip(items, offsets, strict=True):
-                message = Message(item.topic, int(offset), int(epochs[numbers[item.topic]]), item.ts, item.data,
-                                  data_json=item.data_json)
+                message = Message(
+                    item.topic,
+                    int(offset),
+                    int(epochs[numbers[item.topic]]),
+                    item.ts,
+                    item.data,
+                    data_json=item.data_json,
+                )
                 if not item.future.done():
                     item.future.set_result(message)
 

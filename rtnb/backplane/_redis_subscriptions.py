@@ -261,6 +261,11 @@ class Subscriptions:
             future = self._confirmations.pop((node, item[1]), None)
             if future is not None and not future.done():
                 future.set_result(None)
+        elif kind == b"sunsubscribe":
+            # Redis drops sharded subscriptions whose slot migrated away: listen again, elsewhere.
+            bucket = self.keys.bucket_of_channel(item[1])
+            if bucket is not None and bucket in self._subscribed.get(node, set()):
+                raise ListenerLost(f"{node.name} no longer serves the slot of {item[1]!r}")
 
     async def _arrived(self, node: Node, envelope: bytes) -> None:
         try:
