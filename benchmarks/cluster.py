@@ -26,7 +26,7 @@ room (socket.io; its deliver run sends a tenth of ``--messages``, as it is far
 slower). The publisher runs in its own process; the subscribers' receiving
 side runs in this process and on a 2-core machine is part of the measured load. Example::
 
-    python benchmarks/cluster.py                       # all four, 3 x 150 subscribers
+    python benchmarks/cluster.py                       # all four, 150 subscribers over 3 servers
     python benchmarks/cluster.py --only redis --subscribers 60 --messages 2000
 """
 
@@ -460,7 +460,7 @@ async def run_setup(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=SETUPS, help="run only these setups")
-    parser.add_argument("--subscribers", type=int, default=450, help="subscribers, spread over the servers")
+    parser.add_argument("--subscribers", type=int, default=150, help="subscribers, spread over the servers")
     parser.add_argument("--messages", type=int, default=2000, help="messages of the deliver run")
     parser.add_argument("--window", type=int, default=1000, help="unacknowledged publishes in flight")
     parser.add_argument("--latency-rate", type=float, default=200.0, help="messages/s for the latency run")
