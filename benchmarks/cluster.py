@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import math
 import multiprocessing
 import os
@@ -353,34 +354,116 @@ async def _publish(url: str, setup: str, messages: int, rate: float | None, wind
     return messages / elapsed
 
 
-async def subscribe_all(urls: list[str], setup: str, count: int) -> list[Any]:
-    connections = []
-    for index in range(count):
-        connection = await open_connection(urls[index % len(urls)], setup)
-        await connection.send('42["subscribe"]' if setup == "socketio" else '{"op":"subscribe","topic":"bench/#"}')
-        while "subscribed" not in str(await connection.recv()):
-            pass
-        connections.append(connection)
-    return connections
+def _client_frame(text: str) -> bytes:
+    """A masked text frame (mask key 0: the payload stays as is)."""
+    payload = text.encode()
+    if len(payload) < 126:
+        return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+    return bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload
 
 
-async def receive(connection: Any, setup: str, messages: int, latencies: list[float] | None) -> float:
-    """Read until ``messages`` messages arrived; returns when the last one did."""
-    received = 0
-    marker = '42["message"' if setup == "socketio" else '"op":"message"'
-    while received < messages:
-        frame = await connection.recv()
-        text = frame.decode() if isinstance(frame, bytes) else frame
-        if text == "2":
-            await connection.send("3")
-            continue
-        arrived = text.count(marker)
-        received += arrived
-        if latencies is not None and arrived:
+class Subscriber(asyncio.Protocol):
+    """A bare WebSocket client that counts messages: far cheaper per frame than a full client library,
+    so that the receiving side (one process for every subscriber) disturbs the measurement less."""
+
+    def __init__(self, setup: str) -> None:
+        self.setup = setup
+        self.marker = b'42["message"' if setup == "socketio" else b'"op":"message"'
+        self.buffer = bytearray()
+        self.open = False
+        self.transport: asyncio.Transport | None = None
+        self.frames: asyncio.Queue[bytes] = asyncio.Queue()
+        self.counting = False
+        self.received = 0
+        self.target = 0
+        self.latencies: list[float] | None = None
+        self.finished: asyncio.Future[float] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, text: str) -> None:
+        assert self.transport is not None
+        self.transport.write(_client_frame(text))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.open:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            del buffer[: end + 4]
+            self.open = True
+        while len(buffer) >= 2:
+            length, offset = buffer[1] & 0x7F, 2
+            if length == 126:
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                return
+            opcode = buffer[0] & 0x0F
+            payload = bytes(buffer[offset : offset + length])
+            del buffer[: offset + length]
+            if opcode == 9:  # ping
+                assert self.transport is not None
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode in (1, 2):
+                self.frame(payload)
+
+    def frame(self, payload: bytes) -> None:
+        if payload == b"2" and self.setup == "socketio":
+            self.send("3")  # engine.io ping
+            return
+        if not self.counting:
+            self.frames.put_nowait(payload)
+            return
+        arrived = payload.count(self.marker)
+        if not arrived:
+            return
+        self.received += arrived
+        if self.latencies is not None:
             now = time.time()
-            for found in re.finditer(r'"sent":([0-9.e+-]+)', text):
-                latencies.append(now - float(found.group(1)))
-    return time.perf_counter()
+            self.latencies.extend(now - float(sent) for sent in re.findall(rb'"sent":([0-9.e+-]+)', payload))
+        if self.received >= self.target and self.finished is not None and not self.finished.done():
+            self.finished.set_result(time.perf_counter())
+
+    def expect(self, count: int, latencies: list[float] | None) -> asyncio.Future[float]:
+        self.received, self.target, self.latencies, self.counting = 0, count, latencies, True
+        self.finished = asyncio.get_running_loop().create_future()
+        return self.finished
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def subscribe_all(urls: list[str], setup: str, count: int) -> list[Subscriber]:
+    loop = asyncio.get_running_loop()
+    subscribers = []
+    for index in range(count):
+        url = urls[index % len(urls)]
+        host_port, _, path = url.removeprefix("ws://").partition("/")
+        host, _, port = host_port.partition(":")
+        _, subscriber = await loop.create_connection(lambda: Subscriber(setup), host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        assert subscriber.transport is not None
+        subscriber.transport.write(
+            f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await subscriber.frames.get()  # rtnb's welcome, or engine.io's open packet
+        if setup == "socketio":
+            subscriber.send("40")
+            while not (await subscriber.frames.get()).startswith(b"40"):
+                pass
+        subscriber.send('42["subscribe"]' if setup == "socketio" else '{"op":"subscribe","topic":"bench/#"}')
+        while b"subscribed" not in await subscriber.frames.get():
+            pass
+        subscribers.append(subscriber)
+    return subscribers
 
 
 async def run_setup(
@@ -410,7 +493,7 @@ async def run_setup(
             target=publisher_main, args=(servers.urls[0], setup, count, rate, window, start_at, result)
         )
         process.start()
-        receivers = [asyncio.ensure_future(receive(c, setup, count, latencies)) for c in connections]
+        receivers = [c.expect(count, latencies) for c in connections]
         while time.time() < start_at:
             await asyncio.sleep(0.005)
         began = time.perf_counter()
@@ -436,7 +519,7 @@ async def run_setup(
         _, latency_end, _ = await one_run(int(latency_rate * 3), latency_rate, latencies, connections, limit=60)
         latencies.sort()
         for connection in connections:
-            await connection.close()
+            connection.close()
         ignored = ("info", "config|resetstat", "ping", "time", "client|setname", "cluster|slots", "cluster|info")
         commands = sum(count for name, count in calls.items() if name not in ignored)
         return {
