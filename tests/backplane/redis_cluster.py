@@ -41,7 +41,8 @@ def cluster_port(taken: list[int]) -> int:
         return port
 
 
-def _need_redis_server() -> None:
+def need_redis_server() -> None:
+    """Skip without redis-server and redis-cli; fail instead under RTNB_CI."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
         reason = "redis-server/redis-cli are not installed, so no Redis Cluster can be started"
         if os.environ.get("RTNB_CI"):
@@ -193,7 +194,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if given:
         yield given
         return
-    _need_redis_server()
+    need_redis_server()
     cluster = PrivateCluster(tmp_path_factory.mktemp("redis-cluster"), persistent=False)
     asyncio.run(cluster.start())
     try:
@@ -205,7 +206,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 @pytest.fixture
 async def private_cluster(tmp_path: Path) -> AsyncIterator[PrivateCluster]:
     """A cluster of this test's own, whose masters it may kill, pause and restart."""
-    _need_redis_server()
+    need_redis_server()
     cluster = PrivateCluster(tmp_path)
     try:
         await cluster.start()

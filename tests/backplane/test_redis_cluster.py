@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import tornado.httpclient
-from redis_cluster import PrivateCluster, private_cluster, redis_cluster_url
+from redis_cluster import PrivateCluster, need_redis_server, private_cluster, redis_cluster_url
 from redis_helpers import collect, redis_hub
 
 from rtnb.backplane._redis_keys import bucket_of
@@ -88,16 +88,21 @@ async def delete_cluster_prefix(url: str, prefix: str) -> None:
 async def test_three_hubs_on_a_cluster_act_as_one_across_shards(redis_cluster_url: str) -> None:
     prefix = f"rtnb:test-{uuid.uuid4().hex[:12]}:"
     try:
-        async with redis_hub(redis_cluster_url, prefix, "A") as hub_a, redis_hub(
-            redis_cluster_url, prefix, "B"
-        ) as hub_b, redis_hub(redis_cluster_url, prefix, "C") as hub_c:
+        async with (
+            redis_hub(redis_cluster_url, prefix, "A") as hub_a,
+            redis_hub(redis_cluster_url, prefix, "B") as hub_b,
+            redis_hub(redis_cluster_url, prefix, "C") as hub_c,
+        ):
             health = hub_a.hub.health()
             assert health["cluster"] is True and len(health["nodes"]) == 3 and health["state"] == "connected"
             shards = topics_per_shard(hub_a, "plant/{}/temp", 2)
             topics = [topic for names in shards.values() for topic in names]
-            async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as on_b, WirePeer(
-                hub_c.ws_url
-            ) as on_c, WirePeer(hub_c.ws_url) as mover:
+            async with (
+                WirePeer(hub_a.ws_url) as publisher,
+                WirePeer(hub_b.ws_url) as on_b,
+                WirePeer(hub_c.ws_url) as on_c,
+                WirePeer(hub_c.ws_url) as mover,
+            ):
                 for peer, pattern in ((on_b, "plant/#"), (on_c, "plant/+/temp"), (mover, "plant/#")):
                     assert (await peer.request({"op": "subscribe", "topic": pattern}))["op"] == "subscribed"
                 acks = [await publish(publisher, topic, n) for n in range(10) for topic in topics]
@@ -139,13 +144,17 @@ async def test_killed_listeners_on_every_shard_are_noticed_resubscribed_and_caug
 
     prefix = f"rtnb:test-{uuid.uuid4().hex[:12]}:"
     try:
-        async with redis_hub(redis_cluster_url, prefix, "A") as hub_a, redis_hub(
-            redis_cluster_url, prefix, "B"
-        ) as hub_b:
+        async with (
+            redis_hub(redis_cluster_url, prefix, "A") as hub_a,
+            redis_hub(redis_cluster_url, prefix, "B") as hub_b,
+        ):
             topics = [t for names in topics_per_shard(hub_a, "kill/{}", 1).values() for t in names]
-            async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_a.ws_url) as on_a, WirePeer(
-                hub_b.ws_url
-            ) as on_b, WirePeer(hub_b.ws_url) as exact_b:
+            async with (
+                WirePeer(hub_a.ws_url) as publisher,
+                WirePeer(hub_a.ws_url) as on_a,
+                WirePeer(hub_b.ws_url) as on_b,
+                WirePeer(hub_b.ws_url) as exact_b,
+            ):
                 for peer, pattern in ((on_a, "kill/#"), (on_b, "kill/+"), (exact_b, topics[-1])):
                     await peer.request({"op": "subscribe", "topic": pattern})
                 for topic in topics:
@@ -167,8 +176,9 @@ async def test_killed_listeners_on_every_shard_are_noticed_resubscribed_and_caug
                     for n in range(5):
                         assert (await publish(publisher, topic, n))["op"] == "ack"
                 for server in (hub_a, hub_b):
-                    await wait_until(lambda server=server: backplane_of(server).state is BackplaneState.CONNECTED,
-                                     timeout=5)
+                    await wait_until(
+                        lambda server=server: backplane_of(server).state is BackplaneState.CONNECTED, timeout=5
+                    )
                 for peer, wanted in ((on_a, topics), (on_b, topics), (exact_b, topics[-1:])):
                     items, _errors = await collect(peer, 5 * len(wanted), timeout=10)
                     assert by_topic(items) == {topic: [2, 3, 4, 5, 6] for topic in wanted}
@@ -180,24 +190,25 @@ async def http_publish(server: HubServer, topic: str, data: Any) -> tuple[int, d
     """POST /publish/TOPIC: (status, body, seconds taken)."""
     began = time.monotonic()
     response = await tornado.httpclient.AsyncHTTPClient().fetch(
-        f"{server.url}/publish/{topic}", method="POST", body=orjson.dumps(data), raise_error=False,
+        f"{server.url}/publish/{topic}",
+        method="POST",
+        body=orjson.dumps(data),
+        raise_error=False,
         request_timeout=30,
     )
     return response.code, orjson.loads(response.body), time.monotonic() - began
 
 
 async def test_a_killed_master_fails_fast_for_its_topics_only_and_recovers_with_a_gap(tmp_path: Any) -> None:
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed, so no Redis Cluster can be started")
+    need_redis_server()
     # Not persistent: the master comes back empty, so what it held is lost and must show as a gap.
     cluster = PrivateCluster(tmp_path, persistent=False)
     await cluster.start()
     try:
-        async with redis_hub(cluster.url, "rtnb:kill:", "A") as hub_a, redis_hub(
-            cluster.url, "rtnb:kill:", "B"
-        ) as hub_b:
+        async with (
+            redis_hub(cluster.url, "rtnb:kill:", "A") as hub_a,
+            redis_hub(cluster.url, "rtnb:kill:", "B") as hub_b,
+        ):
             topology = backplane_of(hub_a)._topology
             assert topology is not None
             # The master holding presence too: losing it must not stop the other shards.
@@ -205,9 +216,11 @@ async def test_a_killed_master_fails_fast_for_its_topics_only_and_recovers_with_
             shards = topics_per_shard(hub_a, "line/{}", 1)
             lost_topic = shards[doomed][0]
             kept = [names[0] for port, names in shards.items() if port != doomed]
-            async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as on_b, WirePeer(
-                hub_a.ws_url
-            ) as on_a:
+            async with (
+                WirePeer(hub_a.ws_url) as publisher,
+                WirePeer(hub_b.ws_url) as on_b,
+                WirePeer(hub_a.ws_url) as on_a,
+            ):
                 for peer in (on_a, on_b):
                     await peer.request({"op": "subscribe", "topic": "line/#"})
                 for topic in [lost_topic, *kept]:
@@ -235,8 +248,9 @@ async def test_a_killed_master_fails_fast_for_its_topics_only_and_recovers_with_
 
                 await cluster.restart(doomed)
                 for server in (hub_a, hub_b):
-                    await wait_until(lambda server=server: backplane_of(server).state is BackplaneState.CONNECTED,
-                                     timeout=15)
+                    await wait_until(
+                        lambda server=server: backplane_of(server).state is BackplaneState.CONNECTED, timeout=15
+                    )
                 answer = await publish(publisher, lost_topic, "back")
                 assert answer["op"] == "ack", answer
                 assert answer["offset"] == 1  # the restarted master lost the topic: a new epoch

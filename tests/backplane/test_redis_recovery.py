@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_cluster import need_redis_server
 from redis_helpers import PrivateRedis, collect, redis_hub
 
 from rtnb.backplane.redis import BackplaneState, RedisBackplane
@@ -114,8 +115,7 @@ class RdbRedis(PrivateRedis):
 async def test_redis_restored_from_an_older_file_starts_a_new_epoch_with_a_gap(tmp_path: Path) -> None:
     import redis.asyncio
 
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed, so Redis cannot be restored from a file in a test")
+    need_redis_server()
     server = RdbRedis(tmp_path)
     await server.start()
     try:
