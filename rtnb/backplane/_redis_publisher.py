@@ -113,7 +113,13 @@ class Publisher:
                 if not queue:
                     return
                 batch, self._queues[node] = queue[:MAX_ROUND], queue[MAX_ROUND:]
-                await self._send(node, batch)
+                try:
+                    await self._send(node, batch)
+                except Exception as error:  # a bug or an unexpected reply: fail the batch, never leave it waiting
+                    log.exception("publishing a batch to %s failed", node.name)
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(self.unavailable(error, "the message was not published."))
         finally:
             self._busy.discard(node)
             if self._queues.get(node):  # arrived as the loop ended: go again
