@@ -1,56 +1,84 @@
-"""Names of the Redis keys and channels the Redis backplane uses, and pattern mapping.
+"""Names of the Redis keys and channels the Redis backplane uses. Pure, no I/O.
 
-Pure functions, no I/O, so they are tested without Redis.
+Topics are spread over :data:`BUCKETS` buckets (``crc32(topic) % BUCKETS``).
+Every key of a bucket carries the bucket's hash tag, so on a Redis Cluster all
+of a topic's keys (and its bucket's channel and topic index) live in one hash
+slot: a publish stays one script call on one shard. The tags are chosen so the
+buckets' slots are spread evenly over the 16384 slots, hence evenly over the
+shards of a cluster whose slots were split evenly. On a single Redis the same
+names are used; the tags are then harmless.
 
-Every name starts with a prefix (``rtnb:`` by default) so several clusters, or
-many tests, share one Redis without meeting. For a topic ``T``:
+For a topic ``T`` in bucket ``B`` (tag ``{t}``), under ``prefix`` (``rtnb:``):
 
-* ``{prefix}e:T``  the topic's epoch (a string holding milliseconds, set once with SET NX)
-* ``{prefix}o:T``  the last offset assigned (INCR)
-* ``{prefix}s:T``  the history: a stream whose entry ids are ``OFFSET-0``
-* ``{prefix}m:T``  the pub/sub channel carrying each message's JSON envelope
-* ``{prefix}topics`` every topic name (a sorted set, all scores 0, read by prefix)
-* ``{prefix}hubs`` and ``{prefix}presence:HUB`` cluster presence (see the presence module)
-* ``{prefix}alive:HUB`` a hub's heartbeat (expires), present even when it has no members
+* ``{prefix}{t}:e:T``  the topic's epoch (milliseconds of Redis time when it began)
+* ``{prefix}{t}:o:T``  the last offset assigned
+* ``{prefix}{t}:s:T``  the history: a stream whose entry ids are ``OFFSET-0``
+* ``{prefix}{t}:topics``  the bucket's topic names (sorted set, all scores 0, read by prefix)
+* ``{prefix}{t}:clock``  a counter every publish batch moves forward; it going
+  backwards means Redis was restored from an older file (see the scripts)
+* ``{prefix}{t}:m``  the bucket's (sharded) pub/sub channel: one payload per
+  publish batch, the envelopes joined by newlines, after the clock value
+* ``{prefix}{presence}:...`` presence: ``hubs``, ``presence:HUB``, ``alive:HUB``,
+  and the ``events`` channel (one slot, so its transactions stay on one shard)
 
-Redis pub/sub globs are not MQTT wildcards: ``*`` crosses ``/`` and a topic may
-itself contain ``*``, ``?``, ``[`` or ``\\``. So a pattern maps to a glob that
-selects *at least* what it matches (literal levels escaped, ``+`` and ``#``
-widened to ``*``) and every arrival is then filtered exactly with
-:meth:`~rtnb.core.topics.Pattern.matches`.
+A hub listens to whole buckets and filters each message exactly with
+:meth:`~rtnb.core.topics.Pattern.matches`, so a wildcard pattern costs the same
+subscriptions as ``#`` and the number of Redis subscriptions stays bounded by
+``BUCKETS`` whatever the number of topics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+from functools import cache
 
 from ..core.topics import Pattern
 
-__all__ = ["RedisKeys", "escape_glob", "pattern_glob", "topic_prefix"]
+__all__ = ["BUCKETS", "SLOTS", "RedisKeys", "bucket_of", "bucket_tag", "key_slot", "topic_prefix"]
 
-_GLOB_SPECIAL = frozenset("*?[]\\")
-
-
-def escape_glob(text: str) -> str:
-    """``text`` with every Redis glob metacharacter backslash-escaped."""
-    if _GLOB_SPECIAL.isdisjoint(text):
-        return text
-    return "".join("\\" + character if character in _GLOB_SPECIAL else character for character in text)
+#: Number of buckets topics are spread over; fixed, as it is part of the key layout.
+BUCKETS = 64
+#: Hash slots of a Redis Cluster.
+SLOTS = 16384
 
 
-def pattern_glob(pattern: Pattern) -> str:
-    """A Redis glob (without prefix) matching every topic ``pattern`` matches, and maybe more.
+def _crc16(data: bytes) -> int:
+    """CRC16/XMODEM, the checksum Redis Cluster hashes keys with."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
 
-    ``a/+/c`` gives ``a/*/c``; ``a/#`` gives ``a*`` (it must match ``a`` itself);
-    ``#`` gives ``*``. Literal levels are escaped.
-    """
-    parts: list[str] = []
-    for index, level in enumerate(pattern.levels):
-        if level == "#":
-            # '#' also matches the parent level itself: drop the separator before it.
-            return "/".join(parts) + "*" if index else "*"
-        parts.append("*" if level == "+" else escape_glob(level))
-    return "/".join(parts)
+
+def key_slot(key: str | bytes) -> int:
+    """The cluster hash slot of ``key``, honouring a ``{hash tag}`` as Redis does."""
+    raw = key.encode() if isinstance(key, str) else key
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return _crc16(raw) % SLOTS
+
+
+@cache
+def bucket_tag(bucket: int) -> str:
+    """A short hash tag whose slot lies in the ``bucket``-th even share of the slots."""
+    low, high = bucket * SLOTS // BUCKETS, (bucket + 1) * SLOTS // BUCKETS
+    candidate = 0
+    while True:
+        tag = f"{bucket}.{candidate}"
+        if low <= _crc16(tag.encode()) % SLOTS < high:
+            return tag
+        candidate += 1
+
+
+def bucket_of(topic: str) -> int:
+    """The bucket ``topic`` belongs to."""
+    return zlib.crc32(topic.encode()) % BUCKETS
 
 
 def topic_prefix(pattern: Pattern) -> str:
@@ -67,45 +95,65 @@ def topic_prefix(pattern: Pattern) -> str:
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key and channel names under one ``prefix``."""
+    """Key and channel names under one ``prefix``.
+
+    Raises:
+        ValueError: ``prefix`` contains ``{`` or ``}`` (it would change the hash tags).
+    """
 
     prefix: str = "rtnb:"
+    _bases: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"a Redis key prefix may not contain '{{' or '}}': {self.prefix!r}")
+        object.__setattr__(self, "_bases", tuple(f"{self.prefix}{{{bucket_tag(b)}}}:" for b in range(BUCKETS)))
+
+    def base(self, bucket: int) -> str:
+        """The start of every key of ``bucket``."""
+        return self._bases[bucket]
 
     def epoch(self, topic: str) -> str:
-        return f"{self.prefix}e:{topic}"
+        return f"{self._bases[bucket_of(topic)]}e:{topic}"
 
     def offset(self, topic: str) -> str:
-        return f"{self.prefix}o:{topic}"
+        return f"{self._bases[bucket_of(topic)]}o:{topic}"
 
     def stream(self, topic: str) -> str:
-        return f"{self.prefix}s:{topic}"
+        return f"{self._bases[bucket_of(topic)]}s:{topic}"
 
-    def channel(self, topic: str) -> str:
-        return f"{self.prefix}m:{topic}"
+    def topics(self, bucket: int) -> str:
+        return f"{self._bases[bucket]}topics"
 
-    @property
-    def channel_prefix(self) -> str:
-        return f"{self.prefix}m:"
+    def clock(self, bucket: int) -> str:
+        return f"{self._bases[bucket]}clock"
 
-    @property
-    def topics(self) -> str:
-        return f"{self.prefix}topics"
+    def channel(self, bucket: int) -> str:
+        return f"{self._bases[bucket]}m"
+
+    def bucket_of_channel(self, channel: bytes) -> int | None:
+        """The bucket a message channel belongs to, or None for another channel."""
+        try:
+            return self._channels()[channel]
+        except KeyError:
+            return None
+
+    @cache  # noqa: B019 - one small table per RedisKeys, which lives as long as its backplane
+    def _channels(self) -> dict[bytes, int]:
+        return {self.channel(bucket).encode(): bucket for bucket in range(BUCKETS)}
+
+    # -- presence: one hash tag, so one slot --------------------------------------------
 
     @property
     def hubs(self) -> str:
-        return f"{self.prefix}hubs"
+        return f"{self.prefix}{{presence}}:hubs"
 
     def presence(self, hub_id: str) -> str:
-        return f"{self.prefix}presence:{hub_id}"
+        return f"{self.prefix}{{presence}}:presence:{hub_id}"
 
     def alive(self, hub_id: str) -> str:
-        return f"{self.prefix}alive:{hub_id}"
+        return f"{self.prefix}{{presence}}:alive:{hub_id}"
 
-    def channel_glob(self, pattern: Pattern) -> str:
-        """The PSUBSCRIBE glob for a wildcard ``pattern`` (prefix escaped too)."""
-        return escape_glob(self.channel_prefix) + pattern_glob(pattern)
-
-    def topic_of(self, channel: bytes | str) -> str:
-        """The topic a message channel carries."""
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        return name[len(self.channel_prefix):]
+    @property
+    def presence_channel(self) -> str:
+        return f"{self.prefix}{{presence}}:events"

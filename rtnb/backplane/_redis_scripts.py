@@ -1,58 +1,126 @@
 """The Lua scripts the Redis backplane runs, each one atomic inside Redis.
 
-``PUBLISH_SCRIPT`` is the whole publish path in one round trip: it reads or
-creates the topic's epoch (from Redis' own clock, set once with SET NX),
-INCRs the offset, builds the JSON envelope, appends it to the topic's stream
-with the offset as entry id (trimmed by count and age), and PUBLISHes the same
-envelope. Because one script runs at a time, pub/sub order equals offset order
-for every subscriber in the cluster.
+``PUBLISH_SCRIPT`` publishes a whole batch of messages of one bucket in one
+call (see :mod:`rtnb.backplane._redis_keys`): for each topic it reads or
+creates the epoch (from Redis' own clock), assigns the next offsets in the
+order the messages were given, builds each JSON envelope, appends it to the
+topic's stream with the offset as entry id (trimmed by count and age), and
+finally publishes every envelope of the batch as one pub/sub payload on the
+bucket's channel. Because one script runs at a time, pub/sub order equals
+offset order for every subscriber, on every hub.
 
 The envelope is built by concatenation from pieces the caller already encoded
 (topic and ts as JSON, the payload as JSON), so Redis never parses JSON and
 the bytes match :attr:`rtnb.core.message.Message.json` exactly.
+
+Each bucket also has a *clock*, moved forward by every batch and remembered by
+the hubs. A clock lower than one a hub has seen means Redis went back in time
+(restored from an older RDB or AOF file): offsets that clients already hold
+would be handed out again. The script then starts a new epoch for every topic
+of the bucket before assigning anything, so subscribers get an
+``epoch_changed`` gap instead of silently deduplicated messages.
+``CHECK_CLOCK_SCRIPT`` does the same check for a hub that reconnects without
+publishing.
 """
 
 from __future__ import annotations
 
-__all__ = ["PUBLISH_SCRIPT", "RESET_SCRIPT"]
+__all__ = ["CHECK_CLOCK_SCRIPT", "PUBLISH_SCRIPT", "RESET_SCRIPT"]
 
-# KEYS: epoch, offset, stream, topics
-# ARGV: channel, topic, topic_json, ts_json, data_json, maxlen, ts_ms, max_age_ms ("0": no age limit)
-PUBLISH_SCRIPT = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
+# Shared by the scripts: the bucket's keys are named from its topic index key
+# (KEYS[2], "...topics"), all in the same hash slot.
+_RENEW_BUCKET_IF_RESTORED = """
+local function new_epoch(old)
   local now = redis.call('TIME')
-  epoch = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-  redis.call('SET', KEYS[1], epoch, 'NX')
-  redis.call('ZADD', KEYS[4], 0, ARGV[2])
+  local epoch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  if epoch <= old then epoch = old + 1 end
+  return epoch
 end
-local offset = string.format('%.0f', redis.call('INCR', KEYS[2]))
-local envelope = '{"op":"message","topic":' .. ARGV[3] .. ',"offset":' .. offset ..
-  ',"epoch":' .. epoch .. ',"ts":' .. ARGV[4] .. ',"data":' .. ARGV[5] .. '}'
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], offset .. '-0', 'm', envelope, 't', ARGV[7])
-local max_age = tonumber(ARGV[8])
-if max_age > 0 then
-  -- Drop entries older than the age limit, a few per publish so it keeps up
-  -- without one publish ever paying for a long backlog.
-  local cutoff = tonumber(ARGV[7]) - max_age
-  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 16)
-  local keep = nil
-  for _, entry in ipairs(oldest) do
-    local fields = entry[2]
-    local stamp = 0
-    for index = 1, #fields, 2 do
-      if fields[index] == 't' then stamp = tonumber(fields[index + 1]) end
+
+local function check_clock(clock_key, index_key, seen)
+  local clock = tonumber(redis.call('GET', clock_key) or '0')
+  if clock < seen then
+    local base = string.sub(index_key, 1, -7)
+    for _, name in ipairs(redis.call('ZRANGE', index_key, 0, -1)) do
+      local old = tonumber(redis.call('GET', base .. 'e:' .. name) or '0')
+      redis.call('SET', base .. 'e:' .. name, string.format('%.0f', new_epoch(old)))
+      redis.call('DEL', base .. 'o:' .. name, base .. 's:' .. name)
     end
-    if stamp >= cutoff then keep = entry[1] break end
+    clock = seen
   end
-  if keep == nil then keep = offset .. '-0' end
-  redis.call('XTRIM', KEYS[3], 'MINID', keep)
-  -- A topic nobody publishes to any more loses its whole history at the age limit.
-  redis.call('PEXPIRE', KEYS[3], max_age)
+  return clock
 end
-redis.call('PUBLISH', ARGV[1], envelope)
-return {offset, epoch}
 """
+
+# KEYS: clock, topic index, then per topic: epoch, offset, stream
+# ARGV: channel, maxlen, max_age_ms ("0": none), seen clock, publish command, topic count,
+#       then per topic: topic, topic_json; then per message: topic number, ts_json, data_json, ts_ms
+# Returns: {clock, {epoch per topic}, {offset per message}}
+PUBLISH_SCRIPT = (
+    _RENEW_BUCKET_IF_RESTORED
+    + """
+local clock = check_clock(KEYS[1], KEYS[2], tonumber(ARGV[4])) + 1
+redis.call('SET', KEYS[1], string.format('%.0f', clock))
+local maxlen, max_age, topic_count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[6])
+local epochs, offsets, epoch_text, last_ts = {}, {}, {}, {}
+for i = 1, topic_count do
+  local epoch = redis.call('GET', KEYS[3 * i])
+  if not epoch then
+    epoch = string.format('%.0f', new_epoch(0))
+    redis.call('SET', KEYS[3 * i], epoch, 'NX')
+    redis.call('ZADD', KEYS[2], 0, ARGV[5 + 2 * i])
+  end
+  epoch_text[i] = epoch
+  epochs[i] = tonumber(epoch)
+  offsets[i] = tonumber(redis.call('GET', KEYS[3 * i + 1]) or '0')
+end
+local first = 7 + 2 * topic_count
+local envelopes, assigned = {tostring(clock)}, {}
+for m = first, #ARGV, 4 do
+  local i = tonumber(ARGV[m])
+  offsets[i] = offsets[i] + 1
+  local offset = string.format('%.0f', offsets[i])
+  local envelope = '{"op":"message","topic":' .. ARGV[6 + 2 * i] .. ',"offset":' .. offset ..
+    ',"epoch":' .. epoch_text[i] .. ',"ts":' .. ARGV[m + 1] .. ',"data":' .. ARGV[m + 2] .. '}'
+  redis.call('XADD', KEYS[3 * i + 2], 'MAXLEN', '~', maxlen, offset .. '-0', 'm', envelope, 't', ARGV[m + 3])
+  envelopes[#envelopes + 1] = envelope
+  assigned[#assigned + 1] = offsets[i]
+  last_ts[i] = tonumber(ARGV[m + 3])
+end
+for i = 1, topic_count do
+  redis.call('SET', KEYS[3 * i + 1], string.format('%.0f', offsets[i]))
+  if max_age > 0 and last_ts[i] then
+    -- Drop entries older than the age limit, a few per batch so it keeps up
+    -- without one batch ever paying for a long backlog.
+    local stream, cutoff = KEYS[3 * i + 2], last_ts[i] - max_age
+    local keep = nil
+    for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 16)) do
+      local fields, stamp = entry[2], 0
+      for f = 1, #fields, 2 do
+        if fields[f] == 't' then stamp = tonumber(fields[f + 1]) end
+      end
+      if stamp >= cutoff then keep = entry[1] break end
+    end
+    if keep == nil then keep = string.format('%.0f', offsets[i]) .. '-0' end
+    redis.call('XTRIM', stream, 'MINID', keep)
+    -- A topic nobody publishes to any more loses its whole history at the age limit.
+    redis.call('PEXPIRE', stream, max_age)
+  end
+end
+redis.call(ARGV[5], ARGV[1], table.concat(envelopes, '\\n'))
+return {clock, epochs, assigned}
+"""
+)
+
+# KEYS: clock, topic index.  ARGV: seen clock.  Returns the bucket's clock.
+CHECK_CLOCK_SCRIPT = (
+    _RENEW_BUCKET_IF_RESTORED
+    + """
+local clock = check_clock(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%.0f', clock))
+return clock
+"""
+)
 
 # KEYS: epoch, offset, stream
 # Starts a new epoch strictly greater than the old one, offsets from 1 again.

@@ -1,22 +1,28 @@
 """The seam between a hub and whatever shares its messages with other hubs.
 
 A backplane assigns offsets, keeps history and hands every message to the hub's
-local fan-out through the ``deliver`` callback given to :meth:`Backplane.start`,
+local fan-out through the :class:`HubLink` given to :meth:`Backplane.start`,
 in offset order per topic. The in-memory backplane does all of this inside the
 process; the Redis backplane does it in Redis so several hubs agree.
+
+The two talk only through these two protocols: the hub calls a
+:class:`Backplane`, the backplane calls back through the :class:`HubLink`
+(events in: messages, gaps, outages, presence changes; and what the hub's
+clients subscribe to). Neither touches the other's members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..core.errors import Unavailable
 from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import Pattern
 
-__all__ = ["Backplane", "Deliver", "ReadResult", "TopicPosition"]
+__all__ = ["Backplane", "Deliver", "HubLink", "ReadResult", "TopicPosition"]
 
 #: Called with every message, local or from another hub, for local fan-out.
 Deliver = Callable[[Message], object]
@@ -35,6 +41,28 @@ class TopicPosition:
     last_offset: int
 
 
+class HubLink(Protocol):
+    """What a backplane may tell, and ask, the hub it serves (implemented by the hub)."""
+
+    def deliver(self, message: Message) -> None:
+        """Route ``message`` to local subscribers (offset order per topic)."""
+
+    def skip(self, topic: str, epoch: int, offset: int, gaps: Sequence[Gap]) -> None:
+        """Live subscribers of ``topic`` missed ``gaps``; the topic now stands at ``offset`` of ``epoch``."""
+
+    def backplane_unavailable(self, error: Unavailable, affected: Callable[[Pattern], bool]) -> None:
+        """Tell subscribers holding a pattern for which ``affected`` is true that live messages pause."""
+
+    def membership_changed(self, client: str, before: list[str], after: list[str], hub_id: str | None = None) -> None:
+        """A client's subscriptions changed (on this hub or on ``hub_id``): tell presence watchers."""
+
+    def local_subscriptions(self) -> dict[str, list[str]]:
+        """Client id -> patterns, for every connection of this hub that subscribes."""
+
+    def watched_patterns(self) -> set[Pattern]:
+        """Every pattern the hub's subscribers hold now."""
+
+
 @runtime_checkable
 class Backplane(Protocol):
     """What a hub needs from a message backplane.
@@ -48,8 +76,8 @@ class Backplane(Protocol):
     #: this hub's name in presence answers and join/leave events
     hub_id: str
 
-    async def start(self, deliver: Deliver) -> None:
-        """Begin delivering messages to ``deliver``."""
+    async def start(self, hub: HubLink) -> None:
+        """Begin delivering messages (and other events) to ``hub``."""
 
     async def stop(self) -> None:
         """Release connections; no delivery after this returns."""
@@ -81,3 +109,13 @@ class Backplane(Protocol):
 
     def reset_topic(self, topic: str) -> None:
         """Forget ``topic``'s history; its next message starts a new epoch."""
+
+    async def presence(self, query: Pattern) -> list[dict[str, str]]:
+        """Clients subscribed to what ``query`` names, on every hub this backplane joins.
+
+        Raises:
+            Unavailable: a shared backplane cannot be read.
+        """
+
+    def announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
+        """``client``'s subscriptions changed here: tell every hub's presence watchers (this one's too)."""

@@ -16,8 +16,9 @@ from typing import Any
 from ..core.errors import Unavailable
 from ..core.history import Gap, HistoryLimits, HistoryStore
 from ..core.message import Message
+from ..core.presence import present_members
 from ..core.topics import Pattern
-from .base import Deliver, ReadResult, TopicPosition
+from .base import Deliver, HubLink, ReadResult, TopicPosition
 
 __all__ = ["MemoryBackplane"]
 
@@ -41,9 +42,11 @@ class MemoryBackplane:
         #: this hub's name in presence, random unless given: the same shape as on Redis
         self.hub_id = hub_id or uuid.uuid4().hex[:12]
         self._deliver: Deliver | None = None
+        self._hub: HubLink | None = None
 
-    async def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    async def start(self, hub: HubLink) -> None:
+        self._hub = hub
+        self._deliver = hub.deliver
 
     async def stop(self) -> None:
         self._deliver = None
@@ -90,3 +93,11 @@ class MemoryBackplane:
 
     def reset_topic(self, topic: str) -> None:
         self.store.reset(topic)
+
+    async def presence(self, query: Pattern) -> list[dict[str, str]]:
+        """This hub's own subscribers: there is no other hub."""
+        return [] if self._hub is None else present_members(self._hub.local_subscriptions(), query, self.hub_id)
+
+    def announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
+        if self._hub is not None:
+            self._hub.membership_changed(client, before, after, self.hub_id)

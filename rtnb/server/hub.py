@@ -28,7 +28,7 @@ from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
 from ..core.message import Message, check_payload, encode_json
-from ..core.presence import is_present, present_members
+from ..core.presence import is_present
 from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
@@ -200,10 +200,7 @@ class Hub:
     async def start(self) -> None:
         """Bind to the running loop and start the backplane."""
         self._loop = asyncio.get_running_loop()
-        bind_hub = getattr(self.backplane, "bind_hub", None)
-        if bind_hub is not None:
-            bind_hub(self)
-        await self.backplane.start(self.fanout.route)
+        await self.backplane.start(self)
         self.started_at = self.clock()
         for component in list(self.components.values()):
             await component.start(self)
@@ -597,11 +594,7 @@ class Hub:
         Raises:
             Unavailable: the shared backplane cannot be read.
         """
-        shared = getattr(self.backplane, "presence", None)
-        if shared is not None:
-            return list(await shared(query))
-
-        return present_members(self.local_subscriptions(), query, self.backplane.hub_id)
+        return list(await self.backplane.presence(query))
 
     def watch_presence(self, member: Member, query: Pattern, enabled: bool) -> None:
         """Send ``member`` join/leave events for ``query`` from now on (or stop)."""
@@ -616,11 +609,7 @@ class Hub:
     def _announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
         if sorted(before) == sorted(after):
             return
-        announce = getattr(self.backplane, "announce_membership", None)
-        if announce is not None:
-            announce(client, before, after)  # every hub, this one included, hears it back
-        else:
-            self.membership_changed(client, before, after, self.backplane.hub_id)
+        self.backplane.announce_membership(client, before, after)  # every hub, this one included, hears it
 
     def membership_changed(self, client: str, before: list[str], after: list[str], hub_id: str | None = None) -> None:
         """A client's subscriptions changed (here or, via the backplane, on ``hub_id``): tell watchers."""
@@ -638,6 +627,41 @@ class Hub:
                     if hub_id is not None:
                         event["hub"] = hub_id
                     member.sink.send_control(event)
+
+    # -- events from the backplane (the HubLink protocol) -----------------------------
+
+    def deliver(self, message: Message) -> None:
+        """A message from the backplane, in offset order per topic: route it to local subscribers."""
+        self.fanout.route(message)
+
+    def skip(self, topic: str, epoch: int, offset: int, gaps: Sequence[Gap]) -> None:
+        """Live subscribers of ``topic`` missed ``gaps`` (history lost them); the topic moves on to ``offset``.
+
+        Messages already routed go out first; the groups' cursors move too, so a
+        subscriber catching up later reads the same gaps from history and meets
+        its group there.
+        """
+        self.flush()
+        told = 0
+        for group in list(self.fanout.groups.values()):
+            if group.matches(topic):
+                group.cursor[topic] = (epoch, offset)
+                for member in list(group.members):
+                    if member.state is MemberState.LIVE and member.sink is not None:
+                        member.sink.send_items(list(gaps))
+                        told += len(gaps)
+        self.stats.gaps_sent += told
+
+    def backplane_unavailable(self, error: Unavailable, affected: Callable[[Pattern], bool]) -> None:
+        """Tell subscribers whose patterns ``affected`` selects that live messages pause (error frame)."""
+        frame = error.to_wire()
+        for member in list(self.fanout.members.values()):
+            if member.sink is not None and any(affected(pattern) for pattern in member.patterns.values()):
+                member.sink.send_control(dict(frame))
+
+    def watched_patterns(self) -> set[Pattern]:
+        """Every pattern this hub's subscribers hold."""
+        return self._all_patterns()
 
     # -- introspection ---------------------------------------------------------------
 

@@ -199,6 +199,10 @@ def _prime_attribute_table(cls: type) -> None:
             setattr(probe, name, None)
 
 
+#: Publishes one WebSocket may have waiting on a shared backplane before reading pauses.
+MAX_PUBLISHES_IN_FLIGHT = 1024
+
+
 class HubWebSocket(tornado.websocket.WebSocketHandler):
     """One WebSocket client of the hub. Implements :class:`~rtnb.server.hub.Sink`."""
 
@@ -262,6 +266,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._closed = False
         self._abort_handle: Any = None
         self.awaiting_pong_since: float | None = None
+        #: publishes on a shared backplane: the latest one (acks go out in order) and how many wait
+        self._last_publish: asyncio.Future[None] | None = None
+        self._publishes_in_flight = 0
 
     # -- settings taken from the hub, so mounting elsewhere keeps them ------------------
 
@@ -485,7 +492,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                     if request.id is not None:
                         self._ack(request.id, message)
                     return None
-                return self._publish_async(request)
+                return self._publish_pipelined(request)
             if isinstance(request, Subscribe):
                 return self._subscribe(member, request)
             if isinstance(request, Presence):
@@ -531,15 +538,34 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self.hub.record_error(error.code)
         self.send_control(error.to_wire())
 
-    async def _publish_async(self, request: Publish) -> None:
+    def _publish_pipelined(self, request: Publish) -> asyncio.Future[None] | None:
+        """Start a publish on a shared backplane and read the next frame at once.
+
+        Publishes then reach the backplane in request order while earlier ones
+        are still in flight, so a busy connection's publishes share round trips
+        (the Redis backplane batches them); acknowledgements and errors still go
+        out in request order. At most ``MAX_PUBLISHES_IN_FLIGHT`` wait at a time:
+        beyond that, reading pauses until this one is acknowledged.
+        """
+        task = asyncio.ensure_future(self._publish_async(request, self._last_publish))
+        self._last_publish = task
+        self._publishes_in_flight += 1
+        return task if self._publishes_in_flight >= MAX_PUBLISHES_IN_FLIGHT else None
+
+    async def _publish_async(self, request: Publish, previous: asyncio.Future[None] | None) -> None:
         try:
-            message = await self.hub.publish(request.topic, request.data, trusted=True)
+            message: Message | None = await self.hub.publish(request.topic, request.data, trusted=True)
+            failure: RtnbError | None = None
         except RtnbError as error:
-            if error.request_id is None:
-                error.request_id = request.id
-            self._report(error)
-            return
-        if request.id is not None:
+            message, failure = None, error
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # the ack of the publish before this one goes first
+        self._publishes_in_flight -= 1
+        if failure is not None:
+            if failure.request_id is None:
+                failure.request_id = request.id
+            self._report(failure)
+        elif request.id is not None and message is not None:
             self._ack(request.id, message)
 
     async def _subscribe(self, member: Member, request: Subscribe) -> None:

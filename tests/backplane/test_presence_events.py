@@ -55,7 +55,8 @@ class CountingChecks(RedisBackplane):
 
     async def _expire_silent_hubs(self) -> None:
         now = asyncio.get_running_loop().time()
-        if self._remote_members.get("B") and now - self._remote_heard.get("B", now) > self.presence_ttl:
+        store = self.presence_store
+        if store._remote_members.get("B") and now - store._remote_heard.get("B", now) > self.presence_ttl:
             self.quiet_checks += 1
         await super()._expire_silent_hubs()
 

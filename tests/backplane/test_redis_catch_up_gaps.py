@@ -35,9 +35,9 @@ class GatedReconnect(RedisBackplane):
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def _connect(self, pubsub: Any) -> None:
+    async def _connect(self, node: Any, listener: Any) -> None:
         await self.gate.wait()
-        await super()._connect(pubsub)
+        await super()._connect(node, listener)
 
 
 async def publish(peer: WirePeer, topic: str, data: Any) -> dict[str, Any]:
