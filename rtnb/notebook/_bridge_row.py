@@ -21,7 +21,7 @@ from ..core.errors import RtnbError
 from ._pump import Frame, Pump
 from ._widget import _same_hub
 
-__all__ = ["BridgeRelay", "bridge_row_config"]
+__all__ = ["BridgeRelay", "bridge_row_config", "bridge_static_line"]
 
 log = logging.getLogger("rtnb.views")
 
@@ -87,6 +87,23 @@ class BridgeRelay:
         elif self.latest is not None:
             self.send(self.latest)
 
+    def snapshot(self) -> dict[str, Any] | None:
+        """The bridge's newest status, for the static fallback: relayed, else asked of the kernel's embedded hub."""
+        if self.latest is not None:
+            return self.latest["data"]  # type: ignore[no-any-return]
+        from .embedded import current_hub
+
+        embedded = current_hub()
+        url = getattr(self.client, "url", None)
+        bridge = embedded.bridge if embedded is not None else None
+        if embedded is None or bridge is None or not isinstance(url, str) or not _same_hub(url, embedded.url):
+            return None
+        try:
+            return embedded.call(bridge.health, timeout=1.0)
+        except RtnbError as error:  # stopped or busy: the fallback goes without the row
+            log.debug("Status: no bridge status for the static fallback: %s", error)
+            return None
+
     def _apply(self, frame: Frame) -> None:
         for messages in frame.messages.values():
             for message in messages:
@@ -104,3 +121,15 @@ class BridgeRelay:
                 subscription.close()
         except RtnbError as error:  # the connection is already gone
             log.debug("closing the bridge status subscription: %s", error)
+
+
+def bridge_static_line(status: dict[str, Any]) -> str:
+    """The bridge row as one line of text (the Status panel's static fallback)."""
+    state = str(status.get("state", "unknown"))
+    if state == "disconnected" and status.get("failed_attempts"):
+        state += f", {status['failed_attempts']} failed attempts"
+    line = f"MQTT bridge {status.get('broker', '')}: {state}; in {status.get('messages_in', 0):,}, "
+    line += f"out {status.get('messages_out', 0):,}"
+    if status.get("last_error"):
+        line += f"; last error: {status['last_error']}"
+    return line

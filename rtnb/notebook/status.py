@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.errors import BadField
-from ._bridge_row import BridgeRelay, bridge_row_config
+from ._bridge_row import BridgeRelay, bridge_row_config, bridge_static_line
 from ._view import ViewState, default_client
 from ._widget import ViewWidget, browser_access, display_widget
 
@@ -104,6 +104,9 @@ class Status(ViewWidget):
                 f"<li>{html.escape(type(view).__name__)} {html.escape(view.pattern)}: {view.transport}, "
                 f"{stats.received:,} received by the kernel, {stats.gaps:,} gaps</li>"
             )
+        bridge = self.bridge_relay.snapshot() if self.bridge_relay is not None else None
+        if bridge is not None:
+            lines.append(f"<li>{html.escape(bridge_static_line(bridge))}</li>")
         return wrap("status", "Status", f'<ul style="margin:2px 0">{"".join(lines)}</ul>')
 
     def _ipython_display_(self) -> None:

@@ -40,6 +40,10 @@ async def test_the_kernel_relays_the_bridge_status_when_a_browser_asks(monkeypat
         assert status.config["bridge"] == {"name": "mqtt", "topic": "$rtnb/bridge/mqtt"}
         # the browser may reach the hub itself, with the view key (which admits the status topic)
         assert status.hub["url"] == hub.url and status.hub["token"] == hub.view_key
+        # the static fallback asks the kernel's hub (nothing relayed yet)
+        fallback = status.static_html()
+        assert f"MQTT bridge mqtt://127.0.0.1:{port}: " in fallback
+        assert "disconnected, " in fallback or ": connecting;" in fallback  # between attempts, or in one
         sent: list[dict[str, Any]] = []
         status.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
         await asyncio.sleep(0.3)
