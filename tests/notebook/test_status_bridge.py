@@ -70,3 +70,15 @@ async def test_the_kernel_relays_the_bridge_status_when_a_browser_asks(monkeypat
         await asyncio.sleep(1.0)
         assert len(sent) == count  # stopped: nothing more is forwarded
         chart.close()
+
+
+def test_another_hub_is_asked_on_the_default_status_topic(embedded: EmbeddedHub) -> None:
+    # the Jupyter extension's hub (or any hub not the kernel's own): its bridge, if any, is named "mqtt" and
+    # reports on $rtnb/bridge/mqtt; the row appears when a status message arrives
+    from rtnb.notebook._bridge_row import bridge_row_config
+
+    class OtherHubClient:
+        url = "http://127.0.0.1:9/rtnb"
+
+    assert bridge_row_config(OtherHubClient()) == {"name": "mqtt", "topic": "$rtnb/bridge/mqtt"}
+    assert bridge_row_config(object()) == {"name": "mqtt", "topic": "$rtnb/bridge/mqtt"}
