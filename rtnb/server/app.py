@@ -50,7 +50,8 @@ def make_handlers(
             ``Host`` (:class:`~rtnb.server.runner.HubServer` passes the rule of
             its binding: loopback names and ``--allow-host`` names on loopback).
         view_key: a secret that admits a browser WebSocket from any origin, with
-            read-only permissions: an embedded hub gives it to its notebook views
+            read-only permissions (data topics and the bridges' status topics
+            ``$rtnb/bridge/#``): an embedded hub gives it to its notebook views
             (in their widget state) so their pages, served by Jupyter on another
             origin, can subscribe directly. None: no such key.
     """

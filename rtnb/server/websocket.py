@@ -56,6 +56,9 @@ from .hub import Hub
 __all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
 
 log = logging.getLogger("rtnb.ws")
+
+#: what a view key may subscribe: every data topic, and the bridges' status (``$rtnb/bridge/mqtt``)
+VIEW_KEY_GRANTS = (Pattern.parse("#"), Pattern.parse("$rtnb/bridge/#"))
 frame_log = logging.getLogger("rtnb.frames")
 
 _TEXT = 0x1
@@ -342,7 +345,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 # a notebook view's browser: any origin, read only (see make_handlers' view_key),
                 # but still only under a Host name this hub answers (DNS rebinding)
                 self.guard.check_host(self.request.headers.get("Host"))
-                self._handshake_permissions = Permissions(subscribe=(Pattern.parse("#"),))
+                # plus the bridges' status topics (``$`` topics are outside ``#``), which Status views show
+                self._handshake_permissions = Permissions(subscribe=VIEW_KEY_GRANTS)
                 return
             self.guard.check(self.request.headers.get("Host"), self.request.headers.get("Origin"))
             from .auth import token_from_request

@@ -3,6 +3,18 @@
 
 // -- the feed: direct from the hub, or relayed by the kernel -------------------------------
 
+/** Where the page reaches the hub: the extension's path on this origin, Colab's port proxy, or the URL. */
+async function hubBase(hub) {
+  if (!hub.url) return new URL(hub.path, globalThis.location.origin).href;
+  const colab = globalThis.google?.colab?.kernel;
+  const url = new URL(hub.url);
+  if (colab && typeof colab.proxyPort === "function" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+    // Colab serves the page from its own origin; a port on the kernel's machine is reached through its proxy
+    return String(await colab.proxyPort(Number(url.port), { cache: false })).replace(/\/+$/, "") + url.pathname;
+  }
+  return hub.url;
+}
+
 class Feed {
   constructor(model) {
     const config = model.get("config");
@@ -41,16 +53,8 @@ class Feed {
     if (this.transport === "auto") this.timer = setTimeout(() => this.mode !== "direct" && this.relay(), FALLBACK_MS);
   }
 
-  /** Where the page reaches the hub: the extension's path on this origin, Colab's port proxy, or the URL. */
-  async hubBase() {
-    if (!this.hub.url) return new URL(this.hub.path, globalThis.location.origin).href;
-    const colab = globalThis.google?.colab?.kernel;
-    const url = new URL(this.hub.url);
-    if (colab && typeof colab.proxyPort === "function" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
-      // Colab serves the page from its own origin; a port on the kernel's machine is reached through its proxy
-      return String(await colab.proxyPort(Number(url.port), { cache: false })).replace(/\/+$/, "") + url.pathname;
-    }
-    return this.hub.url;
+  hubBase() {
+    return hubBase(this.hub);
   }
 
   async direct() {

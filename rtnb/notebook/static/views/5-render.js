@@ -187,6 +187,110 @@ class TableRender extends Render {
   }
 }
 
+/**
+ * The MQTT bridge's status, from its hub system topic: subscribed from the page when it reaches the hub
+ * (`last: 1` gives the current state), else (or when that path is lost for FALLBACK_MS) relayed by the
+ * kernel on request ({op: "bridge"}). Keeps the newest message by hub time, whichever path brought it.
+ */
+class BridgeWatch {
+  constructor(model, config) {
+    this.model = model;
+    this.config = config; // {name, topic}
+    this.status = null; // the newest status message's data
+    this.ts = -Infinity;
+    this.receivedAt = 0; // performance.now() when it arrived (counts down retry_in)
+    this.client = null;
+    this.relaying = false;
+    this.closed = false;
+    this.timer = null;
+    this.onKernel = (content) => {
+      if (content && content.op === "bridge" && content.topic === this.config.topic) this.accept(content.ts, content.data);
+    };
+    model.on("msg:custom", this.onKernel);
+    const hub = model.get("hub") || {};
+    if (hub.url || hub.path) {
+      this.direct(hub);
+      this.timer = setTimeout(() => this.client?.status !== "open" && this.relay(), FALLBACK_MS);
+    } else this.relay();
+  }
+
+  async direct(hub) {
+    let client;
+    try {
+      client = new RtnbClient(await hubBase(hub), {
+        token: hub.token || null,
+        transports: hub.transports || ["ws"],
+        openTimeout: 2500,
+        backoff: { initial: 500, max: 5000 },
+      });
+    } catch (error) {
+      this.relay();
+      return;
+    }
+    if (this.closed) {
+      client.close();
+      return;
+    }
+    this.client = client;
+    client.on("message", (message) => this.accept(message.ts, message.data));
+    client.on("status", ({ status }) => {
+      if (status === "closed" && !this.relaying && !this.timer) {
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          if (this.client && this.client.status !== "open") this.relay();
+        }, FALLBACK_MS - 500);
+      }
+    });
+    client.subscribe(this.config.topic, { last: 1 });
+  }
+
+  relay() {
+    if (this.relaying || this.closed) return;
+    this.relaying = true; // the kernel forwards every later status message too
+    this.model.send({ op: "bridge" });
+  }
+
+  accept(ts, data) {
+    if (!data || typeof data !== "object" || typeof ts !== "number" || ts < this.ts) return;
+    this.ts = ts;
+    this.status = data;
+    this.receivedAt = performance.now();
+  }
+
+  /** The row's cells and attributes, or null before the first status message. */
+  row() {
+    const s = this.status;
+    if (!s) return null;
+    let state = s.state || "unknown";
+    const attempts = s.failed_attempts || 0;
+    if (state === "disconnected" && typeof s.retry_in === "number") {
+      const left = Math.max(0, s.retry_in - (performance.now() - this.receivedAt) / 1000);
+      state = `disconnected — retrying, attempt ${attempts + 1}, next in ${left.toFixed(left < 10 ? 1 : 0)} s`;
+    }
+    const counts = `in ${(s.messages_in || 0).toLocaleString()} · out ${(s.messages_out || 0).toLocaleString()}`;
+    return {
+      name: `MQTT bridge ${s.broker || ""}`.trim(),
+      state,
+      detail: s.last_error ? `${counts} · last error: ${s.last_error}` : counts,
+      data: {
+        rtnbBridge: this.config.name,
+        rtnbState: s.state || "unknown",
+        rtnbAttempts: String(attempts),
+        rtnbMessagesIn: String(s.messages_in || 0),
+        rtnbMessagesOut: String(s.messages_out || 0),
+      },
+      error: s.last_error || "",
+    };
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.model.off("msg:custom", this.onKernel);
+    if (this.client) this.client.close();
+  }
+}
+
 class StatusRender {
   constructor(model, el) {
     this.config = model.get("config");
@@ -195,8 +299,23 @@ class StatusRender {
     this.table = element("table", "rtnb-table rtnb-status-table");
     this.root.appendChild(this.table);
     el.appendChild(this.root);
+    this.bridge = this.config.bridge ? new BridgeWatch(model, this.config.bridge) : null;
     this.update();
     this.timer = setInterval(() => this.update(), this.config.interval_ms || 500);
+  }
+
+  bridgeRow() {
+    const row = this.bridge ? this.bridge.row() : null;
+    if (!row) return null;
+    const tr = element("tr", "rtnb-bridge-row");
+    Object.assign(tr.dataset, row.data);
+    tr.appendChild(element("td", "rtnb-bridge-broker", row.name));
+    tr.appendChild(element("td", "rtnb-bridge-state", row.state));
+    const detail = element("td", "rtnb-bridge-detail", row.detail);
+    detail.colSpan = 4;
+    if (row.error) detail.title = row.error;
+    tr.appendChild(detail);
+    return tr;
   }
 
   update() {
@@ -225,6 +344,8 @@ class StatusRender {
       for (const text of cells) tr.appendChild(element("td", "", text));
       rows.push(tr);
     });
+    const bridge = this.bridgeRow();
+    if (bridge) rows.push(bridge);
     this.table.replaceChildren(...rows);
     // the panel holds no window and needs no data path: it reports its views'
     this.root.dataset.rtnbPoints = String(points);
@@ -233,6 +354,7 @@ class StatusRender {
 
   destroy() {
     clearInterval(this.timer);
+    if (this.bridge) this.bridge.close();
     this.root.remove();
   }
 }
