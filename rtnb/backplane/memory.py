@@ -36,6 +36,11 @@ class MemoryBackplane:
         self.store = HistoryStore(limits)
         self.clock = clock
         self._deliver: Deliver | None = None
+        self._hub: Any = None
+
+    def bind_hub(self, hub: Any) -> None:
+        """The hub to tell when a topic is reset, so its live subscribers hear of it."""
+        self._hub = hub
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -56,7 +61,7 @@ class MemoryBackplane:
         return self.append(topic, data, ts, data_json)
 
     async def read_since(self, topic: str, offset: int, epoch: int | None) -> ReadResult:
-        history = self.store.get(topic)
+        history = self.store.lookup(topic)
         if history is None:
             # Unknown topic: a client that saw offsets here saw an older incarnation.
             return ([Gap(topic, offset + 1, None, "epoch_changed")] if offset else []), [], None
@@ -66,7 +71,7 @@ class MemoryBackplane:
     def positions(self, pattern: Pattern) -> dict[str, TopicPosition]:
         return {
             history.topic: TopicPosition(history.epoch, history.first_offset, history.last_offset)
-            for history in self.store.matching(pattern)
+            for history in self.store.matching(pattern, with_retired=True)
         }
 
     async def watch(self, patterns: set[Pattern]) -> None:
@@ -84,4 +89,7 @@ class MemoryBackplane:
         return self.store.trim_by_age(self.clock())
 
     def reset_topic(self, topic: str) -> None:
-        self.store.reset(topic)
+        """Forget ``topic``'s history; live subscribers get an ``epoch_changed`` gap now."""
+        place = self.store.reset(topic)
+        if place is not None and self._hub is not None:
+            self._hub.topic_reset(topic)

@@ -43,7 +43,7 @@ from ._backoff import Backoff, BackoffPolicy
 from ._resume import ResumeTracker
 from ._state import ClientState, check_transition
 from ._subscription import ItemCallback, Subscription
-from ._wire import decode_gap, encode_request, split_frame, to_http_url, to_ws_url
+from ._wire import decode_gaps, encode_request, split_frame, to_http_url, to_ws_url
 
 __all__ = ["AsyncClient", "Overflow", "StateCallback"]
 
@@ -186,6 +186,7 @@ class AsyncClient:
         self._outbox: deque[_Publish] = deque()
         self._in_flight: dict[int, _Publish] = {}
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: dict[int, list[Subscription]] = {}
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
@@ -536,6 +537,10 @@ class AsyncClient:
             replies = []
             for state in waiting:
                 replies.append((state, await self._send_subscribe(connection, state)))
+                listening = {sub for subs in self._listeners.values() for sub in subs}
+                for subscription in list(state.subscriptions):
+                    if subscription._replay_request is not None and subscription not in listening:
+                        replies.append((state, await self._send_replay(connection, state, subscription)))
             for state, reply in replies:
                 try:
                     await reply
@@ -549,6 +554,7 @@ class AsyncClient:
 
     async def _send_subscribe(self, connection: Any, state: _PatternState) -> asyncio.Future[dict[str, Any]]:
         frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text}
+        first = not state.established
         if state.established:
             frame["since"] = self._tracker.since_for(state.compiled)
         elif state.last is not None:
@@ -557,7 +563,18 @@ class AsyncClient:
             frame["since"] = state.since
         state.sent_on = connection
         state.established = True
-        return await self._start_request(connection, frame)
+        # The first request carries the creating subscription's last/since: it is that one's replay.
+        spec = {key: frame[key] for key in ("last", "since") if key in frame}
+        listeners = [sub for sub in state.subscriptions if first and sub._replay_request == spec]
+        return await self._start_request(connection, frame, listeners[:1])
+
+    async def _send_replay(
+        self, connection: Any, state: _PatternState, subscription: Subscription
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Ask the hub to replay what ``subscription`` asked for (``last``/``since``) on this connection."""
+        assert subscription._replay_request is not None
+        frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text, **subscription._replay_request}
+        return await self._start_request(connection, frame, [subscription])
 
     def _drop_pattern(self, state: _PatternState, error: RtnbError | None) -> None:
         text = state.compiled.text
@@ -581,16 +598,25 @@ class AsyncClient:
         except websockets.ConnectionClosed:
             raise _ConnectionLost("The connection to the hub is lost.") from None
 
-    async def _start_request(self, connection: Any, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
-        """Send a request with a fresh ``id``; returns the future of its reply."""
+    async def _start_request(
+        self, connection: Any, frame: dict[str, Any], listeners: list[Subscription] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Send a request with a fresh ``id``; returns the future of its reply.
+
+        ``listeners`` (replaying subscriptions) start hearing items the moment the
+        reply is read, before anything the hub sent after it.
+        """
         request_id = next(self._ids)
         frame["id"] = request_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
+        if listeners:
+            self._listeners[request_id] = listeners
         try:
             await self._send(connection, frame)
         except BaseException:
             self._requests.pop(request_id, None)
+            self._listeners.pop(request_id, None)
             raise
         return asyncio.ensure_future(self._await_reply(request_id, future, frame["op"]))
 
@@ -603,6 +629,7 @@ class AsyncClient:
             self._requests.pop(request_id, None)
 
     def _fail_requests(self, error: RtnbError) -> None:
+        self._listeners.clear()  # their replay requests go out again after reconnection
         requests, self._requests = self._requests, {}
         for future in requests.values():
             if not future.done():
@@ -638,13 +665,15 @@ class AsyncClient:
             if op == "message":
                 await self._on_message(Message.from_envelope(item))
             elif op == "gap":
-                await self._on_gap(decode_gap(item))
+                for gap in decode_gaps(item):
+                    await self._on_gap(gap)
             elif op == "ack":
                 self._on_ack(item)
             elif op == "error":
                 self._on_error(item)
             elif op == "subscribed":
                 self._seed(item)
+                self._start_listening(item)
                 self._resolve(item)
             elif "id" in item:
                 self._resolve(item)
@@ -671,20 +700,37 @@ class AsyncClient:
         if not subscriptions:
             return  # in flight before an unsubscribe
         deliver, gaps = self._tracker.on_message(message.topic, message.epoch, message.offset)
+        shared = tuple(sub for sub in subscriptions if sub._own_tracker is None)
         for gap in gaps:
-            await self._hand_gap(gap, subscriptions)
+            await self._hand_gap(gap, shared)
         if not deliver:
             self.duplicates_dropped += 1
-            return
         for subscription in subscriptions:
-            await subscription._deliver(message)
+            tracker = subscription._own_tracker
+            if tracker is None:
+                if deliver:
+                    await subscription._deliver(message)
+                continue
+            if subscription._replay_request is not None:
+                continue  # its replay request is not answered yet: the replay covers this
+            own, own_gaps = tracker.on_message(message.topic, message.epoch, message.offset)
+            for gap in own_gaps:
+                await self._hand_gap(gap, (subscription,))
+            if own:
+                await subscription._deliver(message)
 
     async def _on_gap(self, gap: Gap) -> None:
         subscriptions = self._route(gap.topic)
         if not subscriptions:
             return
+        shared = tuple(sub for sub in subscriptions if sub._own_tracker is None)
         for handed in self._tracker.on_gap(gap):
-            await self._hand_gap(handed, subscriptions)
+            await self._hand_gap(handed, shared)
+        for subscription in subscriptions:
+            tracker = subscription._own_tracker
+            if tracker is not None and subscription._replay_request is None:
+                for handed in tracker.on_gap(gap):
+                    await self._hand_gap(handed, (subscription,))
 
     async def _hand_gap(self, gap: Gap, subscriptions: tuple[Subscription, ...]) -> None:
         self.gaps_reported += 1
@@ -706,6 +752,26 @@ class AsyncClient:
             if isinstance(position, dict) and isinstance(position.get("offset"), int):
                 epoch = position.get("epoch")
                 self._tracker.seed(topic, epoch if isinstance(epoch, int) else None, position["offset"])
+
+    def _start_listening(self, reply: dict[str, Any]) -> None:
+        """Replaying subscriptions waiting for this reply hear from now on, from where it says."""
+        listeners = self._listeners.pop(reply.get("id"), None)  # type: ignore[arg-type]
+        if not listeners:
+            return
+        positions = reply.get("positions")
+        for subscription in listeners:
+            tracker = subscription._own_tracker
+            if tracker is None or subscription._replay_request is None:
+                continue
+            since = subscription._replay_request.get("since") or {}
+            for topic, position in since.items():
+                tracker.seed(topic, position.get("epoch"), position["offset"])
+            if isinstance(positions, dict):
+                for topic, position in positions.items():
+                    if isinstance(position, dict) and isinstance(position.get("offset"), int):
+                        epoch = position.get("epoch")
+                        tracker.seed(topic, epoch if isinstance(epoch, int) else None, position["offset"])
+            subscription._replay_request = None
 
     def _resolve(self, item: dict[str, Any]) -> None:
         future = self._requests.get(item.get("id"))  # type: ignore[arg-type]
@@ -900,10 +966,25 @@ class AsyncClient:
             raise ConnectionClosed("This client is closed.")
         compiled = Pattern.parse(text)
         subscription = Subscription(self, compiled, callback=callback, max_queue=self.max_queue)
+        replay = (last is not None or wire_since is not None) and bool(self._patterns)
+        if replay:
+            # Other subscriptions may already have had what this one asks to replay:
+            # it gets its own bookkeeping and hears nothing until the hub answers its
+            # request, after which the hub sends the replay, then live messages.
+            subscription._own_tracker = ResumeTracker()
+            subscription._replay_request = {"last": last} if last is not None else {"since": wire_since}
         self._routes.clear()
         state = self._patterns.get(text)
         if state is not None:
             state.subscriptions.append(subscription)
+            if not replay:
+                return subscription
+            connection = self._connection
+            if self._state is ClientState.CONNECTED and connection is not None:
+                try:
+                    await (await self._send_replay(connection, state, subscription))
+                except _ConnectionLost:
+                    pass  # sent again after reconnection
             return subscription
         state = _PatternState(compiled, [subscription], last, wire_since)
         self._patterns[text] = state

@@ -37,7 +37,7 @@ from ._sse import EventStreamParser, ServerSentEvent
 from ._state import ClientState, check_transition
 from ._stream import HttpStream, open_stream
 from ._subscription import Item, Subscription
-from ._wire import decode_gap, to_http_url
+from ._wire import decode_gaps, to_http_url
 
 __all__ = ["SSEClient", "SseClient"]
 
@@ -314,8 +314,9 @@ class SSEClient:
             else:
                 self.duplicates_dropped += 1
         elif event.event == "gap" and isinstance(body, dict):
-            for gap in self._tracker.on_gap(decode_gap(body)):
-                await self._hand(gap)
+            for notice in decode_gaps(body):
+                for gap in self._tracker.on_gap(notice):
+                    await self._hand(gap)
         elif event.event == "error" and isinstance(body, dict):
             error = error_from_wire(str(body.get("code")), str(body.get("message")))
             self.last_error = error

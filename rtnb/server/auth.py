@@ -454,6 +454,24 @@ class ConnectionSecurity:
             self._timer.cancel()
             self._timer = None
 
+    def token_ran_out(self) -> bool:
+        """True (and the connection being closed with 4004) once the token has expired.
+
+        The expiry timer may fire a little late on a busy loop; transports ask this
+        before writing, so nothing is delivered on an expired token meanwhile.
+        """
+        permissions = self.permissions
+        if permissions is None or permissions.expires_at is None:
+            return False
+        if self.state is AuthState.CLOSED:
+            return True  # the connection is ending: nothing more goes out
+        if self.authenticator.clock() < permissions.expires_at:
+            return False
+        self._cancel()
+        self._fire(CLOSE_AUTH_EXPIRED, "the token expired")
+        self.close()
+        return True
+
     def require(self, request_id: RequestId | None = None) -> Permissions:
         """The permissions, once authenticated.
 

@@ -399,13 +399,16 @@ class Hub:
             for topic, position in (positions if known is pattern else self.backplane.positions(known)).items():
                 group.cursor.setdefault(topic, (position.epoch, position.last_offset))
         for topic, position in positions.items():
-            if topic in start:
-                continue
+            # ``last``/``since`` are honoured on every subscribe, even on topics this
+            # connection already receives through another (or the same) pattern: the
+            # requested range is sent again (clients drop what they already had).
             if request.since is not None and topic in request.since:
                 offset, epoch = request.since[topic]
                 start[topic] = (position.epoch if epoch is None else epoch, offset)
             elif request.last is not None:
                 start[topic] = (position.epoch, max(position.first_offset - 1, position.last_offset - request.last))
+            elif topic in start:
+                continue
             elif request.since is not None:
                 # A resuming client lists every topic it has seen; a matching topic it
                 # does not list is new to it (e.g. created while it was offline), so it
@@ -428,8 +431,7 @@ class Hub:
             reply["positions"] = starts
         member.sink.send_control(reply)
         if lost:
-            self.stats.gaps_sent += len(lost)
-            member.sink.send_items(lost)
+            self._send_gaps(member, lost)
         was_live = member.state is MemberState.LIVE
         member.cursor = start
         if was_live:
@@ -523,7 +525,6 @@ class Hub:
         Ends with the member ``LIVE``, or ``LAGGING`` when its buffer went over
         the limit (the caller then waits for it to drain), or closed.
         """
-        sink = member.sink
         while member.state is MemberState.CATCHING_UP:
             self.flush()
             behind = Fanout.behind(member)
@@ -531,13 +532,22 @@ class Hub:
                 member.cursor = {}
                 member.transition(MemberState.LIVE)
                 return
+            # Gaps of topics with nothing to send after them wait here and go out
+            # together (coalesced), so a resume over many topics that all lost their
+            # history does not answer with one gap object per topic.
+            waiting: list[Gap] = []
             for topic, (epoch, offset) in behind.items():
                 gaps, messages, position = await self.backplane.read_since(topic, offset, epoch)
                 if member.state is not MemberState.CATCHING_UP:
                     return
-                if gaps:
-                    sink.send_items(gaps)
-                    self.stats.gaps_sent += len(gaps)
+                if not messages:
+                    waiting.extend(gaps)
+                else:
+                    if waiting:
+                        self._send_gaps(member, waiting)
+                        waiting = []
+                    if gaps:
+                        self._send_gaps(member, gaps)
                 group_position = member.group.cursor.get(topic) if member.group is not None else None
                 reached = self._send_bounded(member, messages)
                 if reached is None:
@@ -547,6 +557,31 @@ class Hub:
                 member.transition(MemberState.LAGGING)
                 self.stats.lag_events += 1
                 return
+            if waiting:
+                self._send_gaps(member, waiting)
+
+    def _send_gaps(self, member: Member, gaps: list[Gap]) -> None:
+        """Send ``gaps`` to one member in one call (transports coalesce long runs of them)."""
+        self.stats.gaps_sent += len(gaps)
+        member.sink.send_items(gaps)
+
+    def topic_reset(self, topic: str) -> None:
+        """``topic``'s history was reset: tell its live subscribers now (``epoch_changed``).
+
+        Each group stops tracking the topic, so its next message (a new epoch)
+        is the first one a resume asks for. Members catching up or lagging learn
+        of the reset when their catch-up reads the topic.
+        """
+        self.flush()
+        for group in list(self.fanout.groups.values()):
+            position = group.cursor.pop(topic, None)
+            if position is None:
+                continue
+            gap = Gap(topic, position[1] + 1, None, "epoch_changed")
+            for member in tuple(group.members):
+                if member.state is MemberState.LIVE:
+                    self.stats.gaps_sent += 1
+                    member.sink.send_items([gap])
 
     def _send_bounded(self, member: Member, messages: list[Message]) -> tuple[int, int] | None:
         """Send ``messages`` in chunks while the member's buffer stays under its limit.

@@ -25,9 +25,9 @@ from typing import Any
 import orjson
 
 from ..core.cursor import encode_cursor
-from ..core.errors import BadField, ConnectionClosed
+from ..core.errors import BadField, ConnectionClosed, Unauthorized
 from ..core.fanout import Batch
-from ..core.history import Gap
+from ..core.history import Gap, coalesce_gaps
 from ..core.message import Message
 from ._http import HubRequestHandler, parse_cursor, parse_last, parse_patterns, resume_requests
 
@@ -107,7 +107,8 @@ class PollSink:
 
     def body(self, cursor: str) -> bytes:
         """The response: the items' JSON spliced in as encoded, plus the cursor."""
-        parts = [item.json if isinstance(item, Message) else orjson.dumps(item.to_wire()) for item in self.items]
+        items = coalesce_gaps(self.items)
+        parts = [item.json if isinstance(item, Message) else orjson.dumps(item.to_wire()) for item in items]
         return b'{"messages":[%s],"cursor":%s}' % (b",".join(parts), orjson.dumps(cursor))
 
 
@@ -127,6 +128,10 @@ class PollHandler(HubRequestHandler):
         self.check_subscribe(patterns, since)
         self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
+        expires_at = self.permissions.expires_at if self.authenticator is not None else None
+        if expires_at is not None:
+            # A poll never outlives its token: it answers when the token expires.
+            timeout = min(timeout, max(0.0, expires_at - self.authenticator.clock()))  # type: ignore[union-attr]
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
         try:
@@ -145,6 +150,11 @@ class PollHandler(HubRequestHandler):
             self.release_connection()
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             return
+        if expires_at is not None and self.authenticator.clock() >= expires_at:  # type: ignore[union-attr]
+            # Whatever arrived belongs to a token that has run out: nothing is handed
+            # over. The client's cursor is still the one it sent, so a new token resumes
+            # from there without loss.
+            raise Unauthorized("The token expired while the poll waited; poll again with a new one.")
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(sink.body(cursor))

@@ -33,7 +33,7 @@ import tornado.iostream
 from ..core.cursor import MAX_CURSOR_LENGTH, encode_cursor
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member, MemberState
-from ..core.history import Gap
+from ..core.history import Gap, GapList, coalesce_gaps
 from ..core.message import Message
 from ..core.protocol import PROTOCOL_VERSION
 from ._http import HubRequestHandler, parse_cursor, parse_last, parse_patterns, resume_requests
@@ -78,17 +78,19 @@ def build_batch_events(batch: Batch) -> bytes:
     return b"".join(parts)
 
 
-def _item_event(item: Message | Gap) -> tuple[str, bytes]:
+def _item_event(item: Message | Gap | GapList) -> tuple[str, bytes]:
     if isinstance(item, Message):
         return "message", item.json
     return "gap", orjson.dumps(item.to_wire())
 
 
-def _advance(position: dict[str, tuple[int, int]], items: Sequence[Message | Gap]) -> None:
+def _advance(position: dict[str, tuple[int, int]], items: Sequence[Message | Gap | GapList]) -> None:
     """Move ``position`` past ``items``, as a client that received them stands."""
     for item in items:
         if isinstance(item, Message):
             position[item.topic] = (item.epoch, item.offset)
+        elif isinstance(item, GapList):
+            _advance(position, item.gaps)
         elif item.epoch is None:
             position.pop(item.topic, None)  # the topic is gone: nothing to resume there
         elif item.to_offset is None:
@@ -105,6 +107,7 @@ class SSEHandler(HubRequestHandler):
     def initialize(self, hub: Any, **security: Any) -> None:  # type: ignore[override]
         super().initialize(hub, **security)
         self._expiry: asyncio.TimerHandle | None = None
+        self._expires_at: float | None = None
         self.member: Member | None = None
         self.awaiting_pong_since: float | None = None
         self._done: asyncio.Future[None] | None = None
@@ -146,6 +149,7 @@ class SSEHandler(HubRequestHandler):
             left = self.permissions.seconds_left(self.authenticator.clock()) if self.authenticator else None
             if left is not None:
                 # The stream ends when its token does; the client reconnects with a fresh one.
+                self._expires_at = self.permissions.expires_at
                 self._expiry = asyncio.get_running_loop().call_later(max(0.0, left), self._token_expired)
             await self._done
         except tornado.iostream.StreamClosedError:
@@ -172,7 +176,22 @@ class SSEHandler(HubRequestHandler):
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
+    def _token_ran_out(self) -> bool:
+        """True once the token has expired, even if the expiry timer has not fired yet.
+
+        Nothing is written on an expired token: the stream ends before the write,
+        and the client resumes from the last id it received, with a new token.
+        """
+        if self._expires_at is None or self._closed or self.authenticator is None:
+            return False
+        if self.authenticator.clock() < self._expires_at:
+            return False
+        self._token_expired()
+        return True
+
     def _token_expired(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         self._expiry = None
         error = {"op": "error", "code": "unauthorized", "message": "The token expired; reconnect with a new one."}
         self.hub.record_error("unauthorized")
@@ -207,7 +226,7 @@ class SSEHandler(HubRequestHandler):
     # -- Sink --------------------------------------------------------------------------
 
     def send_batch(self, batch: Batch) -> bool:
-        if self._closed:
+        if self._closed or self._token_ran_out():
             return True
         stream = self._stream()
         if stream is not None and buffered_bytes(stream) > self.hub.limits.max_queue_bytes:
@@ -216,7 +235,7 @@ class SSEHandler(HubRequestHandler):
         return True
 
     def send_items(self, items: Sequence[Message | Gap]) -> None:
-        if not items or self._closed:
+        if not items or self._closed or self._token_ran_out():
             return
         member = self.member
         event_id = None
@@ -225,8 +244,9 @@ class SSEHandler(HubRequestHandler):
             position = member.position()
             _advance(position, items)
             event_id = cursor_for(position)
-        parts = [format_event(*_item_event(item)) for item in items[:-1]]
-        parts.append(format_event(*_item_event(items[-1]), event_id))
+        events = coalesce_gaps(items)
+        parts = [format_event(*_item_event(item)) for item in events[:-1]]
+        parts.append(format_event(*_item_event(events[-1]), event_id))
         self._send(b"".join(parts))
 
     def send_control(self, frame: dict[str, Any]) -> None:

@@ -581,6 +581,15 @@ export class RtnbClient extends EventTarget {
         return;
       }
       case "gap":
+        if (Array.isArray(frame.gaps)) {
+          // The coalesced form: [[topic, from, to, reason, epoch], ...], each a gap of its own.
+          for (const [topic, from, to, reason, epoch] of frame.gaps) {
+            const single = { op: "gap", topic, from, to, reason };
+            if (epoch !== null && epoch !== undefined) single.epoch = epoch;
+            this._received(single);
+          }
+          return;
+        }
         if (frame.epoch === undefined) this.positions.delete(frame.topic);
         else this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
         this._emit("gap", frame);
