@@ -36,9 +36,7 @@ class ShiftedClock:
 async def test_a_waiting_poll_answers_401_not_messages_published_after_its_token_expired() -> None:
     async with running_hub(HubConfig(), authenticator=jwt_authenticator()) as server:
         short = make_token(ttl=1.0)
-        poll = asyncio.ensure_future(
-            request(server, "GET", read_path("poll", "plant/7/#", timeout="8"), bearer(short))
-        )
+        poll = asyncio.ensure_future(request(server, "GET", read_path("poll", "plant/7/#", timeout="8"), bearer(short)))
         await asyncio.sleep(1.3)  # the token has expired; the poll is (was) still waiting
         published = await request(server, "POST", "/publish/plant/7/a", bearer(make_token(**LONG)), b"1")
         assert published.status == 200
