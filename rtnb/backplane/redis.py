@@ -680,6 +680,7 @@ class RedisBackplane:
         for group in list(hub.fanout.groups.values()):
             if group.matches(topic):
                 group.cursor[topic] = (epoch, offset)
+                hub.cursors.forget(group)  # moved by no batch: its next stored cursor is a full one
                 for member in list(group.members):
                     if member.state is MemberState.LIVE and member.sink is not None:
                         member.sink.send_items(gaps)

@@ -47,7 +47,8 @@ __all__ = [
 RETIRED_PER_TOPIC = 10
 
 #: ``missing`` is reported by clients: an offset jump that no gap notice explained.
-GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing"]
+#: ``cursor_expired``: a stored resume cursor was no longer held, so where the client stood is unknown.
+GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing", "cursor_expired"]
 
 
 @dataclass(frozen=True, slots=True)

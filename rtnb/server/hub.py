@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
+from ..core.cursor_store import CursorIssuer
 from ..core.errors import MessageTooBig, RtnbError, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
@@ -184,6 +185,8 @@ class Hub:
             backplane = RedisBackplane(redis, limits=self.config.history)
         self.backplane: Backplane = backplane or MemoryBackplane(self.config.history, clock)
         self.fanout = Fanout(on_dirty=self._schedule_flush)
+        #: resume cursors for SSE and long polling (stored ones past the inline size)
+        self.cursors = CursorIssuer()
         self.stats = HubStats()
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,10 +299,19 @@ class Hub:
         # connection that drops mid-stream must still be forgotten.
         self.flush()
         left = list(member.patterns)
+        group = member.group
         self.fanout.remove(member)
+        self._forget_cursors(member, group)
         self._presence_watchers.pop(member, None)
         self._announce_membership(member.id, left, [])
         self._watch_patterns()
+
+    def _forget_cursors(self, member: Member | None, group: Any) -> None:
+        """Drop the cursor chains of a member that left and of a group that is gone."""
+        if member is not None:
+            self.cursors.forget(member)
+        if group is not None and self.fanout.groups.get(group.key) is not group:
+            self.cursors.forget(group)
 
     @property
     def connection_count(self) -> int:
@@ -390,14 +402,19 @@ class Hub:
         patterns = dict(member.patterns)
         patterns[pattern.text] = pattern
         before = list(member.patterns)
+        old_group = member.group
         group = self.fanout.set_patterns(member, patterns)
         assert group is not None
+        self._forget_cursors(None, old_group)
         self._announce_membership(member.id, before, list(patterns))
         lost: list[Gap] = []
         positions = self.backplane.positions(pattern)
+        tracked = len(group.cursor)
         for known in group.patterns:
             for topic, position in (positions if known is pattern else self.backplane.positions(known)).items():
                 group.cursor.setdefault(topic, (position.epoch, position.last_offset))
+        if len(group.cursor) != tracked:
+            self.cursors.forget(group)  # its next stored cursor is a full one
         for topic, position in positions.items():
             # ``last``/``since`` are honoured on every subscribe, even on topics this
             # connection already receives through another (or the same) pattern: the
@@ -450,7 +467,9 @@ class Hub:
             member.cursor = {}
         patterns = dict(member.patterns)
         del patterns[pattern]
+        old_group = member.group
         self.fanout.set_patterns(member, patterns)
+        self._forget_cursors(None, old_group)
         self._announce_membership(member.id, [*list(member.patterns), pattern], list(patterns))
         self._watch_patterns()
         return True
@@ -577,6 +596,7 @@ class Hub:
             position = group.cursor.pop(topic, None)
             if position is None:
                 continue
+            self.cursors.forget(group)
             gap = Gap(topic, position[1] + 1, None, "epoch_changed")
             for member in tuple(group.members):
                 if member.state is MemberState.LIVE:

@@ -24,12 +24,11 @@ from typing import Any
 
 import orjson
 
-from ..core.cursor import encode_cursor
 from ..core.errors import BadField, ConnectionClosed, Unauthorized
 from ..core.fanout import Batch
 from ..core.history import Gap, coalesce_gaps
 from ..core.message import Message
-from ._http import HubRequestHandler, parse_cursor, parse_last, parse_patterns, resume_requests
+from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
 
 __all__ = ["PollHandler", "PollSink", "parse_timeout"]
 
@@ -124,8 +123,8 @@ class PollHandler(HubRequestHandler):
         config = hub.config
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
-        since = parse_cursor(self.get_query_argument("cursor", None))
-        self.check_subscribe(patterns, since)
+        point, head = load_cursor(hub, parse_cursor(self.get_query_argument("cursor", None)))
+        self.check_subscribe(patterns, point.positions if point is not None else None)
         self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
         expires_at = self.permissions.expires_at if self.authenticator is not None else None
@@ -135,7 +134,9 @@ class PollHandler(HubRequestHandler):
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
         try:
-            for request in resume_requests(hub, patterns, since, last):
+            requests, lost = resume_requests(hub, patterns, point, last)
+            sink.send_items(lost)
+            for request in requests:
                 await hub.subscribe(member, request)
             if not sink.items and not sink.closed and timeout > 0:
                 try:
@@ -143,7 +144,7 @@ class PollHandler(HubRequestHandler):
                 except asyncio.TimeoutError:
                     pass
             # From here on nothing awaits: the cursor matches the items exactly.
-            cursor = encode_cursor(member.position())
+            cursor = hub.cursors.issue(member.position(), [pattern.text for pattern in patterns], head=head)
         finally:
             hub.disconnect(member)
             sink.answered()
