@@ -541,9 +541,17 @@ class Hub:
     async def _catch_up(self, member: Member) -> None:
         """Feed a CATCHING_UP member from history until it meets its group.
 
+        What history gives is written in chunks of about ``max_batch_bytes`` that
+        may span several topics (per-topic order is kept), so a catch-up over
+        thousands of topics costs a few writes, not one per topic. Gaps of topics
+        with nothing after them go first in a chunk, together, so transports can
+        coalesce them.
+
         Ends with the member ``LIVE``, or ``LAGGING`` when its buffer went over
         the limit (the caller then waits for it to drain), or closed.
         """
+        sink, limits = member.sink, self.limits
+        chunk_bytes = min(limits.max_batch_bytes, limits.max_queue_bytes)
         while member.state is MemberState.CATCHING_UP:
             self.flush()
             behind = Fanout.behind(member)
@@ -551,33 +559,46 @@ class Hub:
                 member.cursor = {}
                 member.transition(MemberState.LIVE)
                 return
-            # Gaps of topics with nothing to send after them wait here and go out
-            # together (coalesced), so a resume over many topics that all lost their
-            # history does not answer with one gap object per topic.
-            waiting: list[Gap] = []
+            lone_gaps: list[Gap] = []
+            chunk: list[Message | Gap] = []
+            size = 0
             for topic, (epoch, offset) in behind.items():
                 gaps, messages, position = await self.backplane.read_since(topic, offset, epoch)
                 if member.state is not MemberState.CATCHING_UP:
                     return
                 if not messages:
-                    waiting.extend(gaps)
+                    lone_gaps.extend(gaps)
                 else:
-                    if waiting:
-                        self._send_gaps(member, waiting)
-                        waiting = []
-                    if gaps:
-                        self._send_gaps(member, gaps)
+                    chunk.extend(gaps)
+                    size += 64 * len(gaps)
                 group_position = member.group.cursor.get(topic) if member.group is not None else None
-                reached = self._send_bounded(member, messages)
-                if reached is None:
-                    member.cursor[topic] = position or group_position or (epoch, offset)
-                    continue
-                member.cursor[topic] = reached
+                for message in messages:
+                    chunk.append(message)
+                    size += message.size
+                    if size < chunk_bytes:
+                        continue
+                    self._send_chunk(member, lone_gaps, chunk)
+                    lone_gaps, chunk, size = [], [], 0
+                    if sink.buffered_bytes() > limits.max_queue_bytes:
+                        member.cursor[topic] = (message.epoch, message.offset)
+                        member.transition(MemberState.LAGGING)
+                        self.stats.lag_events += 1
+                        return
+                member.cursor[topic] = position or group_position or (epoch, offset)
+            self._send_chunk(member, lone_gaps, chunk)
+            if sink.buffered_bytes() > limits.max_queue_bytes:
                 member.transition(MemberState.LAGGING)
                 self.stats.lag_events += 1
                 return
-            if waiting:
-                self._send_gaps(member, waiting)
+
+    def _send_chunk(self, member: Member, lone_gaps: list[Gap], chunk: list[Message | Gap]) -> None:
+        """Write one catch-up chunk: the lone gaps first, then the rest in order."""
+        if not lone_gaps and not chunk:
+            return
+        gaps = len(lone_gaps) + sum(1 for item in chunk if isinstance(item, Gap))
+        self.stats.gaps_sent += gaps
+        self.stats.messages_out += len(chunk) + len(lone_gaps) - gaps
+        member.sink.send_items([*lone_gaps, *chunk])
 
     def _send_gaps(self, member: Member, gaps: list[Gap]) -> None:
         """Send ``gaps`` to one member in one call (transports coalesce long runs of them)."""
@@ -602,33 +623,6 @@ class Hub:
                 if member.state is MemberState.LIVE:
                     self.stats.gaps_sent += 1
                     member.sink.send_items([gap])
-
-    def _send_bounded(self, member: Member, messages: list[Message]) -> tuple[int, int] | None:
-        """Send ``messages`` in chunks while the member's buffer stays under its limit.
-
-        Returns:
-            ``None`` when everything was sent, else the (epoch, offset) of the last
-            message sent: the member went over its limit and must wait to drain.
-        """
-        sink, limits = member.sink, self.limits
-        chunk: list[Message] = []
-        size = 0
-        for message in messages:
-            chunk.append(message)
-            size += message.size
-            if size >= limits.max_batch_bytes:
-                sink.send_items(chunk)
-                self.stats.messages_out += len(chunk)
-                chunk, size = [], 0
-                if sink.buffered_bytes() > limits.max_queue_bytes:
-                    return message.epoch, message.offset
-        if chunk:
-            sink.send_items(chunk)
-            self.stats.messages_out += len(chunk)
-        if sink.buffered_bytes() > limits.max_queue_bytes and messages:
-            last = messages[-1]
-            return last.epoch, last.offset
-        return None
 
     # -- presence --------------------------------------------------------------------
 
