@@ -460,6 +460,9 @@ class RedisBackplane:
             pubsub = self._pubsub
             if pubsub is None or self.state is not BackplaneState.CONNECTED:
                 if added:
+                    # Not watched: a retried subscribe must be refused too until Redis is back,
+                    # not go live on topics whose positions this hub never looked up.
+                    self._patterns -= added
                     raise Unavailable(
                         f"Redis at {_redacted(self.url)} is unreachable; subscribe again when it is back."
                     )

@@ -83,6 +83,8 @@ class _PatternState:
     sent_on: Any = None
     #: True once a subscribe request went out: later ones resume with ``since``
     established: bool = False
+    #: the hub answered ``unavailable`` (its backplane is down): retried with backoff
+    refused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,6 +189,7 @@ class AsyncClient:
         self._in_flight: dict[int, _Publish] = {}
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: dict[int, list[Subscription]] = {}
+        self._refusal_retry: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
@@ -235,6 +238,7 @@ class AsyncClient:
             "reconnects": self.reconnects,
             "pending": self.pending,
             "subscriptions": sorted(self._patterns),
+            "refused_subscriptions": sorted(text for text, state in self._patterns.items() if state.refused),
             "positions": self.positions,
             "gaps_reported": self.gaps_reported,
             "duplicates_dropped": self.duplicates_dropped,
@@ -485,6 +489,10 @@ class AsyncClient:
             pass
         finally:
             self._connection = None
+            retry, self._refusal_retry = self._refusal_retry, None
+            if retry is not None:
+                retry.cancel()
+                await asyncio.gather(retry, return_exceptions=True)
             for task in (sender, reader):
                 if task is not None and not task.done():
                     task.cancel()
@@ -521,6 +529,7 @@ class AsyncClient:
         self._update_idle()
         for state in self._patterns.values():
             state.sent_on = None
+            state.refused = False  # asked again on the next connection
         log.warning("lost the connection to %s; %d publishes waiting", self.ws_url, self.pending)
         self._set_state(ClientState.DISCONNECTED)
 
@@ -531,7 +540,9 @@ class AsyncClient:
         the state then turns CONNECTED without yielding to the loop in between.
         """
         while True:
-            waiting = [state for state in self._patterns.values() if state.sent_on is not connection]
+            waiting = [
+                state for state in self._patterns.values() if state.sent_on is not connection and not state.refused
+            ]
             if not waiting:
                 return
             replies = []
@@ -549,8 +560,47 @@ class AsyncClient:
                 except Timeout:
                     raise _ConnectionLost("The hub did not answer a subscribe request in time.") from None
                 except RtnbError as error:
+                    if error.code == "unavailable":
+                        self._refused(connection, state, error)
+                        continue
                     log.error("the hub refused the subscription %r: %s", state.compiled.text, error.message)
                     self._drop_pattern(state, error)
+
+    def _refused(self, connection: Any, state: _PatternState, error: RtnbError) -> None:
+        """The hub cannot take the subscription now (e.g. Redis is down): keep it and retry.
+
+        The application hears of it through ``on_error`` and each subscription's
+        ``active`` flag; once the hub takes it again, it resumes from the client's
+        positions, so nothing is lost (or the hub says what is, with gaps).
+        """
+        state.sent_on = None
+        state.refused = True
+        for subscription in state.subscriptions:
+            subscription.active = False
+        log.warning("the hub cannot take the subscription %r now (%s); retrying", state.compiled.text, error.message)
+        self._report(error)
+        if self._refusal_retry is None or self._refusal_retry.done():
+            self._refusal_retry = asyncio.ensure_future(self._retry_refused(connection))
+
+    async def _retry_refused(self, connection: Any) -> None:
+        """Send refused subscriptions again, with the reconnection backoff, while ``connection`` lasts."""
+        attempt = 0
+        policy = self._backoff.policy
+        while self._connection is connection and any(state.refused for state in self._patterns.values()):
+            attempt += 1
+            await self._sleep(policy.delay(attempt, self._backoff.random))
+            if self._connection is not connection:
+                return
+            for state in self._patterns.values():
+                state.refused = False
+            try:
+                await self._resubscribe(connection)
+            except (_ConnectionLost, ConnectionClosed):
+                return
+        for state in self._patterns.values():
+            if state.sent_on is connection:
+                for subscription in state.subscriptions:
+                    subscription.active = True
 
     async def _send_subscribe(self, connection: Any, state: _PatternState) -> asyncio.Future[dict[str, Any]]:
         frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text}

@@ -74,6 +74,9 @@ class Subscription:
         #: its own resume bookkeeping, so the replay it asked for reaches it even though
         #: the client's other subscriptions already had those messages
         self._own_tracker: ResumeTracker | None = None
+        #: False while the hub refuses this subscription for now (``unavailable``,
+        #: e.g. its Redis is down); the client keeps asking, with backoff
+        self.active = True
         #: the ``last``/``since`` fields of its replay request, until the hub answered it
         self._replay_request: dict[str, Any] | None = None
 
