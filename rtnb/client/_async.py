@@ -40,6 +40,7 @@ from ..core.message import Format, Message, check_nesting, encode_json
 from ..core.protocol import PROTOCOL_VERSION, SUBPROTOCOL_MSGPACK, parse_since
 from ..core.topics import Pattern, validate_pattern, validate_topic
 from ._backoff import Backoff, BackoffPolicy
+from ._first_connect import connect_with_retries
 from ._resume import ResumeTracker
 from ._state import ClientState, check_transition
 from ._subscription import ItemCallback, Subscription
@@ -111,6 +112,10 @@ class AsyncClient:
         ack_timeout: default seconds ``publish(ack=True)`` waits for the ack.
         request_timeout: seconds to wait for replies to subscribe/unsubscribe.
         open_timeout: seconds to open a connection and get the hub's welcome.
+        connect_timeout: how long ``connect()`` keeps retrying a hub it cannot reach yet
+            (with ``backoff``), in seconds; ``None``: only ``backoff.max_attempts`` bounds it.
+        fail_fast: ``connect()`` makes a single attempt: a hub that cannot be reached
+            fails it at once (``Unavailable``), as a wrong URL should in a quick check.
         ping_interval / ping_timeout: WebSocket keep-alive; ``None`` disables.
         max_frame_bytes: largest frame accepted from the hub (``None``: no limit).
         max_publish_bytes: largest encoded payload ``publish`` sends; bigger ones raise
@@ -138,6 +143,8 @@ class AsyncClient:
         ack_timeout: float = 10.0,
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
+        connect_timeout: float | None = 30.0,
+        fail_fast: bool = False,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         max_frame_bytes: int | None = 16 * 2**20,
@@ -170,6 +177,8 @@ class AsyncClient:
         self.ack_timeout = ack_timeout
         self.request_timeout = request_timeout
         self.open_timeout = open_timeout
+        self.connect_timeout = connect_timeout
+        self.fail_fast = fail_fast
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_frame_bytes = max_frame_bytes
@@ -272,11 +281,13 @@ class AsyncClient:
     async def connect(self) -> AsyncClient:
         """Open the connection and subscribe what was subscribed before.
 
-        The first attempt is not retried: a wrong URL fails at once. Later
-        losses are retried according to ``backoff``.
+        A hub that cannot be reached yet is retried with ``backoff`` for up to
+        ``connect_timeout`` seconds (a hub starting a second late does not fail a
+        script); ``fail_fast=True`` makes a single attempt. Later losses are
+        retried according to ``backoff``.
 
         Raises:
-            Unavailable: the hub cannot be reached.
+            Unavailable: the hub cannot be reached (after the retries).
             Unauthorized / Forbidden: the hub refused the credentials.
             ConnectionClosed: the client was closed.
         """
@@ -287,7 +298,15 @@ class AsyncClient:
             return self
         self._set_state(ClientState.CONNECTING)
         try:
-            connection = await self._open()
+            connection = await connect_with_retries(
+                self._open,
+                self._backoff,
+                self._sleep,
+                fail_fast=self.fail_fast,
+                connect_timeout=self.connect_timeout,
+                target=self.ws_url,
+                still_wanted=lambda: self._state is ClientState.CONNECTING,
+            )
         except RtnbError as error:
             self.last_error = error
             self._finish(error)
