@@ -88,6 +88,10 @@ class MemoryBackplane:
     def trim_by_age(self) -> int:
         return self.store.trim_by_age(self.clock())
 
+    def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Epochs reset topics lost (see :meth:`~rtnb.core.history.HistoryStore.lost_epochs`)."""
+        return self.store.lost_epochs(pattern)
+
     def reset_topic(self, topic: str) -> None:
         """Forget ``topic``'s history; live subscribers get an ``epoch_changed`` gap now."""
         place = self.store.reset(topic)

@@ -278,6 +278,8 @@ class HistoryStore:
         self._topics: OrderedDict[str, TopicHistory] = OrderedDict()
         #: evicted topics: topic -> (epoch, last offset), oldest first
         self._retired: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        #: the last epoch each reset topic lost: topic -> (epoch, last offset), oldest first
+        self._lost: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._total_bytes = 0
         self._last_epoch = 0
         self.evicted_topics = 0
@@ -410,5 +412,18 @@ class HistoryStore:
         history = self._topics.pop(topic, None)
         if history is not None:
             self._total_bytes -= history.drop_all()
-            return history.epoch, history.last_offset
+            place = (history.epoch, history.last_offset)
+        if place is not None and place[1]:
+            self._lost[topic] = place
+            self._lost.move_to_end(topic)
+            while len(self._lost) > RETIRED_PER_TOPIC * self.limits.max_topics:
+                self._lost.popitem(last=False)
         return place
+
+    def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Topics ``pattern`` matches whose last reset dropped an epoch: topic -> (epoch, last offset).
+
+        A subscriber resuming without that topic in its cursor never saw that epoch
+        (it did not know the topic): its messages are reported as lost, not skipped.
+        """
+        return {topic: place for topic, place in self._lost.items() if pattern.matches(topic)}

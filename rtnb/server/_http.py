@@ -240,5 +240,7 @@ def resume_requests(
             elif topic not in wanted:
                 start = 0 if covered or last is None else max(0, position.first_offset - 1, position.last_offset - last)
                 wanted[topic] = (start, position.epoch)
+        if covered and not point.expired:
+            gaps += hub.lost_epochs(pattern, point.positions, hub.backplane.positions(pattern))
         requests.append(Subscribe(pattern, since=wanted))
     return requests, gaps

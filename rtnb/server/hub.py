@@ -437,6 +437,7 @@ class Hub:
             for topic, (offset, _epoch) in request.since.items():
                 if offset and topic not in positions and pattern.matches(topic):
                     lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
+            lost += self.lost_epochs(pattern, request.since, positions)
         reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
         if request.id is not None:
             reply["id"] = request.id
@@ -457,6 +458,22 @@ class Hub:
             if member.state is MemberState.LAGGING:
                 self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
+
+    def lost_epochs(self, pattern: Pattern, listed: Any, positions: dict[str, Any]) -> list[Gap]:
+        """Gaps for epochs that reset topics lost, on topics a resuming client does not list.
+
+        It never saw the topic, so the lost epoch was created after its cursor: all of it
+        was owed (``epoch_changed`` from offset 1; ``epoch`` is the topic's current one).
+        """
+        lost_epochs = getattr(self.backplane, "lost_epochs", None)
+        if lost_epochs is None:
+            return []
+        gaps = []
+        for topic, _place in lost_epochs(pattern).items():
+            if topic not in listed:
+                current = positions.get(topic)
+                gaps.append(Gap(topic, 1, None, "epoch_changed", None if current is None else current.epoch))
+        return gaps
 
     def unsubscribe(self, member: Member, pattern: str) -> bool:
         """Drop ``pattern`` from ``member``; returns False if it was not subscribed."""
@@ -608,16 +625,15 @@ class Hub:
     def topic_reset(self, topic: str) -> None:
         """``topic``'s history was reset: tell its live subscribers now (``epoch_changed``).
 
-        Each group stops tracking the topic, so its next message (a new epoch)
-        is the first one a resume asks for. Members catching up or lagging learn
-        of the reset when their catch-up reads the topic.
+        Groups keep the old epoch's position: a cursor issued from it resumes with an
+        ``epoch_changed`` gap and the new epoch from its start. Members catching up or
+        lagging learn of the reset when their catch-up reads the topic.
         """
         self.flush()
         for group in list(self.fanout.groups.values()):
-            position = group.cursor.pop(topic, None)
+            position = group.cursor.get(topic)
             if position is None:
                 continue
-            self.cursors.forget(group)
             gap = Gap(topic, position[1] + 1, None, "epoch_changed")
             for member in tuple(group.members):
                 if member.state is MemberState.LIVE:

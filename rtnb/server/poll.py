@@ -143,8 +143,10 @@ class PollHandler(HubRequestHandler):
                     await asyncio.wait_for(sink.arrived.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
-            # From here on nothing awaits: the cursor matches the items exactly.
+            # The cursor and the body are taken together, before leaving the hub (whose
+            # flush on disconnect could still hand this sink a batch): they match exactly.
             cursor = hub.cursors.issue(member.position(), [pattern.text for pattern in patterns], head=head)
+            body = sink.body(cursor)
         finally:
             hub.disconnect(member)
             sink.answered()
@@ -158,7 +160,7 @@ class PollHandler(HubRequestHandler):
             raise Unauthorized("The token expired while the poll waited; poll again with a new one.")
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(sink.body(cursor))
+        self.finish(body)
 
     def on_connection_close(self) -> None:
         if self._sink is not None:
