@@ -374,6 +374,12 @@ class RedisBackplane:
             for topic, tracked in found.items()
         }
 
+    def cursor_mirror(self) -> Any:
+        """Stored resume cursors shared through this Redis, so every hub of the cluster reads them."""
+        from ._redis_cursors import RedisCursorMirror
+
+        return RedisCursorMirror(self)
+
     def reset_topic(self, topic: str) -> None:
         """Start a new epoch for ``topic`` in Redis (strictly greater than the old one)."""
         self._tracked.pop(topic, None)

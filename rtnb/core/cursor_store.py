@@ -16,7 +16,11 @@ after they were written, and at most ``max_entries`` topic positions are held in
 all; past that the oldest records go first. A token whose records are gone is
 *expired*: the hub then answers with explicit gaps, never silently.
 
-Pure: no I/O; ``clock`` is injected.
+On a shared backplane the records are also written to a :class:`CursorMirror`
+(Redis), in the background, so a client resuming on another hub of the cluster
+finds them: :meth:`CursorStore.load_async` reads missing records from there.
+
+No I/O here: ``clock`` and the mirror are injected.
 """
 
 from __future__ import annotations
@@ -27,15 +31,28 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
 
 from .cursor import INLINE_CURSOR_LIMIT, STORED_CURSOR_PREFIX, encode_cursor
 
-__all__ = ["MAX_CHAIN", "ChainHead", "CursorIssuer", "CursorStore"]
+__all__ = ["MAX_CHAIN", "ChainHead", "CursorIssuer", "CursorMirror", "CursorStore"]
 
 #: records in one chain, full record included
 MAX_CHAIN = 32
 
 Positions = Mapping[str, tuple[int, int]]  # topic -> (epoch, last offset)
+
+
+class CursorMirror(Protocol):
+    """Where records are copied for other hubs (the Redis backplane provides one)."""
+
+    def write(self, record_id: str, data: bytes, ttl: float) -> None:
+        """Store ``data`` under ``record_id`` for ``ttl`` seconds, in the background."""
+
+    async def read(self, record_id: str) -> bytes | None:
+        """The data stored under ``record_id``, or ``None`` (unknown, expired, unreachable)."""
 
 
 @dataclass
@@ -49,6 +66,26 @@ class _Record:
     @property
     def size(self) -> int:
         return len(self.changes) + len(self.removed) + 1
+
+    def encode(self) -> bytes:
+        changes = {topic: list(place) for topic, place in self.changes.items()}
+        return orjson.dumps({"b": self.base, "c": changes, "r": list(self.removed), "p": sorted(self.patterns)})
+
+    @classmethod
+    def decode(cls, data: bytes, written: float) -> _Record | None:
+        try:
+            value = orjson.loads(data)
+            changes = {str(topic): (int(place[0]), int(place[1])) for topic, place in value["c"].items()}
+            base = value["b"]
+            return cls(
+                None if base is None else str(base),
+                changes,
+                tuple(str(topic) for topic in value["r"]),
+                frozenset(str(pattern) for pattern in value["p"]),
+                written,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return None
 
 
 @dataclass
@@ -85,6 +122,8 @@ class CursorStore:
         self.clock = clock
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._entries = 0
+        #: where records are copied for other hubs (``None``: this hub only)
+        self.mirror: CursorMirror | None = None
 
     def __len__(self) -> int:
         return len(self._records)
@@ -152,6 +191,8 @@ class CursorStore:
         record_id = _new_id()
         self._records[record_id] = record
         self._entries += record.size
+        if self.mirror is not None:
+            self.mirror.write(record_id, record.encode(), self.ttl)
         self._expire(now)
         return ChainHead(record_id, current, record.patterns, depth, started)
 
@@ -172,6 +213,24 @@ class CursorStore:
                 positions.pop(topic, None)
             positions.update(record.changes)
         return ChainHead(record_id, positions, chain[0].patterns, len(chain), chain[-1].written)
+
+    async def load_async(self, record_id: str) -> ChainHead | None:
+        """:meth:`load`, first copying from the mirror the records this hub does not hold."""
+        if self.mirror is not None:
+            next_id: str | None = record_id
+            for _ in range(MAX_CHAIN):
+                if next_id is None:
+                    break
+                record = self._records.get(next_id)
+                if record is None:
+                    data = await self.mirror.read(next_id)
+                    record = None if data is None else _Record.decode(data, self.clock())
+                    if record is None:
+                        return None
+                    self._records[next_id] = record
+                    self._entries += record.size
+                next_id = record.base
+        return self.load(record_id)
 
     def _expire(self, now: float) -> None:
         records = self._records
@@ -240,9 +299,10 @@ class CursorIssuer:
         self._heads.move_to_end(id(issuer))
         return STORED_CURSOR_PREFIX + head.record_id
 
-    def load(self, stored_id: str) -> ChainHead | None:
-        """A stored cursor's positions and patterns, or ``None`` when it expired."""
-        return self.store.load(stored_id)
+    async def load(self, stored_id: str) -> ChainHead | None:
+        """A stored cursor's positions and patterns (from another hub too, through the
+        store's mirror), or ``None`` when it expired."""
+        return await self.store.load_async(stored_id)
 
     def forget(self, issuer: object) -> None:
         """``issuer`` issues no more cursors (a stream ended), or its positions changed in a

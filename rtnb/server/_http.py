@@ -193,7 +193,7 @@ def parse_cursor(value: str | None) -> ResumePoint | None:
     return read_cursor(value)
 
 
-def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint | None, ChainHead | None]:
+async def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint | None, ChainHead | None]:
     """Resolve a stored cursor into its positions (or mark it expired); inline ones pass.
 
     Returns:
@@ -201,7 +201,7 @@ def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint | None
     """
     if point is None or point.stored_id is None:
         return point, None
-    head = hub.cursors.load(point.stored_id)
+    head = await hub.cursors.load(point.stored_id)
     if head is None:
         return replace(point, expired=True), None
     positions: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in head.positions.items()}

@@ -207,6 +207,9 @@ class Hub:
         if bind_hub is not None:
             bind_hub(self)
         await self.backplane.start(self.fanout.route)
+        cursor_mirror = getattr(self.backplane, "cursor_mirror", None)
+        if cursor_mirror is not None:
+            self.cursors.store.mirror = cursor_mirror()  # stored cursors readable by every hub
         self.started_at = self.clock()
         for component in list(self.components.values()):
             await component.start(self)
@@ -233,6 +236,10 @@ class Hub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        mirror = self.cursors.store.mirror
+        close_mirror = getattr(mirror, "close", None)
+        if close_mirror is not None:
+            await close_mirror()
         await self.backplane.stop()
 
     async def add_component(self, name: str, component: Component) -> None:
@@ -474,6 +481,16 @@ class Hub:
                 current = positions.get(topic)
                 gaps.append(Gap(topic, 1, None, "epoch_changed", None if current is None else current.epoch))
         return gaps
+
+    async def watch(self, patterns: Sequence[Pattern]) -> None:
+        """Make the backplane follow ``patterns`` now, so :meth:`Backplane.positions` knows
+        their topics before a resume is planned (a shared backplane learns them on watch).
+
+        Raises:
+            Unavailable: the backplane cannot follow them now (e.g. Redis is down).
+        """
+        if not self.backplane.is_local:
+            await self.backplane.watch({*self._all_patterns(), *patterns})
 
     def unsubscribe(self, member: Member, pattern: str) -> bool:
         """Drop ``pattern`` from ``member``; returns False if it was not subscribed."""

@@ -123,7 +123,7 @@ class PollHandler(HubRequestHandler):
         config = hub.config
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
-        point, head = load_cursor(hub, parse_cursor(self.get_query_argument("cursor", None)))
+        point, head = await load_cursor(hub, parse_cursor(self.get_query_argument("cursor", None)))
         self.check_subscribe(patterns, point.positions if point is not None else None)
         self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
@@ -134,6 +134,7 @@ class PollHandler(HubRequestHandler):
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
         try:
+            await hub.watch(patterns)  # a shared backplane must know the topics first
             requests, lost = resume_requests(hub, patterns, point, last)
             sink.send_items(lost)
             for request in requests:

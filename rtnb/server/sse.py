@@ -132,7 +132,7 @@ class SSEHandler(HubRequestHandler):
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
         point = parse_cursor(self.request.headers.get("Last-Event-ID") or self.get_query_argument("lastEventId", None))
-        point, _ = load_cursor(hub, point)
+        point, _ = await load_cursor(hub, point)
         self.check_subscribe(patterns, point.positions if point is not None else None)
         self.admit_connection()
         config = hub.config
@@ -147,6 +147,7 @@ class SSEHandler(HubRequestHandler):
             self.write(format_event("welcome", orjson.dumps(welcome)))
             await self.flush()
             self._streaming = True
+            await hub.watch(patterns)  # a shared backplane must know the topics first
             requests, lost = resume_requests(hub, patterns, point, last)
             if lost:
                 hub.stats.gaps_sent += len(lost)

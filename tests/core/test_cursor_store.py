@@ -31,7 +31,7 @@ def test_wide_cursors_are_stored_with_a_constant_size_and_resolve_exactly() -> N
     positions = wide(10_000)
     text = issuer.issue(positions, ["plant/#"], issuer="group")
     assert text.startswith(STORED_CURSOR_PREFIX) and len(text) < 40 < INLINE_CURSOR_LIMIT
-    head = issuer.load(read_cursor(text).stored_id or "")
+    head = issuer.store.load(read_cursor(text).stored_id or "")
     assert head is not None and head.positions == positions and head.patterns == frozenset({"plant/#"})
 
 
@@ -48,7 +48,7 @@ def test_later_cursors_of_an_issuer_are_deltas_that_resolve_to_the_full_map() ->
     # a full record per chain, small deltas in between: far fewer entries than 96 full maps
     assert store.entries < 4 * len(positions)
     for text, expected in issued:
-        head = issuer.load(text[1:])
+        head = issuer.store.load(text[1:])
         assert head is not None and head.positions == expected
 
 
@@ -61,8 +61,8 @@ def test_records_expire_after_the_ttl_and_chains_restart_before_their_start_expi
     positions["plant/sensor-1/temp"] = (1001, 9)
     second = issuer.issue(positions, ["plant/#"], issuer="group")
     clock.now = 101
-    assert issuer.load(first[1:]) is None
-    head = issuer.load(second[1:])
+    assert issuer.store.load(first[1:]) is None
+    head = issuer.store.load(second[1:])
     assert head is not None and head.positions == positions
 
 
@@ -70,10 +70,10 @@ def test_the_store_holds_at_most_max_entries_oldest_first() -> None:
     issuer = CursorIssuer(CursorStore(max_entries=2_500))
     texts = [issuer.issue(wide(1_000, offset), ["plant/#"]) for offset in range(1, 5)]
     assert issuer.store.entries <= 2_500
-    assert issuer.load(texts[0][1:]) is None
-    assert issuer.load(texts[-1][1:]) is not None
+    assert issuer.store.load(texts[0][1:]) is None
+    assert issuer.store.load(texts[-1][1:]) is not None
 
 
 def test_an_unknown_or_forged_id_is_expired() -> None:
     issuer = CursorIssuer()
-    assert issuer.load("AAAAAAAAAAAAAAAA") is None
+    assert issuer.store.load("AAAAAAAAAAAAAAAA") is None
