@@ -15,9 +15,9 @@ from typing import Any
 from redis_helpers import redis_hub
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from test_sse import SSEStream, sse_path  # noqa: E402
+from test_sse import SSEStream, sse_path
 
-from rtnb.server.hub import HubConfig  # noqa: E402
+from rtnb.server.hub import HubConfig
 
 TOPICS = 1_500
 
