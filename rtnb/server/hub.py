@@ -390,7 +390,8 @@ class Hub:
         Replay (``last`` or ``since``) and live messages meet without loss or
         duplicates: the member is fed from history until it reaches its group's
         position, then joins the group's batches. A topic already covered by
-        another of the member's patterns is not replayed twice.
+        another of the member's patterns is not replayed again, unless this
+        request asks for it with ``last``/``since`` (honoured on every subscribe).
 
         Raises:
             TooManySubscriptions: the connection holds ``max_subscriptions`` patterns.

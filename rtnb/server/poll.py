@@ -13,6 +13,12 @@ cursor as ``since`` (the same catch-up code as WebSocket and SSE), collects
 what the hub hands it, and leaves. A response is bounded by
 ``Limits.max_queue_bytes``: past it the member is marked lagging, the response
 goes out, and the next poll continues from its cursor.
+
+A poll never outlives its token: it waits at most until the token expires, and
+a poll answering after its token expired answers ``401`` instead of messages
+(nothing is delivered on an expired token; the client's cursor is unchanged).
+Wide cursors are stored by the hub (see :mod:`rtnb.core.cursor_store`); each
+answer's cursor extends the one the poll came with.
 """
 
 from __future__ import annotations

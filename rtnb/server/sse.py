@@ -9,7 +9,8 @@
 * a ``: keepalive`` comment every ``HubConfig.keepalive_interval`` seconds.
 
 The ``id:`` of an event is a cursor (see :mod:`rtnb.core.cursor`) covering every
-topic of the stream. Browsers send it back as ``Last-Event-ID`` when they
+topic of the stream: inline while small, stored by the hub past 2 KiB (see
+:mod:`rtnb.core.cursor_store`), so any number of topics resumes. Browsers send it back as ``Last-Event-ID`` when they
 reconnect (clients that cannot set headers pass ``lastEventId=`` in the query),
 and the hub resumes with the same ``since`` catch-up as WebSocket: exactly what
 was missed, or ``gap`` events for what history no longer holds.
