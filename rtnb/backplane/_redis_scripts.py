@@ -54,9 +54,12 @@ redis.call('PUBLISH', ARGV[1], envelope)
 return {offset, epoch}
 """
 
-# KEYS: epoch, offset, stream
-# Starts a new epoch strictly greater than the old one, offsets from 1 again.
+# KEYS: epoch, offset, stream, topics; ARGV: topic
+# Starts a new epoch strictly greater than the old one, offsets from 1 again. The topic is
+# listed in the topics set too: a topic reset before its first publish must still be found
+# by pattern lookups (the publish script only lists topics whose epoch it creates).
 RESET_SCRIPT = """
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
 local now = redis.call('TIME')
 local epoch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')

@@ -386,7 +386,11 @@ class RedisBackplane:
         self.cache.reset(topic)
         if self._reset_script is not None:
             keys = self.keys
-            self._spawn(self._reset_script(keys=[keys.epoch(topic), keys.offset(topic), keys.stream(topic)]))
+            self._spawn(
+                self._reset_script(
+                    keys=[keys.epoch(topic), keys.offset(topic), keys.stream(topic), keys.topics], args=[topic]
+                )
+            )
 
     async def _fetch_position(self, topic: str) -> _Tracked | None:
         """Where ``topic`` stands in Redis now, or None when Redis never saw it."""

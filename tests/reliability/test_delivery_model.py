@@ -14,9 +14,12 @@ failed are kept below as plain regression tests (``test_regression_*``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from delivery_model import Driver, private_redis_directory
@@ -105,9 +108,8 @@ def test_the_promise_holds_on_an_in_memory_hub() -> None:
     InMemoryDelivery.TestCase().runTest()
 
 
-def test_the_promise_holds_on_a_redis_hub(tmp_path: Path) -> None:
-    import sys
-
+def start_private_redis(tmp_path: Path) -> Any:
+    """A ``redis-server`` of the test's own (stopped and restarted by outages)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backplane"))
     from redis_helpers import PrivateRedis
 
@@ -116,9 +118,12 @@ def test_the_promise_holds_on_a_redis_hub(tmp_path: Path) -> None:
             pytest.fail("redis-server is not installed (CI must provide it)")
         pytest.skip("redis-server is not installed: a private Redis is needed for outages")
     redis = PrivateRedis(private_redis_directory(tmp_path))
-    import asyncio
-
     asyncio.run(redis.start())
+    return redis
+
+
+def test_the_promise_holds_on_a_redis_hub(tmp_path: Path) -> None:
+    redis = start_private_redis(tmp_path)
     try:
 
         @RUNS
@@ -163,3 +168,18 @@ def test_regression_a_poll_answer_and_its_cursor_are_taken_together() -> None:
         ("publish", ("m/b",)),
     ]
     run_steps(None, steps)
+
+
+def test_regression_redis_a_topic_reset_before_its_first_publish_is_found(tmp_path: Path) -> None:
+    """The Redis reset script set an epoch without listing the topic: pattern lookups never found it."""
+    redis = start_private_redis(tmp_path)
+    try:
+        steps: list[tuple[str, tuple[object, ...]]] = [
+            ("subscribe", ("poll", "m/+", 2)),
+            ("restart_hub", ()),
+            ("reset", ("m/b",)),
+            *[("publish", ("m/b",))] * 4,
+        ]
+        run_steps(redis.url, steps, repeat=1)
+    finally:
+        redis.stop()
