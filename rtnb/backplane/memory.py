@@ -88,7 +88,7 @@ class MemoryBackplane:
     def trim_by_age(self) -> int:
         return self.store.trim_by_age(self.clock())
 
-    def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+    async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
         """Epochs reset topics lost (see :meth:`~rtnb.core.history.HistoryStore.lost_epochs`)."""
         return self.store.lost_epochs(pattern)
 

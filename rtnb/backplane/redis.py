@@ -374,6 +374,26 @@ class RedisBackplane:
             for topic, tracked in found.items()
         }
 
+    @property
+    def _lost_key(self) -> str:
+        return f"{self.keys.prefix}lost"
+
+    async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Epochs reset topics matching ``pattern`` lost: topic -> (epoch, last offset).
+
+        Raises:
+            Unavailable: Redis cannot be read.
+        """
+        found = await self._redis_call(lambda redis: redis.hgetall(self._lost_key))
+        lost = {}
+        for raw_topic, raw_place in found.items():
+            topic = raw_topic.decode() if isinstance(raw_topic, bytes) else str(raw_topic)
+            if pattern.matches(topic):
+                place = raw_place.decode() if isinstance(raw_place, bytes) else str(raw_place)
+                epoch, _, offset = place.partition(":")
+                lost[topic] = (int(epoch), int(offset))
+        return lost
+
     def cursor_mirror(self) -> Any:
         """Stored resume cursors shared through this Redis, so every hub of the cluster reads them."""
         from ._redis_cursors import RedisCursorMirror
@@ -388,7 +408,8 @@ class RedisBackplane:
             keys = self.keys
             self._spawn(
                 self._reset_script(
-                    keys=[keys.epoch(topic), keys.offset(topic), keys.stream(topic), keys.topics], args=[topic]
+                    keys=[keys.epoch(topic), keys.offset(topic), keys.stream(topic), keys.topics, self._lost_key],
+                    args=[topic],
                 )
             )
 

@@ -208,7 +208,7 @@ async def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint 
     return ResumePoint(positions, head.patterns, point.stored_id), head
 
 
-def resume_requests(
+async def resume_requests(
     hub: Hub, patterns: Sequence[Pattern], point: ResumePoint | None, last: int | None
 ) -> tuple[list[Subscribe], list[Gap]]:
     """One :class:`Subscribe` per pattern, resuming from ``point`` when given, and gaps to send first.
@@ -241,6 +241,6 @@ def resume_requests(
                 start = 0 if covered or last is None else max(0, position.first_offset - 1, position.last_offset - last)
                 wanted[topic] = (start, position.epoch)
         if covered and not point.expired:
-            gaps += hub.lost_epochs(pattern, point.positions, hub.backplane.positions(pattern))
+            gaps += await hub.lost_epochs(pattern, point.positions, hub.backplane.positions(pattern))
         requests.append(Subscribe(pattern, since=wanted))
     return requests, gaps

@@ -445,7 +445,7 @@ class Hub:
             for topic, (offset, _epoch) in request.since.items():
                 if offset and topic not in positions and pattern.matches(topic):
                     lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
-            lost += self.lost_epochs(pattern, request.since, positions)
+            lost += await self.lost_epochs(pattern, request.since, positions)
         reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
         if request.id is not None:
             reply["id"] = request.id
@@ -467,7 +467,7 @@ class Hub:
                 self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
 
-    def lost_epochs(self, pattern: Pattern, listed: Any, positions: dict[str, Any]) -> list[Gap]:
+    async def lost_epochs(self, pattern: Pattern, listed: Any, positions: dict[str, Any]) -> list[Gap]:
         """Gaps for epochs that reset topics lost, on topics a resuming client does not list.
 
         It never saw the topic, so the lost epoch was created after its cursor: all of it
@@ -477,7 +477,7 @@ class Hub:
         if lost_epochs is None:
             return []
         gaps = []
-        for topic, _place in lost_epochs(pattern).items():
+        for topic, _place in (await lost_epochs(pattern)).items():
             if topic not in listed:
                 current = positions.get(topic)
                 gaps.append(Gap(topic, 1, None, "epoch_changed", None if current is None else current.epoch))

@@ -141,7 +141,7 @@ class PollHandler(HubRequestHandler):
         member = hub.connect(sink)
         try:
             await hub.watch(patterns)  # a shared backplane must know the topics first
-            requests, lost = resume_requests(hub, patterns, point, last)
+            requests, lost = await resume_requests(hub, patterns, point, last)
             sink.send_items(lost)
             for request in requests:
                 await hub.subscribe(member, request)

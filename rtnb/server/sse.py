@@ -149,7 +149,7 @@ class SSEHandler(HubRequestHandler):
             await self.flush()
             self._streaming = True
             await hub.watch(patterns)  # a shared backplane must know the topics first
-            requests, lost = resume_requests(hub, patterns, point, last)
+            requests, lost = await resume_requests(hub, patterns, point, last)
             if lost:
                 hub.stats.gaps_sent += len(lost)
                 self.send_items(lost)

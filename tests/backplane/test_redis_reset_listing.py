@@ -24,3 +24,25 @@ async def test_a_topic_reset_before_its_first_publish_is_listed(shared_redis_url
         await hub_b.hub.watch([Pattern.parse("listed/+")])
         positions = hub_b.hub.backplane.positions(Pattern.parse("listed/+"))
         assert list(positions) == ["listed/b"] and positions["listed/b"].last_offset == 3
+
+
+async def test_an_epoch_lost_by_a_reset_is_reported_to_a_resume_that_never_knew_the_topic(
+    shared_redis_url: str, prefix: str
+) -> None:
+    """Created and reset while a subscriber was away: its resume (a ``since`` without the topic) is told."""
+    from rtnb.testing import WirePeer
+
+    async with redis_hub(shared_redis_url, prefix, "a") as hub:
+        await hub.hub.publish("lost/b", 1)
+        hub.hub.backplane.reset_topic("lost/b")
+        await asyncio.sleep(0.1)
+        async with WirePeer(hub.ws_url) as peer:
+            await peer.request({"op": "subscribe", "topic": "lost/#", "since": {"lost/other": 0}})
+            (gap,) = await peer.messages(1)
+            assert (gap["op"], gap["topic"], gap["from"], gap["to"], gap["reason"]) == (
+                "gap",
+                "lost/b",
+                1,
+                None,
+                "epoch_changed",
+            )
