@@ -241,6 +241,6 @@ async def resume_requests(
                 start = 0 if covered or last is None else max(0, position.first_offset - 1, position.last_offset - last)
                 wanted[topic] = (start, position.epoch)
         if covered and not point.expired:
-            gaps += await hub.lost_epochs(pattern, point.positions, hub.backplane.positions(pattern))
+            gaps += await hub.lost_epochs(pattern, point.positions)
         requests.append(Subscribe(pattern, since=wanted))
     return requests, gaps

@@ -403,6 +403,9 @@ class Hub:
                 request_id=request.id,
             )
         await self.backplane.watch({*self._all_patterns(), pattern})
+        # Read before the member joins its group: from there to its catch-up nothing may await,
+        # or live batches would reach it ahead of its replay.
+        lost_epochs = await self.lost_epochs(pattern, request.since) if request.since is not None else []
         if member.state is MemberState.CLOSED:
             return
         self.flush()
@@ -445,7 +448,7 @@ class Hub:
             for topic, (offset, _epoch) in request.since.items():
                 if offset and topic not in positions and pattern.matches(topic):
                     lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
-            lost += await self.lost_epochs(pattern, request.since, positions)
+            lost += lost_epochs
         reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
         if request.id is not None:
             reply["id"] = request.id
@@ -467,11 +470,13 @@ class Hub:
                 self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
 
-    async def lost_epochs(self, pattern: Pattern, listed: Any, positions: dict[str, Any]) -> list[Gap]:
+    async def lost_epochs(self, pattern: Pattern, listed: Any) -> list[Gap]:
         """Gaps for epochs that reset topics lost, on topics a resuming client does not list.
 
         It never saw the topic, so the lost epoch was created after its cursor: all of it
-        was owed (``epoch_changed`` from offset 1; ``epoch`` is the topic's current one).
+        was owed (``epoch_changed`` from offset 1). The gap carries no ``epoch``: the
+        ``subscribed`` reply already named the current one as where the subscription
+        starts, and a client must not take this notice for one it already handled.
         """
         lost_epochs = getattr(self.backplane, "lost_epochs", None)
         if lost_epochs is None:
@@ -479,8 +484,7 @@ class Hub:
         gaps = []
         for topic, _place in (await lost_epochs(pattern)).items():
             if topic not in listed:
-                current = positions.get(topic)
-                gaps.append(Gap(topic, 1, None, "epoch_changed", None if current is None else current.epoch))
+                gaps.append(Gap(topic, 1, None, "epoch_changed"))
         return gaps
 
     async def watch(self, patterns: Sequence[Pattern]) -> None:

@@ -183,3 +183,19 @@ def test_regression_redis_a_topic_reset_before_its_first_publish_is_found(tmp_pa
         run_steps(redis.url, steps, repeat=1)
     finally:
         redis.stop()
+
+
+def test_regression_redis_an_epoch_lost_while_away_on_an_unknown_topic_is_reported(tmp_path: Path) -> None:
+    """Created and reset while the subscriber was away; the Redis backplane did not remember the lost epoch."""
+    redis = start_private_redis(tmp_path)
+    try:
+        steps: list[tuple[str, tuple[object, ...]]] = [
+            ("subscribe", ("ws", "m/#", None)),
+            *[("cut", ())] * 3,
+            ("publish", ("m/b",)),
+            ("cut", ()),
+            ("reset", ("m/b",)),
+        ]
+        run_steps(redis.url, steps, repeat=2)
+    finally:
+        redis.stop()
