@@ -14,6 +14,7 @@ For a topic ``T`` in bucket ``B`` (tag ``{t}``), under ``prefix`` (``rtnb:``):
 * ``{prefix}{t}:o:T``  the last offset assigned
 * ``{prefix}{t}:s:T``  the history: a stream whose entry ids are ``OFFSET-0``
 * ``{prefix}{t}:topics``  the bucket's topic names (sorted set, all scores 0, read by prefix)
+* ``{prefix}{t}:lost``  topics reset after holding messages, and the epoch each lost
 * ``{prefix}{t}:clock``  a counter every publish batch moves forward; it going
   backwards means Redis was restored from an older file (see the scripts)
 * ``{prefix}{t}:m``  the bucket's (sharded) pub/sub channel: one payload per
@@ -124,6 +125,10 @@ class RedisKeys:
 
     def topics(self, bucket: int) -> str:
         return f"{self._bases[bucket]}topics"
+
+    def lost(self, bucket: int) -> str:
+        """The bucket's reset topics and the epoch each lost (hash: topic -> "EPOCH:OFFSET")."""
+        return f"{self._bases[bucket]}lost"
 
     def clock(self, bucket: int) -> str:
         return f"{self._bases[bucket]}clock"

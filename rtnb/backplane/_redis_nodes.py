@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -69,6 +69,12 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions
 
     return (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, LookupError)
+
+
+async def execute_command(client: Any, *arguments: Any) -> Any:
+    """``client.execute_command(*arguments)``; redis-py leaves that method unannotated."""
+    command: Callable[..., Awaitable[Any]] = client.execute_command
+    return await command(*arguments)
 
 
 def _url_for(url: str, host: str, port: int) -> str:
@@ -195,7 +201,7 @@ class Topology:
             self._bucket_nodes = [seed] * BUCKETS
             self._owners = [(0, 16383, seed)]
             return
-        ranges = await seed.client.execute_command("CLUSTER SLOTS")
+        ranges = await execute_command(seed.client, "CLUSTER SLOTS")
         owners: list[tuple[int, int, str, int]] = []
         for entry in ranges:
             start, end, master = int(entry[0]), int(entry[1]), entry[2]

@@ -27,7 +27,7 @@ from ..core.errors import Unavailable
 from ..core.history import HistoryLimits
 from ..core.message import Message
 from ._redis_keys import RedisKeys, bucket_of
-from ._redis_nodes import Node, Topology
+from ._redis_nodes import Node, Topology, execute_command
 from ._redis_scripts import PUBLISH_SCRIPT
 
 __all__ = ["Publisher"]
@@ -162,7 +162,7 @@ class Publisher:
         try:
             results = await self._run(node, calls)
             if any(isinstance(result, redis.exceptions.NoScriptError) for result in results):
-                await node.client.execute_command("SCRIPT", "LOAD", _SCRIPT)
+                await execute_command(node.client, "SCRIPT", "LOAD", _SCRIPT)
                 again = [
                     items
                     for items, result in zip(calls, results, strict=True)
@@ -216,7 +216,7 @@ class Publisher:
             import redis.exceptions
 
             try:
-                return [await node.client.execute_command(*self._command(calls[0][0].bucket, calls[0]))]
+                return [await execute_command(node.client, *self._command(calls[0][0].bucket, calls[0]))]
             except redis.exceptions.ResponseError as error:
                 return [error]
         async with node.client.pipeline(transaction=False) as pipe:

@@ -122,9 +122,19 @@ return clock
 """
 )
 
-# KEYS: epoch, offset, stream
-# Starts a new epoch strictly greater than the old one, offsets from 1 again.
+# KEYS: epoch, offset, stream, the bucket's topic index, the bucket's lost hash (one hash slot); ARGV: topic
+# Starts a new epoch strictly greater than the old one, offsets from 1 again. The topic is
+# listed in the topics set too: a topic reset before its first publish must still be found
+# by pattern lookups (the publish script only lists topics whose epoch it creates). The epoch
+# it loses, if it had messages, is kept in the ``lost`` hash ("EPOCH:OFFSET"), so a subscriber
+# that never knew the topic hears of it when it resumes.
 RESET_SCRIPT = """
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+local lost_epoch = redis.call('GET', KEYS[1])
+local lost_offset = redis.call('GET', KEYS[2])
+if lost_epoch and lost_offset and tonumber(lost_offset) > 0 then
+  redis.call('HSET', KEYS[5], ARGV[1], lost_epoch .. ':' .. lost_offset)
+end
 local now = redis.call('TIME')
 local epoch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')

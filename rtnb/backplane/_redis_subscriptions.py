@@ -90,6 +90,11 @@ class Subscriptions:
             wanted = cache[topic] = any(pattern.matches(topic) for pattern in self.patterns)
         return wanted
 
+    def refuse(self, patterns: set[Pattern]) -> None:
+        """Stop counting ``patterns`` as watched: Redis could not take them (their subscribe was refused)."""
+        self.patterns -= patterns
+        self._wanted_cache.clear()
+
     async def update(self, wanted: set[Pattern], nodes: Iterable[Node]) -> tuple[set[Pattern], set[int]]:
         """Listen for exactly ``wanted``: subscribe what is new (confirmed), drop what is not needed.
 

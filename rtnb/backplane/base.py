@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..core.cursor_store import CursorMirror
 from ..core.errors import Unavailable
 from ..core.history import Gap
 from ..core.message import Message
@@ -62,6 +63,9 @@ class HubLink(Protocol):
     def watched_patterns(self) -> set[Pattern]:
         """Every pattern the hub's subscribers hold now."""
 
+    def topic_reset(self, topic: str) -> None:
+        """``topic``'s history was reset: its live subscribers hear ``epoch_changed`` now."""
+
 
 @runtime_checkable
 class Backplane(Protocol):
@@ -81,6 +85,16 @@ class Backplane(Protocol):
 
     async def stop(self) -> None:
         """Release connections; no delivery after this returns."""
+
+    async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Epochs that reset topics matching ``pattern`` lost: topic -> (epoch, last offset).
+
+        Raises:
+            Unavailable: the backplane cannot be read.
+        """
+
+    def cursor_mirror(self) -> CursorMirror | None:
+        """Where stored resume cursors are shared with other hubs (None: this hub only)."""
 
     async def publish(self, topic: str, data: Any, ts: float, data_json: bytes) -> Message:
         """Assign the next offset to ``data`` on ``topic``, store and deliver it.

@@ -64,7 +64,7 @@ class MemoryBackplane:
         return self.append(topic, data, ts, data_json)
 
     async def read_since(self, topic: str, offset: int, epoch: int | None) -> ReadResult:
-        history = self.store.get(topic)
+        history = self.store.lookup(topic)
         if history is None:
             # Unknown topic: a client that saw offsets here saw an older incarnation.
             return ([Gap(topic, offset + 1, None, "epoch_changed")] if offset else []), [], None
@@ -74,7 +74,7 @@ class MemoryBackplane:
     def positions(self, pattern: Pattern) -> dict[str, TopicPosition]:
         return {
             history.topic: TopicPosition(history.epoch, history.first_offset, history.last_offset)
-            for history in self.store.matching(pattern)
+            for history in self.store.matching(pattern, with_retired=True)
         }
 
     async def watch(self, patterns: set[Pattern]) -> None:
@@ -91,8 +91,19 @@ class MemoryBackplane:
     def trim_by_age(self) -> int:
         return self.store.trim_by_age(self.clock())
 
+    def cursor_mirror(self) -> None:
+        """Stored resume cursors stay on this hub: there is no other hub."""
+        return None
+
+    async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Epochs reset topics lost (see :meth:`~rtnb.core.history.HistoryStore.lost_epochs`)."""
+        return self.store.lost_epochs(pattern)
+
     def reset_topic(self, topic: str) -> None:
-        self.store.reset(topic)
+        """Forget ``topic``'s history; live subscribers get an ``epoch_changed`` gap now."""
+        place = self.store.reset(topic)
+        if place is not None and self._hub is not None:
+            self._hub.topic_reset(topic)
 
     async def presence(self, query: Pattern) -> list[dict[str, str]]:
         """This hub's own subscribers: there is no other hub."""

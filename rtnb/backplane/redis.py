@@ -33,14 +33,16 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.errors import Unavailable
 from ..core.history import Gap, HistoryLimits
 from ..core.message import Message
 from ..core.topics import Pattern
+from ._redis_cursors import RedisCursorMirror
 from ._redis_history import Delivered
-from ._redis_keys import RedisKeys, bucket_of
+from ._redis_keys import BUCKETS, RedisKeys, bucket_of
 from ._redis_links import Links
 from ._redis_listener import Listener
 from ._redis_nodes import Node, Topology, redacted, redis_errors, split_prefix
@@ -277,13 +279,64 @@ class RedisBackplane:
         """Topics this hub tracks that ``pattern`` matches (it watched them first)."""
         return self.delivered.positions(pattern)
 
+    async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Epochs reset topics matching ``pattern`` lost: topic -> (epoch, last offset).
+
+        Each bucket keeps its own ``lost`` hash (beside its topics, in its hash
+        slot, so the reset script stays one call on one shard); an exact pattern
+        reads one bucket, a wildcard every bucket.
+
+        Raises:
+            Unavailable: Redis cannot be read.
+        """
+        buckets = [bucket_of(pattern.text)] if not pattern.is_wildcard else range(BUCKETS)
+        lost: dict[str, tuple[int, int]] = {}
+        for bucket in buckets:
+            key = self.keys.lost(bucket)
+            found = await self._redis_call(key, _hgetall(key))
+            for raw_topic, raw_place in found.items():
+                topic = raw_topic.decode() if isinstance(raw_topic, bytes) else str(raw_topic)
+                if pattern.matches(topic):
+                    place = raw_place.decode() if isinstance(raw_place, bytes) else str(raw_place)
+                    epoch, _, offset = place.partition(":")
+                    lost[topic] = (int(epoch), int(offset))
+        return lost
+
+    async def _redis_call(self, key: str, command: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``command`` on the client of the node that holds ``key``.
+
+        Raises:
+            Unavailable: the backplane is not running, or that node cannot be reached.
+        """
+        if self._topology is None:
+            raise Unavailable("The Redis backplane is not running.")
+        try:
+            return await asyncio.wait_for(command(self._topology.node_for(key).client), self.command_timeout)
+        except self._errors as error:
+            raise self._unavailable(error, "try again when it is back.") from None
+
+    def cursor_mirror(self) -> RedisCursorMirror:
+        """Stored resume cursors shared through this Redis, so every hub of the cluster reads them."""
+        return RedisCursorMirror(self)
+
     def reset_topic(self, topic: str) -> None:
         """Start a new epoch for ``topic`` in Redis (strictly greater than the old one)."""
         self.delivered.forget(topic)
-        keys = self.keys
+        keys, bucket = self.keys, bucket_of(topic)
         with contextlib.suppress(Unavailable):
             client = self._client_for(topic)
-            self._spawn(client.eval(RESET_SCRIPT, 3, keys.epoch(topic), keys.offset(topic), keys.stream(topic)))
+            self._spawn(
+                client.eval(
+                    RESET_SCRIPT,
+                    5,
+                    keys.epoch(topic),
+                    keys.offset(topic),
+                    keys.stream(topic),
+                    keys.topics(bucket),
+                    keys.lost(bucket),
+                    topic,
+                )
+            )
 
     # -- watching: what this hub's clients need ---------------------------------------
 
@@ -298,17 +351,21 @@ class RedisBackplane:
         """
         try:
             wanted = set(patterns) | (self._hub.watched_patterns() if self._hub is not None else set())
-            adding = bool(wanted - self.subscriptions.patterns)
+            adding = wanted - self.subscriptions.patterns
             nodes = self._topology.serving() if self._topology is not None else []
             try:
                 added, missing = await self.subscriptions.update(wanted, nodes)
             except self._errors as error:
                 if adding:
+                    # Not watched: a retried subscribe must be refused too until Redis is back,
+                    # not go live on topics whose positions this hub never looked up.
+                    self.subscriptions.refuse(adding)
                     raise self._unavailable(error, "subscribe again when it is back.") from None
                 log.info("could not unsubscribe in Redis (will resync on reconnect): %s", error)
                 return
             exact_missing = any(not pattern.is_wildcard and bucket_of(pattern.text) in missing for pattern in added)
             if added and (not self.subscriptions.live or exact_missing):
+                self.subscriptions.refuse(added)
                 raise Unavailable(f"Redis at {redacted(self.url)} is unreachable; subscribe again when it is back.")
         finally:
             self._presence_dirty.set()
@@ -452,3 +509,12 @@ class RedisBackplane:
             "history_bytes": self.delivered.cache.total_bytes,
             "watched_patterns": len(self.subscriptions.patterns),
         }
+
+
+def _hgetall(key: str) -> Callable[[Any], Awaitable[Any]]:
+    """A command reading hash ``key`` from a client (for :meth:`RedisBackplane._redis_call`)."""
+
+    def command(client: Any) -> Awaitable[Any]:
+        return client.hgetall(key)  # type: ignore[no-any-return]
+
+    return command

@@ -38,6 +38,10 @@ def hub_url(args: argparse.Namespace) -> str:
     return str(args.url or os.environ.get("RTNB_URL") or DEFAULT_URL)
 
 
+#: seconds a command retries a hub it cannot reach yet (one starting beside it), then fails
+CLI_CONNECT_TIMEOUT = 3.0
+
+
 def client_options(args: argparse.Namespace) -> dict[str, Any]:
     token = args.token or os.environ.get("RTNB_TOKEN") or None
     return {"token": token} if token else {}
@@ -80,7 +84,7 @@ async def publish_all(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -
 
     ack = not args.no_ack
     published = 0
-    async with AsyncClient(hub_url(args), **client_options(args)) as client:
+    async with AsyncClient(hub_url(args), connect_timeout=CLI_CONNECT_TIMEOUT, **client_options(args)) as client:
         try:
             for data in payloads(args, stdin):
                 offset = await client.publish(args.topic, data, ack=ack)

@@ -24,7 +24,7 @@ import orjson
 from ..core.errors import RtnbError
 from ..core.history import Gap
 from ..core.message import Message
-from .publish import add_connection_arguments, client_options, hub_url
+from .publish import CLI_CONNECT_TIMEOUT, add_connection_arguments, client_options, hub_url
 
 __all__ = ["format_item", "register"]
 
@@ -65,7 +65,7 @@ async def print_items(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.format == "table":
         print(f"{'time':<12}  {'topic':<30} {'offset':>8}  data", file=stdout, flush=True)
     messages = 0
-    async with AsyncClient(hub_url(args), **client_options(args)) as client:
+    async with AsyncClient(hub_url(args), connect_timeout=CLI_CONNECT_TIMEOUT, **client_options(args)) as client:
         subscription = await client.subscribe(args.pattern, last=args.last)
         async for item in subscription:
             print(format_item(item, args.format), file=stdout, flush=True)

@@ -40,10 +40,11 @@ from ..core.message import Format, Message, check_nesting, encode_json
 from ..core.protocol import PROTOCOL_VERSION, SUBPROTOCOL_MSGPACK, parse_since
 from ..core.topics import Pattern, validate_pattern, validate_topic
 from ._backoff import Backoff, BackoffPolicy
+from ._first_connect import connect_with_retries
 from ._resume import ResumeTracker
 from ._state import ClientState, check_transition
 from ._subscription import ItemCallback, Subscription
-from ._wire import decode_gap, encode_request, split_frame, to_http_url, to_ws_url
+from ._wire import decode_gaps, encode_request, split_frame, to_http_url, to_ws_url
 
 __all__ = ["AsyncClient", "Overflow", "StateCallback"]
 
@@ -83,6 +84,8 @@ class _PatternState:
     sent_on: Any = None
     #: True once a subscribe request went out: later ones resume with ``since``
     established: bool = False
+    #: the hub answered ``unavailable`` (its backplane is down): retried with backoff
+    refused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +112,10 @@ class AsyncClient:
         ack_timeout: default seconds ``publish(ack=True)`` waits for the ack.
         request_timeout: seconds to wait for replies to subscribe/unsubscribe.
         open_timeout: seconds to open a connection and get the hub's welcome.
+        connect_timeout: how long ``connect()`` keeps retrying a hub it cannot reach yet
+            (with ``backoff``), in seconds; ``None``: only ``backoff.max_attempts`` bounds it.
+        fail_fast: ``connect()`` makes a single attempt: a hub that cannot be reached
+            fails it at once (``Unavailable``), as a wrong URL should in a quick check.
         ping_interval / ping_timeout: WebSocket keep-alive; ``None`` disables.
         max_frame_bytes: largest frame accepted from the hub (``None``: no limit).
         max_publish_bytes: largest encoded payload ``publish`` sends; bigger ones raise
@@ -136,6 +143,8 @@ class AsyncClient:
         ack_timeout: float = 10.0,
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
+        connect_timeout: float | None = 30.0,
+        fail_fast: bool = False,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         max_frame_bytes: int | None = 16 * 2**20,
@@ -168,6 +177,8 @@ class AsyncClient:
         self.ack_timeout = ack_timeout
         self.request_timeout = request_timeout
         self.open_timeout = open_timeout
+        self.connect_timeout = connect_timeout
+        self.fail_fast = fail_fast
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_frame_bytes = max_frame_bytes
@@ -186,6 +197,8 @@ class AsyncClient:
         self._outbox: deque[_Publish] = deque()
         self._in_flight: dict[int, _Publish] = {}
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._listeners: dict[int, list[Subscription]] = {}
+        self._refusal_retry: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
@@ -234,6 +247,7 @@ class AsyncClient:
             "reconnects": self.reconnects,
             "pending": self.pending,
             "subscriptions": sorted(self._patterns),
+            "refused_subscriptions": sorted(text for text, state in self._patterns.items() if state.refused),
             "positions": self.positions,
             "gaps_reported": self.gaps_reported,
             "duplicates_dropped": self.duplicates_dropped,
@@ -243,6 +257,10 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.ws_url!r}, {self._state.value})"
+
+    def _in_state(self, state: ClientState) -> bool:
+        """Whether the client is in ``state`` now (read after an await: other tasks move it)."""
+        return self._state is state
 
     def _set_state(self, new: ClientState) -> None:
         old = self._state
@@ -267,11 +285,13 @@ class AsyncClient:
     async def connect(self) -> AsyncClient:
         """Open the connection and subscribe what was subscribed before.
 
-        The first attempt is not retried: a wrong URL fails at once. Later
-        losses are retried according to ``backoff``.
+        A hub that cannot be reached yet is retried with ``backoff`` for up to
+        ``connect_timeout`` seconds (a hub starting a second late does not fail a
+        script); ``fail_fast=True`` makes a single attempt. Later losses are
+        retried according to ``backoff``.
 
         Raises:
-            Unavailable: the hub cannot be reached.
+            Unavailable: the hub cannot be reached (after the retries).
             Unauthorized / Forbidden: the hub refused the credentials.
             ConnectionClosed: the client was closed.
         """
@@ -282,14 +302,22 @@ class AsyncClient:
             return self
         self._set_state(ClientState.CONNECTING)
         try:
-            connection = await self._open()
+            connection = await connect_with_retries(
+                self._open,
+                self._backoff,
+                self._sleep,
+                fail_fast=self.fail_fast,
+                connect_timeout=self.connect_timeout,
+                target=self.ws_url,
+                still_wanted=lambda: self._state is ClientState.CONNECTING,
+            )
         except RtnbError as error:
             self.last_error = error
             self._finish(error)
             raise
         self._runner = asyncio.ensure_future(self._run(connection))
         await self._settled.wait()
-        if self._state is ClientState.CLOSED:
+        if self._in_state(ClientState.CLOSED):  # the state moved while this waited
             raise self.last_error or ConnectionClosed("The client closed while connecting.")
         return self
 
@@ -462,7 +490,7 @@ class AsyncClient:
             except RtnbError as error:
                 self.last_error = error
                 log.info("reconnection to %s failed: %s", self.ws_url, error.message)
-                if self._state is ClientState.CONNECTING:
+                if self._in_state(ClientState.CONNECTING):  # _open may have moved it
                     self._set_state(ClientState.DISCONNECTED)
                 else:
                     return None
@@ -484,6 +512,10 @@ class AsyncClient:
             pass
         finally:
             self._connection = None
+            retry, self._refusal_retry = self._refusal_retry, None
+            if retry is not None:
+                retry.cancel()
+                await asyncio.gather(retry, return_exceptions=True)
             for task in (sender, reader):
                 if task is not None and not task.done():
                     task.cancel()
@@ -520,6 +552,7 @@ class AsyncClient:
         self._update_idle()
         for state in self._patterns.values():
             state.sent_on = None
+            state.refused = False  # asked again on the next connection
         log.warning("lost the connection to %s; %d publishes waiting", self.ws_url, self.pending)
         self._set_state(ClientState.DISCONNECTED)
 
@@ -530,12 +563,18 @@ class AsyncClient:
         the state then turns CONNECTED without yielding to the loop in between.
         """
         while True:
-            waiting = [state for state in self._patterns.values() if state.sent_on is not connection]
+            waiting = [
+                state for state in self._patterns.values() if state.sent_on is not connection and not state.refused
+            ]
             if not waiting:
                 return
             replies = []
             for state in waiting:
                 replies.append((state, await self._send_subscribe(connection, state)))
+                listening = {sub for subs in self._listeners.values() for sub in subs}
+                for subscription in list(state.subscriptions):
+                    if subscription._replay_request is not None and subscription not in listening:
+                        replies.append((state, await self._send_replay(connection, state, subscription)))
             for state, reply in replies:
                 try:
                     await reply
@@ -544,11 +583,51 @@ class AsyncClient:
                 except Timeout:
                     raise _ConnectionLost("The hub did not answer a subscribe request in time.") from None
                 except RtnbError as error:
+                    if error.code == "unavailable":
+                        self._refused(connection, state, error)
+                        continue
                     log.error("the hub refused the subscription %r: %s", state.compiled.text, error.message)
                     self._drop_pattern(state, error)
 
+    def _refused(self, connection: Any, state: _PatternState, error: RtnbError) -> None:
+        """The hub cannot take the subscription now (e.g. Redis is down): keep it and retry.
+
+        The application hears of it through ``on_error`` and each subscription's
+        ``active`` flag; once the hub takes it again, it resumes from the client's
+        positions, so nothing is lost (or the hub says what is, with gaps).
+        """
+        state.sent_on = None
+        state.refused = True
+        for subscription in state.subscriptions:
+            subscription.active = False
+        log.warning("the hub cannot take the subscription %r now (%s); retrying", state.compiled.text, error.message)
+        self._report(error)
+        if self._refusal_retry is None or self._refusal_retry.done():
+            self._refusal_retry = asyncio.ensure_future(self._retry_refused(connection))
+
+    async def _retry_refused(self, connection: Any) -> None:
+        """Send refused subscriptions again, with the reconnection backoff, while ``connection`` lasts."""
+        attempt = 0
+        policy = self._backoff.policy
+        while self._connection is connection and any(state.refused for state in self._patterns.values()):
+            attempt += 1
+            await self._sleep(policy.delay(attempt, self._backoff.random))
+            if self._connection is not connection:
+                return
+            for state in self._patterns.values():
+                state.refused = False
+            try:
+                await self._resubscribe(connection)
+            except (_ConnectionLost, ConnectionClosed):
+                return
+        for state in self._patterns.values():
+            if state.sent_on is connection:
+                for subscription in state.subscriptions:
+                    subscription.active = True
+
     async def _send_subscribe(self, connection: Any, state: _PatternState) -> asyncio.Future[dict[str, Any]]:
         frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text}
+        first = not state.established
         if state.established:
             frame["since"] = self._tracker.since_for(state.compiled)
         elif state.last is not None:
@@ -557,7 +636,18 @@ class AsyncClient:
             frame["since"] = state.since
         state.sent_on = connection
         state.established = True
-        return await self._start_request(connection, frame)
+        # The first request carries the creating subscription's last/since: it is that one's replay.
+        spec = {key: frame[key] for key in ("last", "since") if key in frame}
+        listeners = [sub for sub in state.subscriptions if first and sub._replay_request == spec]
+        return await self._start_request(connection, frame, listeners[:1])
+
+    async def _send_replay(
+        self, connection: Any, state: _PatternState, subscription: Subscription
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Ask the hub to replay what ``subscription`` asked for (``last``/``since``) on this connection."""
+        assert subscription._replay_request is not None
+        frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text, **subscription._replay_request}
+        return await self._start_request(connection, frame, [subscription])
 
     def _drop_pattern(self, state: _PatternState, error: RtnbError | None) -> None:
         text = state.compiled.text
@@ -581,16 +671,25 @@ class AsyncClient:
         except websockets.ConnectionClosed:
             raise _ConnectionLost("The connection to the hub is lost.") from None
 
-    async def _start_request(self, connection: Any, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
-        """Send a request with a fresh ``id``; returns the future of its reply."""
+    async def _start_request(
+        self, connection: Any, frame: dict[str, Any], listeners: list[Subscription] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Send a request with a fresh ``id``; returns the future of its reply.
+
+        ``listeners`` (replaying subscriptions) start hearing items the moment the
+        reply is read, before anything the hub sent after it.
+        """
         request_id = next(self._ids)
         frame["id"] = request_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
+        if listeners:
+            self._listeners[request_id] = listeners
         try:
             await self._send(connection, frame)
         except BaseException:
             self._requests.pop(request_id, None)
+            self._listeners.pop(request_id, None)
             raise
         return asyncio.ensure_future(self._await_reply(request_id, future, frame["op"]))
 
@@ -603,6 +702,7 @@ class AsyncClient:
             self._requests.pop(request_id, None)
 
     def _fail_requests(self, error: RtnbError) -> None:
+        self._listeners.clear()  # their replay requests go out again after reconnection
         requests, self._requests = self._requests, {}
         for future in requests.values():
             if not future.done():
@@ -638,13 +738,15 @@ class AsyncClient:
             if op == "message":
                 await self._on_message(Message.from_envelope(item))
             elif op == "gap":
-                await self._on_gap(decode_gap(item))
+                for gap in decode_gaps(item):
+                    await self._on_gap(gap)
             elif op == "ack":
                 self._on_ack(item)
             elif op == "error":
                 self._on_error(item)
             elif op == "subscribed":
                 self._seed(item)
+                self._start_listening(item)
                 self._resolve(item)
             elif "id" in item:
                 self._resolve(item)
@@ -671,20 +773,37 @@ class AsyncClient:
         if not subscriptions:
             return  # in flight before an unsubscribe
         deliver, gaps = self._tracker.on_message(message.topic, message.epoch, message.offset)
+        shared = tuple(sub for sub in subscriptions if sub._own_tracker is None)
         for gap in gaps:
-            await self._hand_gap(gap, subscriptions)
+            await self._hand_gap(gap, shared)
         if not deliver:
             self.duplicates_dropped += 1
-            return
         for subscription in subscriptions:
-            await subscription._deliver(message)
+            tracker = subscription._own_tracker
+            if tracker is None:
+                if deliver:
+                    await subscription._deliver(message)
+                continue
+            if subscription._replay_request is not None:
+                continue  # its replay request is not answered yet: the replay covers this
+            own, own_gaps = tracker.on_message(message.topic, message.epoch, message.offset)
+            for gap in own_gaps:
+                await self._hand_gap(gap, (subscription,))
+            if own:
+                await subscription._deliver(message)
 
     async def _on_gap(self, gap: Gap) -> None:
         subscriptions = self._route(gap.topic)
         if not subscriptions:
             return
+        shared = tuple(sub for sub in subscriptions if sub._own_tracker is None)
         for handed in self._tracker.on_gap(gap):
-            await self._hand_gap(handed, subscriptions)
+            await self._hand_gap(handed, shared)
+        for subscription in subscriptions:
+            tracker = subscription._own_tracker
+            if tracker is not None and subscription._replay_request is None:
+                for handed in tracker.on_gap(gap):
+                    await self._hand_gap(handed, (subscription,))
 
     async def _hand_gap(self, gap: Gap, subscriptions: tuple[Subscription, ...]) -> None:
         self.gaps_reported += 1
@@ -707,6 +826,26 @@ class AsyncClient:
                 epoch = position.get("epoch")
                 self._tracker.seed(topic, epoch if isinstance(epoch, int) else None, position["offset"])
 
+    def _start_listening(self, reply: dict[str, Any]) -> None:
+        """Replaying subscriptions waiting for this reply hear from now on, from where it says."""
+        listeners = self._listeners.pop(reply.get("id"), None)  # type: ignore[arg-type]
+        if not listeners:
+            return
+        positions = reply.get("positions")
+        for subscription in listeners:
+            tracker = subscription._own_tracker
+            if tracker is None or subscription._replay_request is None:
+                continue
+            since = subscription._replay_request.get("since") or {}
+            for topic, position in since.items():
+                tracker.seed(topic, position.get("epoch"), position["offset"])
+            if isinstance(positions, dict):
+                for topic, position in positions.items():
+                    if isinstance(position, dict) and isinstance(position.get("offset"), int):
+                        epoch = position.get("epoch")
+                        tracker.seed(topic, epoch if isinstance(epoch, int) else None, position["offset"])
+            subscription._replay_request = None
+
     def _resolve(self, item: dict[str, Any]) -> None:
         future = self._requests.get(item.get("id"))  # type: ignore[arg-type]
         if future is not None and not future.done():
@@ -724,14 +863,14 @@ class AsyncClient:
     def _on_error(self, item: dict[str, Any]) -> None:
         request_id = item.get("id")
         error = error_from_wire(str(item.get("code")), str(item.get("message")), request_id)
-        publish = self._in_flight.pop(request_id, None) if request_id is not None else None  # type: ignore[arg-type]
+        publish = self._in_flight.pop(request_id, None) if request_id is not None else None
         if publish is not None:
             if publish.future is not None and not publish.future.done():
                 publish.future.set_exception(error)
             self._room.set()
             self._update_idle()
             return
-        future = self._requests.get(request_id) if request_id is not None else None  # type: ignore[arg-type]
+        future = self._requests.get(request_id) if request_id is not None else None
         if future is not None:
             if not future.done():
                 future.set_exception(error)
@@ -900,10 +1039,25 @@ class AsyncClient:
             raise ConnectionClosed("This client is closed.")
         compiled = Pattern.parse(text)
         subscription = Subscription(self, compiled, callback=callback, max_queue=self.max_queue)
+        replay = (last is not None or wire_since is not None) and bool(self._patterns)
+        if replay:
+            # Other subscriptions may already have had what this one asks to replay:
+            # it gets its own bookkeeping and hears nothing until the hub answers its
+            # request, after which the hub sends the replay, then live messages.
+            subscription._own_tracker = ResumeTracker()
+            subscription._replay_request = {"last": last} if last is not None else {"since": wire_since}
         self._routes.clear()
         state = self._patterns.get(text)
         if state is not None:
             state.subscriptions.append(subscription)
+            if not replay:
+                return subscription
+            connection = self._connection
+            if self._state is ClientState.CONNECTED and connection is not None:
+                try:
+                    await (await self._send_replay(connection, state, subscription))
+                except _ConnectionLost:
+                    pass  # sent again after reconnection
             return subscription
         state = _PatternState(compiled, [subscription], last, wire_since)
         self._patterns[text] = state

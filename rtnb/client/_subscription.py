@@ -24,6 +24,7 @@ from ..core.errors import BadField, ConnectionClosed, RtnbError, Timeout
 from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import Pattern
+from ._resume import ResumeTracker
 
 if TYPE_CHECKING:
     from ._async import AsyncClient
@@ -69,6 +70,15 @@ class Subscription:
         self._ended = False
         self._error: RtnbError | None = None
         self._end_hooks: list[Callable[[RtnbError | None], None]] = []
+        #: set for a subscription made with ``last``/``since`` beside other ones: it keeps
+        #: its own resume bookkeeping, so the replay it asked for reaches it even though
+        #: the client's other subscriptions already had those messages
+        self._own_tracker: ResumeTracker | None = None
+        #: False while the hub refuses this subscription for now (``unavailable``,
+        #: e.g. its Redis is down); the client keeps asking, with backoff
+        self.active = True
+        #: the ``last``/``since`` fields of its replay request, until the hub answered it
+        self._replay_request: dict[str, Any] | None = None
 
     @property
     def closed(self) -> bool:

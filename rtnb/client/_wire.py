@@ -17,7 +17,7 @@ from ..core.errors import BadField, BadJson
 from ..core.history import Gap
 from ..core.message import Format, Message
 
-__all__ = ["decode_gap", "encode_request", "split_frame", "to_http_url", "to_ws_url"]
+__all__ = ["decode_gap", "decode_gaps", "encode_request", "split_frame", "to_http_url", "to_ws_url"]
 
 _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _HTTP_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
@@ -78,7 +78,8 @@ def split_frame(frame: str | bytes) -> list[Any]:
 def encode_request(frame: dict[str, Any], fmt: Format) -> str | bytes:
     """A client request as a text (JSON) or binary (MessagePack) frame."""
     if fmt == "msgpack":
-        return msgpack.packb(frame, use_bin_type=True)
+        packed: bytes = msgpack.packb(frame, use_bin_type=True)
+        return packed
     return orjson.dumps(frame).decode()
 
 
@@ -109,3 +110,24 @@ def decode_gap(item: dict[str, Any]) -> Gap:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise BadField(f"Not a gap notice: {error!r}.") from None
+
+
+def decode_gaps(item: dict[str, Any]) -> list[Gap]:
+    """A ``gap`` object from the hub as gaps: one, or several for the coalesced form
+    ``{"op": "gap", "gaps": [[TOPIC, FROM, TO, REASON, EPOCH], ...]}``.
+
+    Raises:
+        BadField: a required field is missing or mistyped.
+    """
+    entries = item.get("gaps")
+    if entries is None:
+        return [decode_gap(item)]
+    if not isinstance(entries, list):
+        raise BadField("A gap list's 'gaps' must be a list.")
+    gaps = []
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) != 5:
+            raise BadField(f"Not a gap list entry: {entry!r:.80}.")
+        topic, start, end, reason, epoch = entry
+        gaps.append(decode_gap({"topic": topic, "from": start, "to": end, "reason": reason, "epoch": epoch}))
+    return gaps

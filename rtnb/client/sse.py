@@ -32,12 +32,13 @@ from ..core.errors import BadField, ConnectionClosed, RtnbError, error_from_wire
 from ..core.message import Message
 from ..core.topics import Pattern, validate_pattern
 from ._backoff import Backoff, BackoffPolicy
+from ._first_connect import connect_with_retries
 from ._resume import ResumeTracker
 from ._sse import EventStreamParser, ServerSentEvent
 from ._state import ClientState, check_transition
 from ._stream import HttpStream, check_request_headers, open_stream
 from ._subscription import Item, Subscription
-from ._wire import decode_gap, to_http_url
+from ._wire import decode_gaps, to_http_url
 
 __all__ = ["SSEClient"]
 
@@ -58,6 +59,8 @@ class SSEClient:
         idle_timeout: seconds without a byte (the hub sends keep-alive comments)
             before the stream is declared dead and reopened.
         open_timeout: seconds to get the response headers.
+        connect_timeout / fail_fast: how ``connect()`` retries a hub it cannot reach
+            yet, as for :class:`~rtnb.client.AsyncClient`.
         max_queue: items queued for the application before reading pauses.
         random / clock / sleep: injectable for tests of the backoff schedule.
     """
@@ -74,6 +77,8 @@ class SSEClient:
         backoff: BackoffPolicy | None = None,
         idle_timeout: float = 45.0,
         open_timeout: float = 10.0,
+        connect_timeout: float | None = 30.0,
+        fail_fast: bool = False,
         max_queue: int = 10_000,
         random: Callable[[], float] = random_module.random,
         clock: Callable[[], float] = time.monotonic,
@@ -94,6 +99,8 @@ class SSEClient:
         self.reconnect = reconnect
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
+        self.connect_timeout = connect_timeout
+        self.fail_fast = fail_fast
         self._backoff = Backoff(backoff, random=random, clock=clock)
         self._sleep = sleep
         self._compiled = [Pattern.parse(text) for text in self.patterns]
@@ -143,10 +150,10 @@ class SSEClient:
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> SSEClient:
-        """Open the stream; the first attempt is not retried.
+        """Open the stream, retrying a hub that cannot be reached yet (see ``connect_timeout``).
 
         Raises:
-            Unavailable: the hub cannot be reached.
+            Unavailable: the hub cannot be reached (after the retries, or at once with ``fail_fast``).
             RtnbError: the hub refused the request (e.g. ``InvalidPattern``, ``Unauthorized``).
         """
         if self._state is ClientState.CLOSED:
@@ -156,7 +163,15 @@ class SSEClient:
             return self
         self._set_state(ClientState.CONNECTING)
         try:
-            stream = await self._open()
+            stream = await connect_with_retries(
+                self._open,
+                self._backoff,
+                self._sleep,
+                fail_fast=self.fail_fast,
+                connect_timeout=self.connect_timeout,
+                target=self.url,
+                still_wanted=lambda: self._state is ClientState.CONNECTING,
+            )
         except RtnbError as error:
             self._finish(error)
             raise
@@ -315,8 +330,9 @@ class SSEClient:
             else:
                 self.duplicates_dropped += 1
         elif event.event == "gap" and isinstance(body, dict):
-            for gap in self._tracker.on_gap(decode_gap(body)):
-                await self._hand(gap)
+            for notice in decode_gaps(body):
+                for gap in self._tracker.on_gap(notice):
+                    await self._hand(gap)
         elif event.event == "error" and isinstance(body, dict):
             error = error_from_wire(str(body.get("code")), str(body.get("message")))
             self.last_error = error

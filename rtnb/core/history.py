@@ -11,15 +11,19 @@ Limits, all with defaults and all bounded:
 * per topic: ``max_messages`` (count), ``max_bytes`` (JSON size), ``max_age``
   (seconds, ``None`` disables the age limit);
 * for the store: ``max_topics`` and ``max_total_bytes``. Past those the least
-  recently published topic loses its whole history; if it is published again it
-  starts a new epoch, so resuming clients learn of the loss through a gap.
+  recently published topic loses its retained messages, but not its place: the
+  store remembers its epoch and last offset (a few dozen bytes, at most
+  ``RETIRED_PER_TOPIC`` times ``max_topics`` of them). Publishing there again
+  continues the same epoch, and a client resuming on it gets exactly a
+  ``trimmed`` gap for what it missed, or nothing when it missed nothing. Only a
+  topic forgotten past that bound, or reset, starts a new epoch.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,15 +31,24 @@ from .message import Message
 from .topics import Pattern
 
 __all__ = [
+    "COALESCE_GAPS_FROM",
+    "GAP_LIST_SIZE",
+    "RETIRED_PER_TOPIC",
     "Gap",
+    "GapList",
     "GapReason",
     "HistoryLimits",
     "HistoryStore",
     "TopicHistory",
+    "coalesce_gaps",
 ]
 
+#: evicted topics whose epoch and last offset are remembered, per ``max_topics``
+RETIRED_PER_TOPIC = 10
+
 #: ``missing`` is reported by clients: an offset jump that no gap notice explained.
-GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing"]
+#: ``cursor_expired``: a stored resume cursor was no longer held, so where the client stood is unknown.
+GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing", "cursor_expired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,54 @@ class Gap:
         if self.epoch is not None:
             frame["epoch"] = self.epoch
         return frame
+
+
+#: this many gaps sent together or more travel as :class:`GapList` frames
+COALESCE_GAPS_FROM = 16
+#: gaps per :class:`GapList` frame
+GAP_LIST_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class GapList:
+    """Several gaps in one frame, for a resume over many topics that lost history.
+
+    On the wire: ``{"op": "gap", "gaps": [[TOPIC, FROM, TO, REASON, EPOCH], ...]}``
+    (``TO`` and ``EPOCH`` may be ``null``), each entry meaning exactly what a
+    single ``gap`` frame with those fields means, in order.
+    """
+
+    gaps: tuple[Gap, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        entries = [[gap.topic, gap.from_offset, gap.to_offset, gap.reason, gap.epoch] for gap in self.gaps]
+        return {"op": "gap", "gaps": entries}
+
+
+def coalesce_gaps(items: Sequence[Message | Gap]) -> list[Message | Gap | GapList]:
+    """``items`` as a transport writes them: runs of ``COALESCE_GAPS_FROM`` gaps or more
+    become :class:`GapList` frames of at most ``GAP_LIST_SIZE``; the rest is unchanged."""
+    out: list[Message | Gap | GapList] = []
+    run: list[Gap] = []
+
+    def end_run() -> None:
+        if len(run) < COALESCE_GAPS_FROM:
+            out.extend(run)
+        else:
+            chunks = range(0, len(run), GAP_LIST_SIZE)
+            out.extend(GapList(tuple(run[start : start + GAP_LIST_SIZE])) for start in chunks)
+        run.clear()
+
+    for item in items:
+        if isinstance(item, Gap):
+            run.append(item)
+        else:
+            if run:
+                end_run()
+            out.append(item)
+    if run:
+        end_run()
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +276,10 @@ class HistoryStore:
     def __init__(self, limits: HistoryLimits | None = None) -> None:
         self.limits = limits or HistoryLimits()
         self._topics: OrderedDict[str, TopicHistory] = OrderedDict()
+        #: evicted topics: topic -> (epoch, last offset), oldest first
+        self._retired: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        #: the last epoch each reset topic lost: topic -> (epoch, last offset), oldest first
+        self._lost: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._total_bytes = 0
         self._last_epoch = 0
         self.evicted_topics = 0
@@ -235,12 +300,33 @@ class HistoryStore:
     def topics(self) -> list[str]:
         return list(self._topics)
 
-    def matching(self, pattern: Pattern) -> list[TopicHistory]:
-        """Histories of every known topic ``pattern`` selects."""
+    def retired(self, topic: str) -> TopicHistory | None:
+        """An evicted topic's place (its epoch and last offset, no messages), if remembered."""
+        place = self._retired.get(topic)
+        if place is None:
+            return None
+        history = TopicHistory(topic, place[0], self.limits)
+        history.last_offset = place[1]
+        return history
+
+    def lookup(self, topic: str) -> TopicHistory | None:
+        """The topic's history, or its remembered place when evicted, or ``None``."""
+        history = self._topics.get(topic)
+        return history if history is not None else self.retired(topic)
+
+    def matching(self, pattern: Pattern, *, with_retired: bool = False) -> list[TopicHistory]:
+        """Histories of every known topic ``pattern`` selects (and evicted ones' places if asked)."""
         if not pattern.is_wildcard:
-            found = self._topics.get(pattern.text)
+            found = self.lookup(pattern.text) if with_retired else self._topics.get(pattern.text)
             return [found] if found is not None else []
-        return [history for topic, history in self._topics.items() if pattern.matches(topic)]
+        found_list = [history for topic, history in self._topics.items() if pattern.matches(topic)]
+        if with_retired and self._retired:
+            for topic in self._retired:
+                if pattern.matches(topic):
+                    place = self.retired(topic)
+                    assert place is not None
+                    found_list.append(place)
+        return found_list
 
     def new_epoch(self, now: float) -> int:
         epoch = max(int(now * 1000), self._last_epoch + 1)
@@ -251,7 +337,13 @@ class HistoryStore:
         """The history of ``topic``, created (with a new epoch) if unknown."""
         history = self._topics.get(topic)
         if history is None:
-            history = TopicHistory(topic, epoch if epoch is not None else self.new_epoch(now), self.limits)
+            place = self._retired.pop(topic, None)
+            if place is not None and epoch is None:
+                # Evicted, not reset: the topic continues where it stood, in its epoch.
+                history = TopicHistory(topic, place[0], self.limits)
+                history.last_offset = place[1]
+            else:
+                history = TopicHistory(topic, epoch if epoch is not None else self.new_epoch(now), self.limits)
             self._topics[topic] = history
             self._evict_over_limits(keep=topic)
         return history
@@ -292,8 +384,12 @@ class HistoryStore:
                 oldest = next(iter(self._topics))
                 if oldest == keep:
                     break
-            self._total_bytes -= self._topics.pop(oldest).drop_all()
+            evicted = self._topics.pop(oldest)
+            self._total_bytes -= evicted.drop_all()
             self.evicted_topics += 1
+            self._retired[oldest] = (evicted.epoch, evicted.last_offset)
+            while len(self._retired) > RETIRED_PER_TOPIC * limits.max_topics:
+                self._retired.popitem(last=False)
 
     def trim_by_age(self, now: float) -> int:
         """Apply ``max_age`` to every topic; returns bytes freed."""
@@ -306,8 +402,28 @@ class HistoryStore:
         self._total_bytes -= freed
         return freed
 
-    def reset(self, topic: str) -> None:
-        """Forget ``topic``; publishing again starts a new epoch."""
+    def reset(self, topic: str) -> tuple[int, int] | None:
+        """Forget ``topic``; publishing again starts a new epoch.
+
+        Returns:
+            The ``(epoch, last offset)`` the topic had, or ``None`` when it was unknown.
+        """
+        place = self._retired.pop(topic, None)
         history = self._topics.pop(topic, None)
         if history is not None:
             self._total_bytes -= history.drop_all()
+            place = (history.epoch, history.last_offset)
+        if place is not None and place[1]:
+            self._lost[topic] = place
+            self._lost.move_to_end(topic)
+            while len(self._lost) > RETIRED_PER_TOPIC * self.limits.max_topics:
+                self._lost.popitem(last=False)
+        return place
+
+    def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
+        """Topics ``pattern`` matches whose last reset dropped an epoch: topic -> (epoch, last offset).
+
+        A subscriber resuming without that topic in its cursor never saw that epoch
+        (it did not know the topic): its messages are reported as lost, not skipped.
+        """
+        return {topic: place for topic, place in self._lost.items() if pattern.matches(topic)}

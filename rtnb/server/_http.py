@@ -9,30 +9,33 @@
   uncaught exception, because bad input is expected, not a bug.
 * Query parsing for subscriptions: ``topic`` (repeatable), ``last``, the resume
   cursor, each refused with a typed error when malformed.
-* :func:`resume_requests`: turning a cursor into ``since`` subscriptions that
-  also replay topics created after the cursor was issued, so that resuming is
-  lossless for them too.
+* :func:`load_cursor` and :func:`resume_requests`: turning a cursor (inline or
+  stored) into ``since`` subscriptions that also replay topics created after the
+  cursor was issued, so that resuming is lossless for them too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import tornado.web
 
 from ..core.auth import Permissions
-from ..core.cursor import decode_cursor
+from ..core.cursor import ResumePoint, read_cursor
+from ..core.cursor_store import ChainHead
 from ..core.errors import BadField, MissingField, RtnbError, TooManySubscriptions, UnknownOp
+from ..core.history import Gap
 from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import MAX_LAST, SinceCursor, Subscribe
 from ..core.topics import Pattern, validate_pattern
 from .auth import Authenticator
 from .hub import Hub
 
-__all__ = ["HubRequestHandler", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
+__all__ = ["HubRequestHandler", "load_cursor", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
 
 log = logging.getLogger("rtnb.http")
 
@@ -189,36 +192,67 @@ def parse_last(value: str | None) -> int | None:
     return last
 
 
-def parse_cursor(value: str | None) -> SinceCursor | None:
+def parse_cursor(value: str | None) -> ResumePoint | None:
     """A resume cursor from a header or query argument; ``None`` when absent.
+
+    A stored cursor comes back with its id only; :func:`load_cursor` reads it.
 
     Raises:
         BadCursor: present but malformed.
     """
     if value is None or value == "":
         return None
-    return decode_cursor(value)
+    return read_cursor(value)
 
 
-def resume_requests(
-    hub: Hub, patterns: Sequence[Pattern], since: SinceCursor | None, last: int | None
-) -> list[Subscribe]:
-    """One :class:`Subscribe` per pattern, resuming from ``since`` when given.
+async def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint | None, ChainHead | None]:
+    """Resolve a stored cursor into its positions (or mark it expired); inline ones pass.
 
-    A cursor covers every topic the subscriber knew of; a matching topic it does
-    not name was created after it was issued (or the pattern is new), so it is
-    replayed from its start — or only its last ``last`` messages when ``last``
-    is given — rather than joined live. Without a cursor, ``last`` applies as on
-    WebSocket.
+    Returns:
+        The point to resume from, and for a stored one its record (to extend).
     """
-    if since is None:
-        return [Subscribe(pattern, last=last) for pattern in patterns]
+    if point is None or point.stored_id is None:
+        return point, None
+    head = await hub.cursors.load(point.stored_id)
+    if head is None:
+        return replace(point, expired=True), None
+    positions: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in head.positions.items()}
+    return ResumePoint(positions, head.patterns, point.stored_id), head
+
+
+async def resume_requests(
+    hub: Hub, patterns: Sequence[Pattern], point: ResumePoint | None, last: int | None
+) -> tuple[list[Subscribe], list[Gap]]:
+    """One :class:`Subscribe` per pattern, resuming from ``point`` when given, and gaps to send first.
+
+    A cursor lists every topic its patterns matched when it was issued, so a topic
+    matching one of those patterns that it does not list was **created after it was
+    issued**: it is replayed from its first message (or its oldest retained, with a
+    ``trimmed`` gap), and ``last`` does not apply to it — a ``last=N`` left in an
+    ``EventSource`` URL must not cut it short. ``last`` applies only to topics of
+    patterns the cursor did not cover (added to the request since). Cursors that do
+    not say which patterns they covered (older ones) count as covering every pattern.
+
+    A stored cursor the hub no longer holds (expired) cannot say where the client
+    stood: every matching topic gets a ``cursor_expired`` gap up to its latest offset,
+    then live messages. Without a cursor, ``last`` applies as on WebSocket.
+    """
+    if point is None:
+        return [Subscribe(pattern, last=last) for pattern in patterns], []
     requests = []
+    gaps: list[Gap] = []
     for pattern in patterns:
-        wanted = dict(since)
+        wanted = dict(point.positions)
+        covered = point.covers(pattern.text)
         for topic, position in hub.backplane.positions(pattern).items():
-            if topic not in wanted:
-                start = 0 if last is None else max(0, position.first_offset - 1, position.last_offset - last)
+            if point.expired:
+                if position.last_offset and topic not in wanted:
+                    gaps.append(Gap(topic, 1, position.last_offset, "cursor_expired", position.epoch))
+                wanted.setdefault(topic, (position.last_offset, position.epoch))
+            elif topic not in wanted:
+                start = 0 if covered or last is None else max(0, position.first_offset - 1, position.last_offset - last)
                 wanted[topic] = (start, position.epoch)
+        if covered and not point.expired:
+            gaps += await hub.lost_epochs(pattern, point.positions)
         requests.append(Subscribe(pattern, since=wanted))
-    return requests
+    return requests, gaps

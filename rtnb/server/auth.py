@@ -96,7 +96,7 @@ def token_from_request(headers: Any, query_token: str | None) -> str | None:
     Other ``Authorization`` schemes (Jupyter's ``token ...``, Basic) are not
     rtnb tokens and are ignored.
     """
-    header = headers.get("Authorization")
+    header: str | None = headers.get("Authorization")
     if header:
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
@@ -226,10 +226,13 @@ def _jwk_from_pem(pem: str | bytes) -> dict[str, Any]:
         key = load_pem_public_key(data)
     except ValueError as error:
         raise ValueError(f"not a PEM public key: {error}") from None
+    jwk: dict[str, Any]
     if isinstance(key, rsa.RSAPublicKey):
-        return json.loads(RSAAlgorithm.to_jwk(key))
+        jwk = json.loads(RSAAlgorithm.to_jwk(key))
+        return jwk
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return json.loads(ECAlgorithm.to_jwk(key))
+        jwk = json.loads(ECAlgorithm.to_jwk(key))
+        return jwk
     raise ValueError(f"unsupported public key type {type(key).__name__}; use RSA or EC")
 
 
@@ -466,6 +469,24 @@ class ConnectionSecurity:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def token_ran_out(self) -> bool:
+        """True (and the connection being closed with 4004) once the token has expired.
+
+        The expiry timer may fire a little late on a busy loop; transports ask this
+        before writing, so nothing is delivered on an expired token meanwhile.
+        """
+        permissions = self.permissions
+        if permissions is None or permissions.expires_at is None:
+            return False
+        if self.state is AuthState.CLOSED:
+            return True  # the connection is ending: nothing more goes out
+        if self.authenticator.clock() < permissions.expires_at:
+            return False
+        self._cancel()
+        self._fire(CLOSE_AUTH_EXPIRED, "the token expired")
+        self.close()
+        return True
 
     def require(self, request_id: RequestId | None = None) -> Permissions:
         """The permissions, once authenticated.

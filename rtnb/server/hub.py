@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
+from ..core.cursor_store import CursorIssuer
 from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
@@ -184,6 +185,8 @@ class Hub:
             backplane = RedisBackplane(redis, limits=self.config.history)
         self.backplane: Backplane = backplane or MemoryBackplane(self.config.history, clock)
         self.fanout = Fanout(on_dirty=self._schedule_flush)
+        #: resume cursors for SSE and long polling (stored ones past the inline size)
+        self.cursors = CursorIssuer()
         self.stats = HubStats()
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,6 +204,9 @@ class Hub:
         """Bind to the running loop and start the backplane."""
         self._loop = asyncio.get_running_loop()
         await self.backplane.start(self)
+        mirror = self.backplane.cursor_mirror()
+        if mirror is not None:
+            self.cursors.store.mirror = mirror  # stored cursors readable by every hub
         self.started_at = self.clock()
         for component in list(self.components.values()):
             await component.start(self)
@@ -227,6 +233,10 @@ class Hub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        mirror = self.cursors.store.mirror
+        close_mirror = getattr(mirror, "close", None)
+        if close_mirror is not None:
+            await close_mirror()
         await self.backplane.stop()
 
     async def add_component(self, name: str, component: Component) -> None:
@@ -269,7 +279,7 @@ class Hub:
         self._trim_handle = self._loop.call_later(self.config.trim_interval, self._trim_by_age)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coroutine)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -293,10 +303,19 @@ class Hub:
         # connection that drops mid-stream must still be forgotten.
         self.flush()
         left = list(member.patterns)
+        group = member.group
         self.fanout.remove(member)
+        self._forget_cursors(member, group)
         self._presence_watchers.pop(member, None)
         self._announce_membership(member.id, left, [])
         self._watch_patterns()
+
+    def _forget_cursors(self, member: Member | None, group: Any) -> None:
+        """Drop the cursor chains of a member that left and of a group that is gone."""
+        if member is not None:
+            self.cursors.forget(member)
+        if group is not None and self.fanout.groups.get(group.key) is not group:
+            self.cursors.forget(group)
 
     @property
     def connection_count(self) -> int:
@@ -342,7 +361,8 @@ class Hub:
         backplane = self.backplane
         if not backplane.is_local:
             raise Unavailable("This hub's backplane is shared; use 'await hub.publish(...)'.")
-        message = backplane.append(topic, data, self.clock(), data_json)  # type: ignore[attr-defined]
+        # is_local backplanes offer append (see Backplane); the protocol cannot say "when is_local"
+        message: Message = backplane.append(topic, data, self.clock(), data_json)  # type: ignore[attr-defined]
         self.stats.messages_in += 1
         return message
 
@@ -368,7 +388,8 @@ class Hub:
         Replay (``last`` or ``since``) and live messages meet without loss or
         duplicates: the member is fed from history until it reaches its group's
         position, then joins the group's batches. A topic already covered by
-        another of the member's patterns is not replayed twice.
+        another of the member's patterns is not replayed again, unless this
+        request asks for it with ``last``/``since`` (honoured on every subscribe).
 
         Raises:
             TooManySubscriptions: the connection holds ``max_subscriptions`` patterns.
@@ -380,6 +401,9 @@ class Hub:
                 request_id=request.id,
             )
         await self.backplane.watch({*self._all_patterns(), pattern})
+        # Read before the member joins its group: from there to its catch-up nothing may await,
+        # or live batches would reach it ahead of its replay.
+        lost_epochs = await self.lost_epochs(pattern, request.since) if request.since is not None else []
         if member.state is MemberState.CLOSED:
             return
         self.flush()
@@ -387,22 +411,30 @@ class Hub:
         patterns = dict(member.patterns)
         patterns[pattern.text] = pattern
         before = list(member.patterns)
+        old_group = member.group
         group = self.fanout.set_patterns(member, patterns)
         assert group is not None
+        self._forget_cursors(None, old_group)
         self._announce_membership(member.id, before, list(patterns))
         lost: list[Gap] = []
         positions = self.backplane.positions(pattern)
+        tracked = len(group.cursor)
         for known in group.patterns:
             for topic, position in (positions if known is pattern else self.backplane.positions(known)).items():
                 group.cursor.setdefault(topic, (position.epoch, position.last_offset))
+        if len(group.cursor) != tracked:
+            self.cursors.forget(group)  # its next stored cursor is a full one
         for topic, position in positions.items():
-            if topic in start:
-                continue
+            # ``last``/``since`` are honoured on every subscribe, even on topics this
+            # connection already receives through another (or the same) pattern: the
+            # requested range is sent again (clients drop what they already had).
             if request.since is not None and topic in request.since:
                 offset, epoch = request.since[topic]
                 start[topic] = (position.epoch if epoch is None else epoch, offset)
             elif request.last is not None:
                 start[topic] = (position.epoch, max(position.first_offset - 1, position.last_offset - request.last))
+            elif topic in start:
+                continue
             elif request.since is not None:
                 # A resuming client lists every topic it has seen; a matching topic it
                 # does not list is new to it (e.g. created while it was offline), so it
@@ -414,6 +446,7 @@ class Hub:
             for topic, (offset, _epoch) in request.since.items():
                 if offset and topic not in positions and pattern.matches(topic):
                     lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
+            lost += lost_epochs
         reply: dict[str, Any] = {"op": "subscribed", "topic": pattern.text}
         if request.id is not None:
             reply["id"] = request.id
@@ -425,8 +458,7 @@ class Hub:
             reply["positions"] = starts
         member.sink.send_control(reply)
         if lost:
-            self.stats.gaps_sent += len(lost)
-            member.sink.send_items(lost)
+            self._send_gaps(member, lost)
         was_live = member.state is MemberState.LIVE
         member.cursor = start
         if was_live:
@@ -435,6 +467,30 @@ class Hub:
             if member.state is MemberState.LAGGING:
                 self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
+
+    async def lost_epochs(self, pattern: Pattern, listed: Any) -> list[Gap]:
+        """Gaps for epochs that reset topics lost, on topics a resuming client does not list.
+
+        It never saw the topic, so the lost epoch was created after its cursor: all of it
+        was owed (``epoch_changed`` from offset 1). The gap carries no ``epoch``: the
+        ``subscribed`` reply already named the current one as where the subscription
+        starts, and a client must not take this notice for one it already handled.
+        """
+        gaps = []
+        for topic, _place in (await self.backplane.lost_epochs(pattern)).items():
+            if topic not in listed:
+                gaps.append(Gap(topic, 1, None, "epoch_changed"))
+        return gaps
+
+    async def watch(self, patterns: Sequence[Pattern]) -> None:
+        """Make the backplane follow ``patterns`` now, so :meth:`Backplane.positions` knows
+        their topics before a resume is planned (a shared backplane learns them on watch).
+
+        Raises:
+            Unavailable: the backplane cannot follow them now (e.g. Redis is down).
+        """
+        if not self.backplane.is_local:
+            await self.backplane.watch({*self._all_patterns(), *patterns})
 
     def unsubscribe(self, member: Member, pattern: str) -> bool:
         """Drop ``pattern`` from ``member``; returns False if it was not subscribed."""
@@ -445,7 +501,9 @@ class Hub:
             member.cursor = {}
         patterns = dict(member.patterns)
         del patterns[pattern]
+        old_group = member.group
         self.fanout.set_patterns(member, patterns)
+        self._forget_cursors(None, old_group)
         self._announce_membership(member.id, [*list(member.patterns), pattern], list(patterns))
         self._watch_patterns()
         return True
@@ -524,10 +582,17 @@ class Hub:
     async def _catch_up(self, member: Member) -> None:
         """Feed a CATCHING_UP member from history until it meets its group.
 
+        What history gives is written in chunks of about ``max_batch_bytes`` that
+        may span several topics (per-topic order is kept), so a catch-up over
+        thousands of topics costs a few writes, not one per topic. Gaps of topics
+        with nothing after them go first in a chunk, together, so transports can
+        coalesce them.
+
         Ends with the member ``LIVE``, or ``LAGGING`` when its buffer went over
         the limit (the caller then waits for it to drain), or closed.
         """
-        sink = member.sink
+        sink, limits = member.sink, self.limits
+        chunk_bytes = min(limits.max_batch_bytes, limits.max_queue_bytes)
         while member.state is MemberState.CATCHING_UP:
             self.flush()
             behind = Fanout.behind(member)
@@ -535,49 +600,69 @@ class Hub:
                 member.cursor = {}
                 member.transition(MemberState.LIVE)
                 return
+            lone_gaps: list[Gap] = []
+            chunk: list[Message | Gap] = []
+            size = 0
             for topic, (epoch, offset) in behind.items():
                 gaps, messages, position = await self.backplane.read_since(topic, offset, epoch)
                 if member.state is not MemberState.CATCHING_UP:
                     return
-                if gaps:
-                    sink.send_items(gaps)
-                    self.stats.gaps_sent += len(gaps)
+                if not messages:
+                    lone_gaps.extend(gaps)
+                else:
+                    chunk.extend(gaps)
+                    size += 64 * len(gaps)
                 group_position = member.group.cursor.get(topic) if member.group is not None else None
-                reached = self._send_bounded(member, messages)
-                if reached is None:
-                    member.cursor[topic] = position or group_position or (epoch, offset)
-                    continue
-                member.cursor[topic] = reached
+                for message in messages:
+                    chunk.append(message)
+                    size += message.size
+                    if size < chunk_bytes:
+                        continue
+                    self._send_chunk(member, lone_gaps, chunk)
+                    lone_gaps, chunk, size = [], [], 0
+                    if sink.buffered_bytes() > limits.max_queue_bytes:
+                        member.cursor[topic] = (message.epoch, message.offset)
+                        member.transition(MemberState.LAGGING)
+                        self.stats.lag_events += 1
+                        return
+                member.cursor[topic] = position or group_position or (epoch, offset)
+            self._send_chunk(member, lone_gaps, chunk)
+            if sink.buffered_bytes() > limits.max_queue_bytes:
                 member.transition(MemberState.LAGGING)
                 self.stats.lag_events += 1
                 return
 
-    def _send_bounded(self, member: Member, messages: list[Message]) -> tuple[int, int] | None:
-        """Send ``messages`` in chunks while the member's buffer stays under its limit.
+    def _send_chunk(self, member: Member, lone_gaps: list[Gap], chunk: list[Message | Gap]) -> None:
+        """Write one catch-up chunk: the lone gaps first, then the rest in order."""
+        if not lone_gaps and not chunk:
+            return
+        gaps = len(lone_gaps) + sum(1 for item in chunk if isinstance(item, Gap))
+        self.stats.gaps_sent += gaps
+        self.stats.messages_out += len(chunk) + len(lone_gaps) - gaps
+        member.sink.send_items([*lone_gaps, *chunk])
 
-        Returns:
-            ``None`` when everything was sent, else the (epoch, offset) of the last
-            message sent: the member went over its limit and must wait to drain.
+    def _send_gaps(self, member: Member, gaps: list[Gap]) -> None:
+        """Send ``gaps`` to one member in one call (transports coalesce long runs of them)."""
+        self.stats.gaps_sent += len(gaps)
+        member.sink.send_items(gaps)
+
+    def topic_reset(self, topic: str) -> None:
+        """``topic``'s history was reset: tell its live subscribers now (``epoch_changed``).
+
+        Groups keep the old epoch's position: a cursor issued from it resumes with an
+        ``epoch_changed`` gap and the new epoch from its start. Members catching up or
+        lagging learn of the reset when their catch-up reads the topic.
         """
-        sink, limits = member.sink, self.limits
-        chunk: list[Message] = []
-        size = 0
-        for message in messages:
-            chunk.append(message)
-            size += message.size
-            if size >= limits.max_batch_bytes:
-                sink.send_items(chunk)
-                self.stats.messages_out += len(chunk)
-                chunk, size = [], 0
-                if sink.buffered_bytes() > limits.max_queue_bytes:
-                    return message.epoch, message.offset
-        if chunk:
-            sink.send_items(chunk)
-            self.stats.messages_out += len(chunk)
-        if sink.buffered_bytes() > limits.max_queue_bytes and messages:
-            last = messages[-1]
-            return last.epoch, last.offset
-        return None
+        self.flush()
+        for group in list(self.fanout.groups.values()):
+            position = group.cursor.get(topic)
+            if position is None:
+                continue
+            gap = Gap(topic, position[1] + 1, None, "epoch_changed")
+            for member in tuple(group.members):
+                if member.state is MemberState.LIVE:
+                    self.stats.gaps_sent += 1
+                    member.sink.send_items([gap])
 
     # -- presence --------------------------------------------------------------------
 
@@ -646,6 +731,7 @@ class Hub:
         for group in list(self.fanout.groups.values()):
             if group.matches(topic):
                 group.cursor[topic] = (epoch, offset)
+                self.cursors.forget(group)  # moved by no batch: its next stored cursor is a full one
                 for member in list(group.members):
                     if member.state is MemberState.LIVE and member.sink is not None:
                         member.sink.send_items(list(gaps))

@@ -13,6 +13,12 @@ cursor as ``since`` (the same catch-up code as WebSocket and SSE), collects
 what the hub hands it, and leaves. A response is bounded by
 ``Limits.max_queue_bytes``: past it the member is marked lagging, the response
 goes out, and the next poll continues from its cursor.
+
+A poll never outlives its token: it waits at most until the token expires, and
+a poll answering after its token expired answers ``401`` instead of messages
+(nothing is delivered on an expired token; the client's cursor is unchanged).
+Wide cursors are stored by the hub (see :mod:`rtnb.core.cursor_store`); each
+answer's cursor extends the one the poll came with.
 """
 
 from __future__ import annotations
@@ -24,12 +30,11 @@ from typing import Any
 
 import orjson
 
-from ..core.cursor import encode_cursor
-from ..core.errors import BadField, ConnectionClosed
+from ..core.errors import BadField, ConnectionClosed, Unauthorized
 from ..core.fanout import Batch
-from ..core.history import Gap
+from ..core.history import Gap, coalesce_gaps
 from ..core.message import Message
-from ._http import HubRequestHandler, parse_cursor, parse_last, parse_patterns, resume_requests
+from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
 
 __all__ = ["PollHandler", "PollSink", "parse_timeout"]
 
@@ -107,7 +112,8 @@ class PollSink:
 
     def body(self, cursor: str) -> bytes:
         """The response: the items' JSON spliced in as encoded, plus the cursor."""
-        parts = [item.json if isinstance(item, Message) else orjson.dumps(item.to_wire()) for item in self.items]
+        items = coalesce_gaps(self.items)
+        parts = [item.json if isinstance(item, Message) else orjson.dumps(item.to_wire()) for item in items]
         return b'{"messages":[%s],"cursor":%s}' % (b",".join(parts), orjson.dumps(cursor))
 
 
@@ -123,31 +129,45 @@ class PollHandler(HubRequestHandler):
         config = hub.config
         patterns = parse_patterns(self, hub)
         last = parse_last(self.get_query_argument("last", None))
-        since = parse_cursor(self.get_query_argument("cursor", None))
-        self.check_subscribe(patterns, since)
+        point, head = await load_cursor(hub, parse_cursor(self.get_query_argument("cursor", None)))
+        self.check_subscribe(patterns, point.positions if point is not None else None)
         self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
+        expires_at = self.permissions.expires_at if self.authenticator is not None else None
+        if expires_at is not None:
+            # A poll never outlives its token: it answers when the token expires.
+            timeout = min(timeout, max(0.0, expires_at - self.authenticator.clock()))  # type: ignore[union-attr]
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
         try:
-            for request in resume_requests(hub, patterns, since, last):
+            await hub.watch(patterns)  # a shared backplane must know the topics first
+            requests, lost = await resume_requests(hub, patterns, point, last)
+            sink.send_items(lost)
+            for request in requests:
                 await hub.subscribe(member, request)
             if not sink.items and not sink.closed and timeout > 0:
                 try:
                     await asyncio.wait_for(sink.arrived.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
-            # From here on nothing awaits: the cursor matches the items exactly.
-            cursor = encode_cursor(member.position())
+            # The cursor and the body are taken together, before leaving the hub (whose
+            # flush on disconnect could still hand this sink a batch): they match exactly.
+            cursor = hub.cursors.issue(member.position(), [pattern.text for pattern in patterns], head=head)
+            body = sink.body(cursor)
         finally:
             hub.disconnect(member)
             sink.answered()
             self.release_connection()
         if self.request.connection.stream.closed():  # type: ignore[union-attr]
             return
+        if expires_at is not None and self.authenticator.clock() >= expires_at:  # type: ignore[union-attr]
+            # Whatever arrived belongs to a token that has run out: nothing is handed
+            # over. The client's cursor is still the one it sent, so a new token resumes
+            # from there without loss.
+            raise Unauthorized("The token expired while the poll waited; poll again with a new one.")
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(sink.body(cursor))
+        self.finish(body)
 
     def on_connection_close(self) -> None:
         if self._sink is not None:

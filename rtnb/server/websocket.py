@@ -27,7 +27,7 @@ import tornado.websocket
 from ..core.auth import Permissions, Verdict
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
-from ..core.history import Gap
+from ..core.history import Gap, GapList, coalesce_gaps
 from ..core.message import Format, Message, decode_frame, encode_msgpack
 from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import (
@@ -102,7 +102,7 @@ def split_frames(parts: Sequence[bytes], fmt: Format, max_frame: int) -> list[by
     return frames
 
 
-def _encode_item(item: Message | Gap, fmt: Format) -> bytes:
+def _encode_item(item: Message | Gap | GapList, fmt: Format) -> bytes:
     if isinstance(item, Message):
         return item.encoded(fmt)
     return orjson.dumps(item.to_wire()) if fmt == "json" else encode_msgpack(item.to_wire())
@@ -143,7 +143,7 @@ class _ReleasedHeaders(tornado.httputil.HTTPHeaders):
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("The WebSocket handshake is over: its headers were released after open().")
 
-    add = __setitem__ = __delitem__ = parse_line = _refuse  # type: ignore[assignment]
+    add = __setitem__ = __delitem__ = parse_line = _refuse
 
 
 _RELEASED_HEADERS = _ReleasedHeaders()
@@ -623,13 +623,19 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             return True
         if buffered_bytes(stream) > self._max_queue_bytes:
             return False
+        security = self.security
+        if security is not None and security.permissions is not None and security.token_ran_out():
+            return True  # closing with 4004; the client resumes from what it received
         for frame in batch.encoded(self._batch_key, self._builder):  # type: ignore[arg-type]
             self._write(frame)
         return True
 
     def send_items(self, items: Sequence[Message | Gap]) -> None:
+        security = self.security
+        if security is not None and security.permissions is not None and security.token_ran_out():
+            return
         fmt = self.format
-        parts = [_encode_item(item, fmt) for item in items]
+        parts = [_encode_item(item, fmt) for item in coalesce_gaps(items)]
         if parts:
             for frame in split_frames(parts, fmt, self.hub.limits.max_batch_bytes):
                 self._write(frame)

@@ -188,10 +188,10 @@ async def test_oversized_publishes_fail_without_poisoning_the_connection() -> No
             assert client.reconnects == 1
 
 
-async def test_an_unreachable_hub_fails_at_once_with_unavailable() -> None:
+async def test_an_unreachable_hub_fails_at_once_with_unavailable_when_told_to_fail_fast() -> None:
     async with TcpProxy("127.0.0.1", 9) as proxy:
         proxy.refuse()
-        client = AsyncClient(proxy.url)
+        client = AsyncClient(proxy.url, fail_fast=True)
         with pytest.raises(Unavailable) as unreachable:
             await client.connect()
         assert proxy.url.replace("http", "ws") in unreachable.value.message

@@ -107,7 +107,7 @@ async def test_refusals_are_typed_errors(hub_server: HubServer) -> None:
     async with TcpProxy("127.0.0.1", 9) as proxy:
         proxy.refuse()
         with pytest.raises(Unavailable):
-            await SSEClient(proxy.url, "a/#").connect()
+            await SSEClient(proxy.url, "a/#", fail_fast=True).connect()
 
 
 async def test_gives_up_after_max_attempts_with_the_policys_delays(hub_server: HubServer) -> None:

@@ -130,7 +130,7 @@ def test_errors_are_typed(threaded_hub: ThreadedHub) -> None:
         with pytest.raises(WildcardPublish):
             client.publish("a/#", 1)
     with pytest.raises(Unavailable):
-        Client("http://127.0.0.1:9")
+        Client("http://127.0.0.1:9", fail_fast=True)
     assert client_threads() == []
 
 

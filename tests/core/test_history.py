@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtnb.core.history import Gap, HistoryLimits, HistoryStore, TopicHistory
+from rtnb.core.topics import Pattern
 
 
 def offsets(messages: list) -> list[int]:
@@ -157,3 +158,30 @@ def test_limits_are_validated() -> None:
         HistoryLimits(max_messages=-1)
     with pytest.raises(ValueError):
         HistoryLimits(max_age=0)
+
+
+def test_long_runs_of_gaps_are_coalesced_into_gap_lists_in_order() -> None:
+    from rtnb.core.history import COALESCE_GAPS_FROM, GAP_LIST_SIZE, GapList, coalesce_gaps
+    from rtnb.core.message import Message
+
+    few = [Gap(f"t/{index}", 1, 2, "trimmed", 5) for index in range(COALESCE_GAPS_FROM - 1)]
+    assert coalesce_gaps(few) == few
+    many = [Gap(f"t/{index}", 3, None, "epoch_changed") for index in range(GAP_LIST_SIZE + 10)]
+    message = Message("t/x", 1, 5, 0.0, 1)
+    items = coalesce_gaps([message, *many, message])
+    assert [type(item).__name__ for item in items] == ["Message", "GapList", "GapList", "Message"]
+    lists = [item for item in items if isinstance(item, GapList)]
+    assert [gap for gap_list in lists for gap in gap_list.gaps] == many
+    assert lists[0].to_wire()["gaps"][0] == ["t/0", 3, None, "epoch_changed", None]
+
+
+def test_a_reset_remembers_the_epoch_it_lost_and_eviction_keeps_the_epoch() -> None:
+    store = HistoryStore(HistoryLimits(max_topics=1))
+    first = store.append("a", 1, now=1.0)
+    store.append("b", 1, now=2.0)  # evicts a
+    again = store.append("a", 2, now=3.0)
+    assert (again.epoch, again.offset) == (first.epoch, 2)
+    assert store.reset("a") == (first.epoch, 2)
+    assert store.lost_epochs(Pattern.parse("#")) == {"a": (first.epoch, 2)}
+    reborn = store.append("a", 3, now=4.0)
+    assert reborn.epoch > first.epoch and reborn.offset == 1

@@ -318,10 +318,10 @@ async def test_many_concurrent_streams_get_every_message_from_one_encoding(
     builds = 0
     original = sse_module.build_batch_events
 
-    def counting(batch: Any) -> bytes:
+    def counting(cursors: Any, batch: Any) -> bytes:
         nonlocal builds
         builds += 1
-        return original(batch)
+        return original(cursors, batch)
 
     monkeypatch.setattr(sse_module, "build_batch_events", counting)
     hub = fast_hub.hub

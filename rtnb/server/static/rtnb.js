@@ -78,6 +78,9 @@ export function decodeCursor(cursor) {
   }
 }
 
+/** Longest cursor this client builds itself; past it, it resumes from the hub's stored cursor. */
+const INLINE_CURSOR_LIMIT = 2048;
+
 function topicPath(topic) {
   return topic.split("/").map(encodeURIComponent).join("/");
 }
@@ -97,6 +100,9 @@ class WebSocketTransport {
     this.name = "ws";
     this.client = client;
     this.pending = new Map(); // request id (publish, presence) -> {resolve, reject, timer}
+    this.subscribing = new Map(); // subscribe id -> pattern, until the hub answers
+    this.refusals = new Map(); // pattern -> refusals in a row ("unavailable": its backplane is down)
+    this.retries = new Set(); // timers of refused subscriptions asked again
     this.nextId = 1;
     this.socket = null;
   }
@@ -132,7 +138,22 @@ class WebSocketTransport {
         else client._received(frame);
         return;
       }
+      case "subscribed":
+        if (this.subscribing.delete(frame.id)) this.refusals.delete(frame.topic);
+        client._received(frame);
+        return;
       case "error": {
+        if (frame.id !== undefined && this.subscribing.has(frame.id)) {
+          const pattern = this.subscribing.get(frame.id);
+          this.subscribing.delete(frame.id);
+          if (frame.code === "unavailable") {
+            // The hub cannot take it now (e.g. its Redis is down): keep it and ask again
+            // with backoff; it resumes from the positions seen, so nothing is lost.
+            this.retrySubscribe(pattern);
+            client._received({ ...frame, pattern, retrying: true });
+            return;
+          }
+        }
         const waiting = this.takePending(frame.id);
         if (waiting) waiting.reject(hubError(frame.code, frame.message));
         else client._received(frame);
@@ -156,10 +177,23 @@ class WebSocketTransport {
         known = true;
       }
     }
-    const frame = { op: "subscribe", topic: pattern };
+    const id = "s" + this.nextId++;
+    const frame = { op: "subscribe", topic: pattern, id };
     if (known) frame.since = since;
     else if (options.last) frame.last = options.last;
+    this.subscribing.set(id, pattern);
     this.send(frame);
+  }
+
+  retrySubscribe(pattern) {
+    const refusals = (this.refusals.get(pattern) || 0) + 1;
+    this.refusals.set(pattern, refusals);
+    const timer = setTimeout(() => {
+      this.retries.delete(timer);
+      const options = this.client.subscriptions.get(pattern);
+      if (options && this.socket && this.socket.readyState === WebSocket.OPEN) this.sendSubscribe(pattern, options);
+    }, backoffDelay(refusals - 1, this.client.options.backoff));
+    this.retries.add(timer);
   }
 
   resubscribe(added, removed) {
@@ -194,6 +228,9 @@ class WebSocketTransport {
   }
 
   ended() {
+    for (const timer of this.retries) clearTimeout(timer);
+    this.retries.clear();
+    this.subscribing.clear();
     for (const waiting of this.pending.values()) {
       clearTimeout(waiting.timer);
       waiting.reject(hubError("closed", "The connection closed before the hub answered the request."));
@@ -599,9 +636,15 @@ export class RtnbClient extends EventTarget {
     }
   }
 
-  /** The cursor to resume with: the hub's last cursor merged with every position seen since. */
+  /**
+   * The cursor to resume with: the hub's last cursor merged with every position seen since.
+   * A stored cursor ("~ID", issued past a few KiB of positions) cannot be merged: it is sent
+   * as it is, unless the positions seen fit a small cursor of their own (what the hub sends
+   * again is dropped as already delivered).
+   */
   _cursor() {
-    const merged = this._serverCursor ? decodeCursor(this._serverCursor) : new Map();
+    const stored = this._serverCursor && this._serverCursor.startsWith("~");
+    const merged = this._serverCursor && !stored ? decodeCursor(this._serverCursor) : new Map();
     for (const [topic, position] of merged) {
       if (![...this.subscriptions.keys()].some((pattern) => topicMatches(pattern, topic))) merged.delete(topic);
     }
@@ -609,7 +652,9 @@ export class RtnbClient extends EventTarget {
       const known = merged.get(topic);
       if (!known || known[0] !== epoch || known[1] < offset) merged.set(topic, [epoch, offset]);
     }
-    return merged.size ? encodeCursor(merged) : null;
+    const own = merged.size ? encodeCursor(merged) : null;
+    if (stored && (own === null || own.length > INLINE_CURSOR_LIMIT)) return this._serverCursor;
+    return own;
   }
 
   _received(frame) {
@@ -622,13 +667,25 @@ export class RtnbClient extends EventTarget {
         return;
       }
       case "gap":
+        if (Array.isArray(frame.gaps)) {
+          // The coalesced form: [[topic, from, to, reason, epoch], ...], each a gap of its own.
+          for (const [topic, from, to, reason, epoch] of frame.gaps) {
+            const single = { op: "gap", topic, from, to, reason };
+            if (epoch !== null && epoch !== undefined) single.epoch = epoch;
+            this._received(single);
+          }
+          return;
+        }
         if (frame.epoch === undefined) this.positions.delete(frame.topic);
         else this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
         this._emit("gap", frame);
         return;
-      case "error":
-        this._emit("error", { code: frame.code, message: frame.message });
+      case "error": {
+        const detail = { code: frame.code, message: frame.message };
+        if (frame.pattern !== undefined) Object.assign(detail, { pattern: frame.pattern, retrying: frame.retrying });
+        this._emit("error", detail);
         return;
+      }
       case "subscribed":
         // Where the subscription starts on each matching topic: remembered so that a
         // resume also covers topics that have sent nothing yet.
