@@ -50,8 +50,10 @@ async def run(rate: float, seconds: float, fps: float, window: int, topic_count:
         hub.stop()
     total_bytes = sum(m.size for m in messages)
     quantiles = statistics.quantiles(lags, n=100)
-    print(f"stream: {published:,} messages in {seconds:.1f}s ({published / seconds:,.0f} msg/s), "
-          f"{topic_count} topics, LiveChart window={window} + LiveValue, max_fps={fps}")
+    print(
+        f"stream: {published:,} messages in {seconds:.1f}s ({published / seconds:,.0f} msg/s), "
+        f"{topic_count} topics, LiveChart window={window} + LiveValue, max_fps={fps}"
+    )
     print(f"{'metric':<34}{'value':>14}")
     print(f"{'messages received by the chart':<34}{chart.stats.received:>14,}")
     print(f"{'chart frames':<34}{chart.stats.frames:>14,}")

@@ -181,8 +181,18 @@ class Hub:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "rtnb", "--log-level", "WARNING", "serve", "--port", str(self.port),
-                   "--history", str(history)]
+        command = [
+            sys.executable,
+            "-m",
+            "rtnb",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--port",
+            str(self.port),
+            "--history",
+            str(history),
+        ]
         self.process = subprocess.Popen(command, cwd=ROOT)
         self.stats = psutil.Process(self.process.pid)
 
@@ -302,8 +312,11 @@ async def soak(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
 
     def caught_up() -> bool:
-        return all(subscriber.covered(topic, offsets[-1]) for subscriber in subscribers
-                   for topic, offsets in publisher.acked.items())
+        return all(
+            subscriber.covered(topic, offsets[-1])
+            for subscriber in subscribers
+            for topic, offsets in publisher.acked.items()
+        )
 
     drain_deadline = time.monotonic() + 60
     while not caught_up() and time.monotonic() < drain_deadline:
@@ -320,7 +333,10 @@ async def soak(args: argparse.Namespace) -> int:
     for transport in TRANSPORTS:
         group = [subscriber for subscriber in subscribers if subscriber.transport == transport]
         lost = sum(
-            1 for subscriber in group for topic, offsets in publisher.acked.items() for offset in offsets
+            1
+            for subscriber in group
+            for topic, offsets in publisher.acked.items()
+            for offset in offsets
             if not subscriber.covered(topic, offset)
         )
         silent_losses += lost
@@ -338,7 +354,7 @@ async def soak(args: argparse.Namespace) -> int:
         }
     rss = [sample["rss_mib"] for sample in samples]
     quarter = max(1, len(rss) // 4)
-    second_quarter = statistics.median(rss[quarter:2 * quarter] or rss)
+    second_quarter = statistics.median(rss[quarter : 2 * quarter] or rss)
     last_quarter = statistics.median(rss[-quarter:])
     growth = last_quarter - second_quarter
     failures = []
@@ -351,37 +367,50 @@ async def soak(args: argparse.Namespace) -> int:
         failures.append(f"subscriber errors: {errors[:3]}")
     if exit_code != 0:
         failures.append(f"the hub exited with {exit_code} on SIGINT")
-    report.update({
-        "duration_s": round(elapsed, 1),
-        "rate": args.rate,
-        "topics": args.topics,
-        "payload_bytes": args.payload_bytes,
-        "clients_per_transport": args.clients,
-        "published_acked": expected,
-        "publish_errors": publisher.errors,
-        "rss_mib": {"first": rss[0] if rss else None, "max": max(rss, default=None),
-                    "second_quarter_median": second_quarter, "last_quarter_median": last_quarter,
-                    "growth": round(growth, 2), "budget": args.max_rss_growth_mib},
-        "hub_exit_code": exit_code,
-        "failures": failures,
-        "passed": not failures,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "samples": samples,
-    })
+    report.update(
+        {
+            "duration_s": round(elapsed, 1),
+            "rate": args.rate,
+            "topics": args.topics,
+            "payload_bytes": args.payload_bytes,
+            "clients_per_transport": args.clients,
+            "published_acked": expected,
+            "publish_errors": publisher.errors,
+            "rss_mib": {
+                "first": rss[0] if rss else None,
+                "max": max(rss, default=None),
+                "second_quarter_median": second_quarter,
+                "last_quarter_median": last_quarter,
+                "growth": round(growth, 2),
+                "budget": args.max_rss_growth_mib,
+            },
+            "hub_exit_code": exit_code,
+            "failures": failures,
+            "passed": not failures,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+            "samples": samples,
+        }
+    )
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    title = (f"rtnb soak: {args.clients} subscribers x {len(TRANSPORTS)} transports, "
-             f"{args.rate:g} msg/s, {elapsed / 60:.1f} min")
+    title = (
+        f"rtnb soak: {args.clients} subscribers x {len(TRANSPORTS)} transports, "
+        f"{args.rate:g} msg/s, {elapsed / 60:.1f} min"
+    )
     plot(samples, output / f"{args.name}.png", title)
 
     header = ("transport", "delivered/expected", "gaps", "dups", "silent", "p99 (median window)")
     print("\n{:<11} {:>22} {:>5} {:>5} {:>6} {:>20}".format(*header))
     for transport, row in report["transports"].items():
-        print(f"{transport:<11} {row['delivered']:>10}/{row['expected']:<11} {row['gaps']:>5} {row['duplicates']:>5} "
-              f"{row['silent_losses']:>6} {row['p99_ms_median_window']!s:>17} ms")
-    print(f"hub RSS {rss[0] if rss else '?'} -> {rss[-1] if rss else '?'} MiB (growth {growth:+.1f} MiB, "
-          f"budget {args.max_rss_growth_mib}); written {output / args.name}.json/.png")
+        print(
+            f"{transport:<11} {row['delivered']:>10}/{row['expected']:<11} {row['gaps']:>5} {row['duplicates']:>5} "
+            f"{row['silent_losses']:>6} {row['p99_ms_median_window']!s:>17} ms"
+        )
+    print(
+        f"hub RSS {rss[0] if rss else '?'} -> {rss[-1] if rss else '?'} MiB (growth {growth:+.1f} MiB, "
+        f"budget {args.max_rss_growth_mib}); written {output / args.name}.json/.png"
+    )
     if failures:
         print("FAILED: " + "; ".join(failures), file=sys.stderr)
         return 1

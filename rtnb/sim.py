@@ -280,8 +280,12 @@ class Simulation:
             self.last_error = error
             log.warning("simulated device refused a command on %s: %s", topic, error.message)
             return
-        log.info("simulated device %s: on=%s setpoints=%s", device.name, device.on,
-                 {metric.name: metric.setpoint for metric in device.metrics})
+        log.info(
+            "simulated device %s: on=%s setpoints=%s",
+            device.name,
+            device.on,
+            {metric.name: metric.setpoint for metric in device.metrics},
+        )
 
     # -- running -----------------------------------------------------------------------
 

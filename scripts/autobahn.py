@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no case ran", file=sys.stderr)
         return 1
     verdicts = {result.case_id: verdict(result, args.max_frame_bytes) for result in results}
-    by_group: Counter[tuple[str, str]] = Counter(
-        (case.split(".")[0], found) for case, found in verdicts.items()
-    )
+    by_group: Counter[tuple[str, str]] = Counter((case.split(".")[0], found) for case, found in verdicts.items())
     print(f"{len(results)} cases in {elapsed:.1f} s (max_frame_bytes={args.max_frame_bytes})")
     for (group, found), count in sorted(by_group.items(), key=lambda item: (int(item[0][0]), item[0][1])):
         print(f"  group {group:>2}  {found:<14} {count}")

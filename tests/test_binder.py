@@ -72,8 +72,20 @@ def binder_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         PIP_DISABLE_PIP_VERSION_CHECK="1",
     )
     _run([sys.executable, "-m", "venv", str(prefix)], env, 120)
-    _run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
-          "-r", str(BINDER / "requirements.txt")], env, INSTALL_TIMEOUT)
+    _run(
+        [
+            str(prefix / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "-r",
+            str(BINDER / "requirements.txt"),
+        ],
+        env,
+        INSTALL_TIMEOUT,
+    )
     _run(["bash", str(BINDER / "postBuild")], env, 120)
     yield prefix, env
 
@@ -96,7 +108,8 @@ def test_requirements_install_and_post_build_enables_the_extension(
 
 
 def test_the_hub_is_mounted_at_rtnb_in_a_server_of_that_environment(
-    binder_environment: tuple[Path, dict[str, str]], tmp_path: Path,
+    binder_environment: tuple[Path, dict[str, str]],
+    tmp_path: Path,
 ) -> None:
     prefix, env = binder_environment
     # that environment's own jupyter, rtnb and config: nothing from this checkout

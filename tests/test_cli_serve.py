@@ -25,9 +25,26 @@ def test_defaults_are_the_documented_ones() -> None:
 def test_every_limit_and_timeout_can_be_set() -> None:
     config = config_from_args(
         parse(
-            "--history", "50", "--history-age", "120", "--max-frame-bytes", "4096", "--max-queue-bytes", "65536",
-            "--max-lag", "off", "--ping-interval", "5", "--ping-timeout", "3",
-            "--handshake-timeout", "2", "--body-timeout", "4", "--write-timeout", "off",
+            "--history",
+            "50",
+            "--history-age",
+            "120",
+            "--max-frame-bytes",
+            "4096",
+            "--max-queue-bytes",
+            "65536",
+            "--max-lag",
+            "off",
+            "--ping-interval",
+            "5",
+            "--ping-timeout",
+            "3",
+            "--handshake-timeout",
+            "2",
+            "--body-timeout",
+            "4",
+            "--write-timeout",
+            "off",
         )
     )
     assert (config.history.max_messages, config.history.max_age) == (50, 120.0)

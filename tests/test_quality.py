@@ -17,12 +17,17 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.timeout(600)
 def test_mypy_finds_no_type_errors_in_the_package() -> None:
-    result = run(sys.executable, "-m", "mypy")
+    result = run(sys.executable, "-m", "mypy", "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_finds_no_lint_errors() -> None:
     result = run(sys.executable, "-m", "ruff", "check", "rtnb", "tests", "benchmarks", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_leaves_every_file_as_it_is() -> None:
+    result = run(sys.executable, "-m", "ruff", "format", "--check", "rtnb", "tests", "benchmarks", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -50,11 +50,11 @@ def test_values_follow_the_setpoint_and_fall_to_ambient_when_off() -> None:
     model = sim.SensorModel(["plant/+/temp"], devices=("boiler",), seed=7)
     model.command("plant/boiler/cmd", {"setpoint": 85})
     for _ in range(300):
-        (_, reading), = model.step()
+        ((_, reading),) = model.step()
     assert abs(reading["value"] - 85) < 5 and reading["setpoint"] == 85
     model.command("plant/boiler/cmd", {"on": False})
     for _ in range(300):
-        (_, reading), = model.step()
+        ((_, reading),) = model.step()
     assert abs(reading["value"] - 20) < 5 and reading["on"] is False
 
 
@@ -255,7 +255,15 @@ async def test_serve_demo_runs_a_hub_with_live_sensors_and_stops_on_ctrl_c() -> 
     from tornado.httpclient import AsyncHTTPClient
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rtnb", "serve", "--demo", "--port", "0", "--demo-rate", "20",
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--demo",
+        "--port",
+        "0",
+        "--demo-rate",
+        "20",
         stderr=asyncio.subprocess.PIPE,
     )
     http = AsyncHTTPClient(force_instance=True)

@@ -61,8 +61,9 @@ class PresenceStore:
         publish_command: ``SPUBLISH`` (sharded, Redis >= 7) or ``PUBLISH``.
     """
 
-    def __init__(self, keys: RedisKeys, hub_id: str, ttl: float, client: Callable[[], Any],
-                 publish_command: Callable[[], str]) -> None:
+    def __init__(
+        self, keys: RedisKeys, hub_id: str, ttl: float, client: Callable[[], Any], publish_command: Callable[[], str]
+    ) -> None:
         self.keys = keys
         self.hub_id = hub_id
         self.ttl = ttl
@@ -154,8 +155,11 @@ class PresenceStore:
         now = asyncio.get_running_loop().time()
         forget = now - max(60.0, 6 * self.ttl)
         self._remote_left = {key: when for key, when in self._remote_left.items() if when > forget}
-        quiet = [hub_id for hub_id, members in self._remote_members.items()
-                 if members and now - self._remote_heard.get(hub_id, now) > self.ttl]
+        quiet = [
+            hub_id
+            for hub_id, members in self._remote_members.items()
+            if members and now - self._remote_heard.get(hub_id, now) > self.ttl
+        ]
         for hub_id in quiet:
             # The heartbeat, not the members' hash: a live hub whose last client just left has
             # no hash, and its leave event may still be on its way.

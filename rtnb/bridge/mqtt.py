@@ -268,8 +268,11 @@ class MqttBridge:
                     self.connects += 1
                     backoff.connected()
                     if self.failed_attempts:
-                        log.info("MQTT bridge connected to %s after %d failed attempts", self.address.display,
-                                 self.failed_attempts)
+                        log.info(
+                            "MQTT bridge connected to %s after %d failed attempts",
+                            self.address.display,
+                            self.failed_attempts,
+                        )
                     else:
                         log.info("MQTT bridge connected to %s", self.address.display)
                     self.failed_attempts, self.retry_in = 0, None
@@ -506,8 +509,14 @@ class MqttBridge:
                 self._report_status()
 
 
-async def start_mqtt_bridge(hub: Hub, options: MqttOptions | None = None, *, name: str = "mqtt",
-                            first_attempt_wait: float = FIRST_ATTEMPT_WAIT, **fields: Any) -> MqttBridge:
+async def start_mqtt_bridge(
+    hub: Hub,
+    options: MqttOptions | None = None,
+    *,
+    name: str = "mqtt",
+    first_attempt_wait: float = FIRST_ATTEMPT_WAIT,
+    **fields: Any,
+) -> MqttBridge:
     """Bridge ``hub`` and an MQTT broker; call on the hub's loop.
 
     Returns once the first connection attempt succeeded or failed, or after

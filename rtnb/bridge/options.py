@@ -26,7 +26,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from ..core.errors import BadField
-from ..core.topics import validate_pattern, validate_topic
+from ..core.topics import MQTT_BRIDGE_STATUS_TOPIC, validate_pattern, validate_topic
 
 __all__ = [
     "DEFAULT_STATUS_TOPIC",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: where a bridge reports its state, as a hub system topic
-DEFAULT_STATUS_TOPIC = "$rtnb/bridge/mqtt"
+DEFAULT_STATUS_TOPIC = MQTT_BRIDGE_STATUS_TOPIC
 
 PayloadMode = Literal["auto", "json", "text", "binary"]
 ProtocolName = Literal["5", "3.1.1"]

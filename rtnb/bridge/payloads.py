@@ -43,10 +43,7 @@ def binary_envelope(payload: bytes) -> dict[str, Any]:
 def is_binary_envelope(data: Any) -> bool:
     """True for exactly ``{"base64": STRING, "binary": true}``."""
     return (
-        isinstance(data, dict)
-        and len(data) == 2
-        and data.get("binary") is True
-        and isinstance(data.get("base64"), str)
+        isinstance(data, dict) and len(data) == 2 and data.get("binary") is True and isinstance(data.get("base64"), str)
     )
 
 

@@ -26,26 +26,51 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1000
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("security (see docs/security.md)")
-    group.add_argument("--auth", choices=["none", "jwt"], default="none",
-                       help="client authentication (default: none; binding beyond 127.0.0.1 without it warns)")
-    group.add_argument("--secret", default=None, metavar="S",
-                       help=f"HS256 shared secret for --auth jwt (default: ${SECRET_ENVIRONMENT_VARIABLE})")
+    group.add_argument(
+        "--auth",
+        choices=["none", "jwt"],
+        default="none",
+        help="client authentication (default: none; binding beyond 127.0.0.1 without it warns)",
+    )
+    group.add_argument(
+        "--secret",
+        default=None,
+        metavar="S",
+        help=f"HS256 shared secret for --auth jwt (default: ${SECRET_ENVIRONMENT_VARIABLE})",
+    )
     group.add_argument("--public-key", default=None, metavar="FILE", help="PEM public key for RS256/ES256 tokens")
     group.add_argument("--jwks", default=None, metavar="FILE", help="JWKS file; tokens pick their key by 'kid'")
     group.add_argument("--audience", default=None, metavar="AUD", help="required 'aud' claim of tokens")
     group.add_argument("--issuer", default=None, metavar="ISS", help="required 'iss' claim of tokens")
-    group.add_argument("--auth-timeout", type=float, default=5.0, metavar="SECONDS",
-                       help="time a WebSocket has to authenticate before close 4001 (default: 5)")
-    group.add_argument("--rate-limit", default=None, metavar="RATE[/BURST]",
-                       help="publishes per second per connection and per subject, or 'off' "
-                            "(default: 1000/2000 with --auth jwt or off loopback, else off)")
-    group.add_argument("--max-connections-per-ip", type=int, default=None, metavar="N",
-                       help=f"connections per client address, 0 for no limit "
-                            f"(default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} with --auth jwt, else none)")
+    group.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time a WebSocket has to authenticate before close 4001 (default: 5)",
+    )
+    group.add_argument(
+        "--rate-limit",
+        default=None,
+        metavar="RATE[/BURST]",
+        help="publishes per second per connection and per subject, or 'off' "
+        "(default: 1000/2000 with --auth jwt or off loopback, else off)",
+    )
+    group.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"connections per client address, 0 for no limit "
+        f"(default: {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} with --auth jwt, else none)",
+    )
     group.add_argument("--certfile", default=None, metavar="FILE", help="TLS certificate chain (PEM): serve https/wss")
     group.add_argument("--keyfile", default=None, metavar="FILE", help="TLS private key (PEM) for --certfile")
-    group.add_argument("--websocket-compression", action="store_true",
-                       help="accept permessage-deflate (off by default; inflated size bounded by --max-frame-bytes)")
+    group.add_argument(
+        "--websocket-compression",
+        action="store_true",
+        help="accept permessage-deflate (off by default; inflated size bounded by --max-frame-bytes)",
+    )
 
 
 def _rate_limit(args: argparse.Namespace, protected: bool) -> RateLimit | None:
@@ -78,11 +103,16 @@ def authenticator_from_args(args: argparse.Namespace) -> Authenticator:
             raise ValueError("--secret, --public-key and --jwks need --auth jwt")
         return Authenticator.open(**options)
     secret = args.secret or os.environ.get(SECRET_ENVIRONMENT_VARIABLE)
-    sources = [name for name, value in (("--secret", secret), ("--public-key", args.public_key),
-                                        ("--jwks", args.jwks)) if value]
+    sources = [
+        name
+        for name, value in (("--secret", secret), ("--public-key", args.public_key), ("--jwks", args.jwks))
+        if value
+    ]
     if len(sources) != 1:
-        raise ValueError(f"--auth jwt needs exactly one of --secret (or ${SECRET_ENVIRONMENT_VARIABLE}), "
-                         f"--public-key or --jwks; got {', '.join(sources) or 'none'}")
+        raise ValueError(
+            f"--auth jwt needs exactly one of --secret (or ${SECRET_ENVIRONMENT_VARIABLE}), "
+            f"--public-key or --jwks; got {', '.join(sources) or 'none'}"
+        )
     claims = {"audience": args.audience, "issuer": args.issuer}
     if secret:
         return Authenticator.jwt(secret=secret, **claims, **options)

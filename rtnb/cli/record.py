@@ -57,10 +57,7 @@ def describe_error(error: RtnbError, args: argparse.Namespace) -> str:
     if isinstance(error, AuthError):
         if client_options(args):
             return f"the hub at {hub_url(args)} refused the token: {error.message}"
-        return (
-            f"the hub at {hub_url(args)} requires a token: pass --token TOKEN or set RTNB_TOKEN "
-            f"({error.message})"
-        )
+        return f"the hub at {hub_url(args)} requires a token: pass --token TOKEN or set RTNB_TOKEN ({error.message})"
     return error.message
 
 
@@ -77,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         spill = output if file_format(output) == "parquet" else None
         recorder = Recorder(
-            hub_url(args), *args.patterns, max_rows=args.max_rows, spill=spill, raw=args.raw, last=args.last,
+            hub_url(args),
+            *args.patterns,
+            max_rows=args.max_rows,
+            spill=spill,
+            raw=args.raw,
+            last=args.last,
             **client_options(args),
         )
         recorder.start()

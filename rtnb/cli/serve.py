@@ -191,8 +191,10 @@ def _range_error(args: argparse.Namespace) -> str | None:
             continue
         too_small = value < minimum if inclusive else value <= minimum
         if too_small or (maximum is not None and value > maximum):
-            bound = f"from {minimum:g} to {maximum:g}" if maximum is not None else (
-                f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            bound = (
+                f"from {minimum:g} to {maximum:g}"
+                if maximum is not None
+                else (f">= {minimum:g}" if inclusive else f"> {minimum:g}")
             )
             return f"{flag} must be {bound}, got {value:g}"
     return None

@@ -32,11 +32,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--url", default=None, help="hub URL (default: $RTNB_URL or http://127.0.0.1:8765)")
     target.add_argument("--mqtt", metavar="URL", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883: devices talk MQTT")
     parser.add_argument(
-        "--topic", action="append", default=[], metavar="PATTERN",
+        "--topic",
+        action="append",
+        default=[],
+        metavar="PATTERN",
         help="topic with a '+' where the device name goes (repeatable; default: plant/+/temp)",
     )
     parser.add_argument(
-        "--device", action="append", default=[], metavar="NAME",
+        "--device",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="device name (repeatable; default: boiler, turbine, pump)",
     )
     parser.add_argument(
@@ -61,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if "://" not in target:
             target = f"mqtt://{target}"
         password = args.mqtt_password if args.mqtt_password is not None else os.environ.get("RTNB_MQTT_PASSWORD")
-        options = {"qos": args.mqtt_qos, "username": args.mqtt_username, "password": password,
-                   "ca_file": args.mqtt_ca}
+        options = {"qos": args.mqtt_qos, "username": args.mqtt_username, "password": password, "ca_file": args.mqtt_ca}
     else:
         target = args.url or os.environ.get("RTNB_URL") or "http://127.0.0.1:8765"
         token = args.token or os.environ.get("RTNB_TOKEN")

@@ -29,20 +29,40 @@ __all__ = ["mint_token", "register"]
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "token", help="mint a JWT for --auth jwt hubs",
+        "token",
+        help="mint a JWT for --auth jwt hubs",
         description="Mint a JSON Web Token carrying topic permissions; prints it as the last line.",
     )
     parser.add_argument("--secret", default=None, metavar="S", help="HS256 shared secret (default: $RTNB_SECRET)")
-    parser.add_argument("--private-key", default=None, metavar="FILE",
-                        help="PEM private key instead of a secret (RS256 for RSA, ES256 for EC keys)")
+    parser.add_argument(
+        "--private-key",
+        default=None,
+        metavar="FILE",
+        help="PEM private key instead of a secret (RS256 for RSA, ES256 for EC keys)",
+    )
     parser.add_argument("--key-id", default=None, metavar="KID", help="'kid' header, to pick the key from a JWKS")
     parser.add_argument("--sub", required=True, metavar="NAME", help="subject: who the token is for")
-    parser.add_argument("--publish", action="append", default=[], metavar="PATTERN",
-                        help="pattern the subject may publish to (repeatable)")
-    parser.add_argument("--subscribe", action="append", default=[], metavar="PATTERN",
-                        help="pattern the subject may subscribe within, history included (repeatable)")
-    parser.add_argument("--ttl", type=float, default=3600.0, metavar="SECONDS",
-                        help="lifetime in seconds, 0 for a token that never expires (default: 3600)")
+    parser.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="pattern the subject may publish to (repeatable)",
+    )
+    parser.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="pattern the subject may subscribe within, history included (repeatable)",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="lifetime in seconds, 0 for a token that never expires (default: 3600)",
+    )
     parser.add_argument("--audience", default=None, metavar="AUD", help="'aud' claim")
     parser.add_argument("--issuer", default=None, metavar="ISS", help="'iss' claim")
     parser.set_defaults(handler=run)
@@ -127,8 +147,17 @@ def run(args: argparse.Namespace) -> int:
             assert secret is not None
             check_hs256_secret(secret)
             key, algorithm = secret, "HS256"
-        token = mint_token(key, args.sub, publish=args.publish, subscribe=args.subscribe, ttl=args.ttl,
-                           audience=args.audience, issuer=args.issuer, algorithm=algorithm, key_id=args.key_id)
+        token = mint_token(
+            key,
+            args.sub,
+            publish=args.publish,
+            subscribe=args.subscribe,
+            ttl=args.ttl,
+            audience=args.audience,
+            issuer=args.issuer,
+            algorithm=algorithm,
+            key_id=args.key_id,
+        )
     except InvalidPattern as error:
         print(f"rtnb token: {error.message}", file=sys.stderr)
         return 2
@@ -136,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtnb token: {error}", file=sys.stderr)
         return 2
     lifetime = f"expires in {args.ttl:g} s" if args.ttl else "never expires"
-    print(f"token for {args.sub!r} ({algorithm}, {lifetime}); publish: {args.publish or 'nothing'}, "
-          f"subscribe: {args.subscribe or 'nothing'}", file=sys.stderr)
+    print(
+        f"token for {args.sub!r} ({algorithm}, {lifetime}); publish: {args.publish or 'nothing'}, "
+        f"subscribe: {args.subscribe or 'nothing'}",
+        file=sys.stderr,
+    )
     print(token)
     return 0

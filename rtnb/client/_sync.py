@@ -32,6 +32,7 @@ log = logging.getLogger("rtnb.client.sync")
 
 T = TypeVar("T")
 
+
 class _End(enum.Enum):
     """The marker queued after the last item of a subscription (an enum, so its type is its own)."""
 

@@ -351,4 +351,3 @@ class SSEClient:
         self.gaps_reported += 1
         log.warning("gap on %s: offsets %s..%s (%s)", gap.topic, gap.from_offset, gap.to_offset, gap.reason)
         await self._items._deliver(gap)
-

@@ -142,7 +142,7 @@ def read_cursor(text: str) -> ResumePoint:
         covered = value.pop(_PATTERNS_KEY)
         listed = covered.get("p") if isinstance(covered, dict) else None
         if not isinstance(listed, list) or not all(isinstance(pattern, str) for pattern in listed):
-            raise BadCursor("The cursor's pattern list must be {\"p\": [PATTERN, ...]}.")
+            raise BadCursor('The cursor\'s pattern list must be {"p": [PATTERN, ...]}.')
         patterns = frozenset(listed)
     since: SinceCursor = {}
     for topic, position in value.items():

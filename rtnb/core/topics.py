@@ -22,6 +22,7 @@ from .errors import InvalidPattern, InvalidTopic, WildcardPublish
 __all__ = [
     "DEFAULT_MAX_TOPIC_DEPTH",
     "DEFAULT_MAX_TOPIC_LENGTH",
+    "MQTT_BRIDGE_STATUS_TOPIC",
     "Pattern",
     "is_pattern",
     "validate_pattern",
@@ -114,9 +115,7 @@ def validate_pattern(
             if index != last:
                 raise InvalidPattern(f"Pattern {pattern!r}: '#' is only allowed as the last level.")
         elif level != "+" and ("+" in level or "#" in level):
-            raise InvalidPattern(
-                f"Pattern {pattern!r}: a wildcard must fill a whole level, as in 'a/+/c' or 'a/#'."
-            )
+            raise InvalidPattern(f"Pattern {pattern!r}: a wildcard must fill a whole level, as in 'a/+/c' or 'a/#'.")
     return pattern
 
 
@@ -183,3 +182,9 @@ class Pattern:
 @lru_cache(maxsize=4096)
 def _parse_cached(text: str) -> Pattern:
     return Pattern(text, tuple(text.split("/")))
+
+
+#: The hub system topic where an MQTT bridge reports its state (``last=1`` gives the
+#: current one). The bridge publishes it and notebook ``Status`` views read it, so the
+#: name lives here, below both.
+MQTT_BRIDGE_STATUS_TOPIC = "$rtnb/bridge/mqtt"

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..bridge.options import DEFAULT_STATUS_TOPIC
 from ..core.errors import RtnbError
+from ..core.topics import MQTT_BRIDGE_STATUS_TOPIC as DEFAULT_STATUS_TOPIC
 from ._pump import Frame, Pump
 from ._widget import _same_hub
 

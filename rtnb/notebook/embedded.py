@@ -281,8 +281,7 @@ def mqtt_bridge_options(
         unknown = sorted(set(more) - _MQTT_OTHER_FIELDS)
         if unknown:
             raise BadField(
-                f"Unknown {more_name} {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(sorted(_MQTT_OTHER_FIELDS))}."
+                f"Unknown {more_name} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(_MQTT_OTHER_FIELDS))}."
             )
         for value, name in ((inbound, inbound_name), (outbound, outbound_name)):
             if not isinstance(value, (str, list, tuple)) or not all(isinstance(item, str) for item in value):

@@ -298,14 +298,20 @@ class Authenticator:
     ) -> Authenticator:
         """JWT authentication with one key source; see :class:`JwtVerifier`."""
         verifier = JwtVerifier(
-            secret=secret, public_key=public_key, jwks=jwks, algorithms=algorithms,
-            audience=audience, issuer=issuer, leeway=leeway,
+            secret=secret,
+            public_key=public_key,
+            jwks=jwks,
+            algorithms=algorithms,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
         )
         return cls(verifier, **options)
 
     @classmethod
-    def jwt_from_files(cls, *, public_key_file: str | Path | None = None, jwks_file: str | Path | None = None,
-                       **options: Any) -> Authenticator:
+    def jwt_from_files(
+        cls, *, public_key_file: str | Path | None = None, jwks_file: str | Path | None = None, **options: Any
+    ) -> Authenticator:
         """:meth:`jwt` with the public key (PEM) or the JWKS document read from a file."""
         if public_key_file is not None:
             return cls.jwt(public_key=Path(public_key_file).read_bytes(), **options)
@@ -356,8 +362,11 @@ class Authenticator:
         now = self.monotonic()
         key = f"subject:{permissions.subject}" if permissions.subject else f"address:{address}"
         return PublishGuard(
-            self.rate_limit, self.subject_buckets.get(key, now), now,
-            max_strikes=self.max_strikes, strike_rate=self.strike_rate,
+            self.rate_limit,
+            self.subject_buckets.get(key, now),
+            now,
+            max_strikes=self.max_strikes,
+            strike_rate=self.strike_rate,
         )
 
     def check_http_publish(self, permissions: Permissions, address: str, count: int) -> None:
@@ -429,8 +438,11 @@ class ConnectionSecurity:
         if permissions is not None:
             self._accept(permissions)
         else:
-            self._arm(self.authenticator.auth_timeout, CLOSE_AUTH_TIMEOUT,
-                      f"no valid token within {self.authenticator.auth_timeout:g} s")
+            self._arm(
+                self.authenticator.auth_timeout,
+                CLOSE_AUTH_TIMEOUT,
+                f"no valid token within {self.authenticator.auth_timeout:g} s",
+            )
 
     def authenticate(self, token: str) -> Permissions:
         """An ``auth`` request: first authentication, or a refresh extending the expiry.
@@ -495,7 +507,7 @@ class ConnectionSecurity:
             Unauthorized: no ``auth`` request has succeeded yet.
         """
         if self.permissions is None or self.state is not AuthState.AUTHENTICATED:
-            raise Unauthorized("Authenticate first: send {\"op\": \"auth\", \"token\": ...}.", request_id=request_id)
+            raise Unauthorized('Authenticate first: send {"op": "auth", "token": ...}.', request_id=request_id)
         return self.permissions
 
     def check_publish(self, topic: str, request_id: RequestId | None) -> Verdict:

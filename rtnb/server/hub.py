@@ -340,9 +340,7 @@ class Hub:
             check_payload(data, limits.max_nesting)
         data_json = encode_json(data)
         if len(data_json) > self.limits.max_frame_bytes:
-            raise MessageTooBig(
-                f"Payload is {len(data_json)} bytes; the limit is {self.limits.max_frame_bytes}."
-            )
+            raise MessageTooBig(f"Payload is {len(data_json)} bytes; the limit is {self.limits.max_frame_bytes}.")
         return data_json
 
     def publish_now(self, topic: str, data: Any, *, trusted: bool = False) -> Message:

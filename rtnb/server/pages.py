@@ -232,19 +232,35 @@ def page_handlers(
     """The demo and /rtc pages, the browser modules, ``/topics`` and static routes under ``prefix``."""
     common = {"hub": hub, "guard": guard}
     routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
-        (f"{prefix}/", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / "demo.html",
-                                             "content_type": _CONTENT_TYPES[".html"]}),
+        (
+            f"{prefix}/",
+            StaticAssetHandler,
+            {**common, "path": STATIC_DIRECTORY / "demo.html", "content_type": _CONTENT_TYPES[".html"]},
+        ),
         *[
-            (f"{prefix}/{name}", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / name,
-                                                      "content_type": _CONTENT_TYPES[Path(name).suffix],
-                                                      "public": True})
+            (
+                f"{prefix}/{name}",
+                StaticAssetHandler,
+                {
+                    **common,
+                    "path": STATIC_DIRECTORY / name,
+                    "content_type": _CONTENT_TYPES[Path(name).suffix],
+                    "public": True,
+                },
+            )
             for name in CLIENT_FILES
         ],
-        (f"{prefix}/rtc", StaticAssetHandler, {**common, "path": STATIC_DIRECTORY / "rtc.html",
-                                               "content_type": _CONTENT_TYPES[".html"]}),
+        (
+            f"{prefix}/rtc",
+            StaticAssetHandler,
+            {**common, "path": STATIC_DIRECTORY / "rtc.html", "content_type": _CONTENT_TYPES[".html"]},
+        ),
         (f"{prefix}/topics", TopicsHandler, {**common, "activity": TopicActivity()}),
-        (f"{prefix}/static/plotly.min.js", StaticAssetHandler, {**common, "path": plotly_bundle_path(),
-                                                                 "content_type": _CONTENT_TYPES[".js"]}),
+        (
+            f"{prefix}/static/plotly.min.js",
+            StaticAssetHandler,
+            {**common, "path": plotly_bundle_path(), "content_type": _CONTENT_TYPES[".js"]},
+        ),
         (f"{prefix}/static/([^/]+)", StaticAssetHandler, common),
     ]
     if prefix:

@@ -55,7 +55,7 @@ class PublishHandler(HubRequestHandler):
             if len(body) > limits.max_frame_bytes:
                 raise MessageTooBig(f"The body is {len(body)} bytes; the limit is {limits.max_frame_bytes}.")
             if not body.strip():
-                raise BadJson("The body is empty; send a JSON value such as {\"value\": 71}.")
+                raise BadJson('The body is empty; send a JSON value such as {"value": 71}.')
             value = decode_json(body, "The body")
             check_payload(value, limits.max_nesting)
             self._spend_rate(1)

@@ -111,8 +111,14 @@ class HubServer:
         return RequestGuard(HostPolicy.for_binding(self.host, self.allowed_hosts), OriginPolicy(self.allowed_origins))
 
     def make_app(self) -> Any:
-        return make_app(self.hub, self.prefix, guard=self.guard, authenticator=self.authenticator,
-                        view_key=self.view_key, **self.app_settings)
+        return make_app(
+            self.hub,
+            self.prefix,
+            guard=self.guard,
+            authenticator=self.authenticator,
+            view_key=self.view_key,
+            **self.app_settings,
+        )
 
     async def start(self) -> HubServer:
         """Listen, then start the hub.

@@ -477,8 +477,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             if not security.authenticated:
                 from ..core.errors import Unauthorized
 
-                self._report(Unauthorized("Authenticate first with {\"op\": \"auth\", \"token\": ...}.",
-                                          request_id=request.id))
+                self._report(
+                    Unauthorized('Authenticate first with {"op": "auth", "token": ...}.', request_id=request.id)
+                )
                 self.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
                 return None
             if isinstance(request, Publish):

@@ -99,8 +99,18 @@ class PrivateRedis:
     async def start(self) -> None:
         durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability,
-             "--dir", str(self.directory)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *durability,
+                "--dir",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -131,9 +141,14 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
 
 
 @contextlib.asynccontextmanager
-async def redis_hub(url: str, prefix: str, hub_id: str, config: HubConfig | None = None,
-                    backplane_class: type[RedisBackplane] = RedisBackplane,
-                    **backplane_options: Any) -> AsyncIterator[HubServer]:
+async def redis_hub(
+    url: str,
+    prefix: str,
+    hub_id: str,
+    config: HubConfig | None = None,
+    backplane_class: type[RedisBackplane] = RedisBackplane,
+    **backplane_options: Any,
+) -> AsyncIterator[HubServer]:
     """An in-process hub on the Redis backplane, on a free port."""
     config = config or HubConfig(ping_interval=0)
     backplane = backplane_class(url, prefix=prefix, hub_id=hub_id, limits=config.history, **backplane_options)
@@ -157,9 +172,27 @@ class HubProcess:
         self._log = self.log_path.open("wb")
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rtnb", "--log-level", "WARNING", "serve", "--port", "0",
-             "--redis", redis_url, "--redis-prefix", prefix, "--hub-id", hub_id, "--presence-ttl", "2",
-             "--ping-interval", "0", *extra],
+            [
+                sys.executable,
+                "-m",
+                "rtnb",
+                "--log-level",
+                "WARNING",
+                "serve",
+                "--port",
+                "0",
+                "--redis",
+                redis_url,
+                "--redis-prefix",
+                prefix,
+                "--hub-id",
+                hub_id,
+                "--presence-ttl",
+                "2",
+                "--ping-interval",
+                "0",
+                *extra,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -201,9 +234,9 @@ class HubProcess:
 
 
 @contextlib.asynccontextmanager
-async def hub_processes(redis_url: str, prefix: str, names: list[str], log_directory: Path) -> AsyncIterator[
-    list[HubProcess]
-]:
+async def hub_processes(
+    redis_url: str, prefix: str, names: list[str], log_directory: Path
+) -> AsyncIterator[list[HubProcess]]:
     """Start hub processes in parallel, wait until each announces its URL, stop them all on exit."""
     hubs = [HubProcess(redis_url, prefix, name, log_directory) for name in names]
     try:

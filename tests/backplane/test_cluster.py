@@ -36,9 +36,12 @@ async def test_three_hubs_fan_out_exactly_once_agree_on_offsets_and_resume_acros
     shared_redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     async with hub_processes(shared_redis_url, prefix, ["A", "B", "C"], tmp_path) as (hub_a, hub_b, hub_c):
-        async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as on_b, WirePeer(
-            hub_c.ws_url
-        ) as on_c, WirePeer(hub_c.ws_url) as mover:
+        async with (
+            WirePeer(hub_a.ws_url) as publisher,
+            WirePeer(hub_b.ws_url) as on_b,
+            WirePeer(hub_c.ws_url) as on_c,
+            WirePeer(hub_c.ws_url) as mover,
+        ):
             for peer, pattern in ((on_b, "plant/#"), (on_c, "plant/+/temp"), (mover, "plant/#")):
                 assert (await peer.request({"op": "subscribe", "topic": pattern}))["op"] == "subscribed"
             acks = []
@@ -87,6 +90,7 @@ async def test_presence_is_cluster_wide_and_a_killed_hub_loses_no_one_elses_data
                 {"client": on_b.welcome["client"], "hub": "B"},
                 {"client": on_c.welcome["client"], "hub": "C"},
             ]
+
             async def ask(topic: str) -> Any:
                 reply = await asker.request({"op": "presence", "topic": topic})
                 return reply["members"]
@@ -113,9 +117,7 @@ async def test_presence_is_cluster_wide_and_a_killed_hub_loses_no_one_elses_data
 async def test_redis_stopped_and_restarted_mid_stream(private_redis: PrivateRedis, tmp_path: Path) -> None:
     prefix = "rtnb:restart:"
     async with hub_processes(private_redis.url, prefix, ["A", "B", "C"], tmp_path) as (hub_a, hub_b, hub_c):
-        async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as on_b, WirePeer(
-            hub_c.ws_url
-        ) as on_c:
+        async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as on_b, WirePeer(hub_c.ws_url) as on_c:
             for peer in (on_b, on_c):
                 await peer.request({"op": "subscribe", "topic": "line/#"})
             acknowledged: list[int] = []

@@ -70,9 +70,10 @@ async def next_event(peer: WirePeer, timeout: float = 10.0) -> tuple[str, str, s
 
 
 async def test_a_live_hub_whose_leave_event_is_slow_is_not_taken_for_dead(shared_redis_url: str, prefix: str) -> None:
-    async with redis_hub(
-        shared_redis_url, prefix, "A", backplane_class=CountingChecks, presence_ttl=TTL
-    ) as hub_a, redis_hub(shared_redis_url, prefix, "B", backplane_class=SlowPresence, presence_ttl=TTL) as hub_b:
+    async with (
+        redis_hub(shared_redis_url, prefix, "A", backplane_class=CountingChecks, presence_ttl=TTL) as hub_a,
+        redis_hub(shared_redis_url, prefix, "B", backplane_class=SlowPresence, presence_ttl=TTL) as hub_b,
+    ):
         checks = hub_a.hub.backplane
         slow = hub_b.hub.backplane
         assert isinstance(checks, CountingChecks) and isinstance(slow, SlowPresence)
@@ -98,9 +99,10 @@ async def test_a_live_hub_whose_leave_event_is_slow_is_not_taken_for_dead(shared
 async def test_a_stalled_hub_yields_one_leave_even_when_its_own_leave_arrives_later(
     shared_redis_url: str, prefix: str
 ) -> None:
-    async with redis_hub(shared_redis_url, prefix, "A", presence_ttl=TTL) as hub_a, redis_hub(
-        shared_redis_url, prefix, "B", backplane_class=SlowPresence, presence_ttl=TTL
-    ) as hub_b:
+    async with (
+        redis_hub(shared_redis_url, prefix, "A", presence_ttl=TTL) as hub_a,
+        redis_hub(shared_redis_url, prefix, "B", backplane_class=SlowPresence, presence_ttl=TTL) as hub_b,
+    ):
         stalled = hub_b.hub.backplane
         assert isinstance(stalled, SlowPresence)
         async with WirePeer(hub_a.ws_url) as watcher, WirePeer(hub_b.ws_url) as leaver:

@@ -40,9 +40,11 @@ async def test_publish_on_one_hub_reaches_overlapping_subscribers_on_another_exa
     shared_redis_url: str, prefix: str
 ) -> None:
     async with redis_hub(shared_redis_url, prefix, "A") as hub_a, redis_hub(shared_redis_url, prefix, "B") as hub_b:
-        async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as wildcard, WirePeer(
-            hub_b.ws_url
-        ) as exact:
+        async with (
+            WirePeer(hub_a.ws_url) as publisher,
+            WirePeer(hub_b.ws_url) as wildcard,
+            WirePeer(hub_b.ws_url) as exact,
+        ):
             # Both on hub B: Redis sends B each message once per matching subscription.
             assert (await wildcard.request({"op": "subscribe", "topic": "plant/#"}))["op"] == "subscribed"
             assert (await exact.request({"op": "subscribe", "topic": "plant/boiler/temp"}))["op"] == "subscribed"
@@ -82,9 +84,10 @@ class SlowHistoryReads(RedisBackplane):
 
 async def test_catch_up_meets_the_live_stream_without_loss_or_duplicates(shared_redis_url: str, prefix: str) -> None:
     total = 300
-    async with redis_hub(shared_redis_url, prefix, "A") as hub_a, redis_hub(
-        shared_redis_url, prefix, "B", backplane_class=SlowHistoryReads
-    ) as hub_b:
+    async with (
+        redis_hub(shared_redis_url, prefix, "A") as hub_a,
+        redis_hub(shared_redis_url, prefix, "B", backplane_class=SlowHistoryReads) as hub_b,
+    ):
         async with WirePeer(hub_a.ws_url) as publisher:
             first = await publish(publisher, "race/t", 0)
             epoch = first["epoch"]
@@ -309,9 +312,11 @@ async def test_publish_costs_one_redis_round_trip_whatever_the_subscriber_count(
     admin = redis.asyncio.Redis.from_url(private_redis.url)
     prefix = "rtnb:cost:"
     try:
-        async with redis_hub(private_redis.url, prefix, "A") as hub_a, redis_hub(
-            private_redis.url, prefix, "B"
-        ) as hub_b, redis_hub(private_redis.url, prefix, "C") as hub_c:
+        async with (
+            redis_hub(private_redis.url, prefix, "A") as hub_a,
+            redis_hub(private_redis.url, prefix, "B") as hub_b,
+            redis_hub(private_redis.url, prefix, "C") as hub_c,
+        ):
             async with WirePeer(hub_a.ws_url) as publisher:
                 peers = [WirePeer(server.ws_url) for server in (hub_b, hub_c) for _ in range(10)]
                 for peer in peers:
@@ -408,9 +413,10 @@ async def test_a_hub_cut_off_longer_than_history_tells_its_subscribers_of_the_ga
 
     config = HubConfig(ping_interval=0, history=HistoryLimits(max_messages=5))
     prefix = "rtnb:behind:"
-    async with redis_hub(private_redis.url, prefix, "A", config) as hub_a, redis_hub(
-        private_redis.url, prefix, "B", config, backplane_class=GatedReconnect
-    ) as hub_b:
+    async with (
+        redis_hub(private_redis.url, prefix, "A", config) as hub_a,
+        redis_hub(private_redis.url, prefix, "B", config, backplane_class=GatedReconnect) as hub_b,
+    ):
         async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
             await subscriber.request({"op": "subscribe", "topic": "far/#"})
             await publish(publisher, "far/t", 0)
@@ -443,9 +449,10 @@ async def test_publishes_sent_without_waiting_share_round_trips_and_are_acknowle
 
     admin = redis.asyncio.Redis.from_url(private_redis.url)
     try:
-        async with redis_hub(private_redis.url, "rtnb:batch:", "A") as hub_a, redis_hub(
-            private_redis.url, "rtnb:batch:", "B"
-        ) as hub_b:
+        async with (
+            redis_hub(private_redis.url, "rtnb:batch:", "A") as hub_a,
+            redis_hub(private_redis.url, "rtnb:batch:", "B") as hub_b,
+        ):
             async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
                 await subscriber.request({"op": "subscribe", "topic": "batch/#"})
                 await admin.config_resetstat()

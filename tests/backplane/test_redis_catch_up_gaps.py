@@ -103,9 +103,10 @@ async def test_a_topic_created_while_cut_off_whose_start_was_trimmed_comes_with_
     # MAXLEN ~ 5 trims whole stream nodes (100 entries), so 400 publishes leave a stream not starting at 1.
     config = HubConfig(ping_interval=0, history=HistoryLimits(max_messages=5))
     prefix = "rtnb:created:"
-    async with redis_hub(private_redis.url, prefix, "A", config) as hub_a, redis_hub(
-        private_redis.url, prefix, "B", config, backplane_class=GatedReconnect
-    ) as hub_b:
+    async with (
+        redis_hub(private_redis.url, prefix, "A", config) as hub_a,
+        redis_hub(private_redis.url, prefix, "B", config, backplane_class=GatedReconnect) as hub_b,
+    ):
         async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
             await subscriber.request({"op": "subscribe", "topic": "made/#"})
             await cut_off(hub_b, private_redis.url)
@@ -133,9 +134,10 @@ async def test_an_epoch_that_changed_while_cut_off_is_announced_then_its_trimmed
     await volatile.start()
     prefix = "rtnb:reborn:"
     try:
-        async with redis_hub(volatile.url, prefix, "A") as hub_a, redis_hub(
-            volatile.url, prefix, "B", backplane_class=GatedReconnect
-        ) as hub_b:
+        async with (
+            redis_hub(volatile.url, prefix, "A") as hub_a,
+            redis_hub(volatile.url, prefix, "B", backplane_class=GatedReconnect) as hub_b,
+        ):
             async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
                 await subscriber.request({"op": "subscribe", "topic": "re/#"})
                 old = [await publish(publisher, "re/t", n) for n in range(3)]
@@ -172,9 +174,10 @@ async def test_history_that_expired_past_the_hubs_position_is_reported_before_an
     # Streams expire whole half a second after their last publish (the age limit).
     config = HubConfig(ping_interval=0, history=HistoryLimits(max_age=0.5))
     prefix = "rtnb:expired:"
-    async with redis_hub(private_redis.url, prefix, "A", config) as hub_a, redis_hub(
-        private_redis.url, prefix, "B", config, backplane_class=GatedReconnect
-    ) as hub_b:
+    async with (
+        redis_hub(private_redis.url, prefix, "A", config) as hub_a,
+        redis_hub(private_redis.url, prefix, "B", config, backplane_class=GatedReconnect) as hub_b,
+    ):
         async with WirePeer(hub_a.ws_url) as publisher, WirePeer(hub_b.ws_url) as subscriber:
             await subscriber.request({"op": "subscribe", "topic": "aged/#"})
             epoch_old = (await publish(publisher, "aged/old", 0))["epoch"]

@@ -20,8 +20,15 @@ from rtnb.core.topics import Pattern
 @pytest.mark.parametrize(
     ("key", "slot"),
     # Slots Redis itself gives (CLUSTER KEYSLOT), hash tags included.
-    [("foo", 12182), ("bar", 5061), ("{user1000}.following", 3443), ("{user1000}.followers", 3443),
-     ("foo{}{bar}", 8363), ("foo{{bar}}zap", 4015), ("foo{bar}{zap}", 5061)],
+    [
+        ("foo", 12182),
+        ("bar", 5061),
+        ("{user1000}.following", 3443),
+        ("{user1000}.followers", 3443),
+        ("foo{}{bar}", 8363),
+        ("foo{{bar}}zap", 4015),
+        ("foo{bar}{zap}", 5061),
+    ],
 )
 def test_key_slots_match_redis_cluster(key: str, slot: int) -> None:
     assert key_slot(key) == slot
@@ -31,8 +38,17 @@ def test_every_key_of_a_topic_and_its_bucket_share_one_slot() -> None:
     keys = RedisKeys("p:")
     for topic in ("a/b", "plant/boiler/temp", "weird*{x}", ""):
         bucket = bucket_of(topic)
-        slots = {key_slot(name) for name in (keys.epoch(topic), keys.offset(topic), keys.stream(topic),
-                                             keys.topics(bucket), keys.clock(bucket), keys.channel(bucket))}
+        slots = {
+            key_slot(name)
+            for name in (
+                keys.epoch(topic),
+                keys.offset(topic),
+                keys.stream(topic),
+                keys.topics(bucket),
+                keys.clock(bucket),
+                keys.channel(bucket),
+            )
+        }
         assert len(slots) == 1, (topic, slots)
     presence = {key_slot(name) for name in (keys.hubs, keys.presence("h1"), keys.alive("h2"), keys.presence_channel)}
     assert len(presence) == 1

@@ -64,9 +64,7 @@ async def test_outbound_retain_flag(hub: Hub, broker_url: str, namespace: str) -
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-async def test_no_echo_loops_with_overlapping_filters(
-    hub: Hub, broker_url: str, namespace: str, protocol: str
-) -> None:
+async def test_no_echo_loops_with_overlapping_filters(hub: Hub, broker_url: str, namespace: str, protocol: str) -> None:
     """In 'ns/#' and out 'ns/+/cmd' overlap: nothing may bounce between hub and broker."""
     bridge = await start_mqtt_bridge(
         hub, url=broker_url, inbound=[f"{namespace}/#"], outbound=[f"{namespace}/+/cmd"], protocol=protocol
@@ -169,8 +167,12 @@ async def test_unreachable_broker_is_reported_and_retried(namespace: str) -> Non
         hub = server.hub
         status = await record(hub, "$rtnb/bridge/mqtt")
         bridge = MqttBridge(
-            MqttOptions(url=f"mqtt://127.0.0.1:{free_port()}", inbound=[f"{namespace}/#"], reconnect_initial=0.05,
-                        reconnect_max=0.1)
+            MqttOptions(
+                url=f"mqtt://127.0.0.1:{free_port()}",
+                inbound=[f"{namespace}/#"],
+                reconnect_initial=0.05,
+                reconnect_max=0.1,
+            )
         )
         await hub.add_component("mqtt", bridge)
         await wait_until(lambda: bridge.connect_failures >= 2)

@@ -48,8 +48,20 @@ async def test_simulated_mqtt_devices_obey_dashboard_commands(broker_url: str, n
 
 async def test_rtnb_serve_and_rtnb_sim_over_mqtt(broker_url: str, namespace: str) -> None:
     serve = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rtnb", "serve", "--port", "0", "--mqtt", broker_url,
-        "--mqtt-in", f"{namespace}/#", "--mqtt-out", f"{namespace}/+/cmd", "--mqtt-prefix", "iot",
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--port",
+        "0",
+        "--mqtt",
+        broker_url,
+        "--mqtt-in",
+        f"{namespace}/#",
+        "--mqtt-out",
+        f"{namespace}/+/cmd",
+        "--mqtt-prefix",
+        "iot",
         stderr=asyncio.subprocess.PIPE,
     )
     sim = None
@@ -60,8 +72,19 @@ async def test_rtnb_serve_and_rtnb_sim_over_mqtt(broker_url: str, namespace: str
             banner = (await asyncio.wait_for(serve.stderr.readline(), 20)).decode()
         url = re.search(r"rtnb hub on (\S+)", banner).group(1)  # type: ignore[union-attr]
         sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rtnb", "sim", "--mqtt", broker_url, "--topic", f"{namespace}/+/temp",
-            "--device", "pump", "--rate", "20", stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "rtnb",
+            "sim",
+            "--mqtt",
+            broker_url,
+            "--topic",
+            f"{namespace}/+/temp",
+            "--device",
+            "pump",
+            "--rate",
+            "20",
+            stderr=asyncio.subprocess.DEVNULL,
         )
         async with WirePeer(url.replace("http", "ws", 1) + "/ws") as dashboard:
             await dashboard.request({"op": "subscribe", "topic": "$rtnb/bridge/mqtt", "last": 1})

@@ -22,7 +22,11 @@ def test_broker_url_defaults_and_credentials() -> None:
     assert (plain.host, plain.port, plain.tls, plain.username) == ("127.0.0.1", 1883, False, None)
     secure = parse_broker_url("mqtts://user:p%40ss@broker.example:8884")
     assert (secure.host, secure.port, secure.tls, secure.username, secure.password) == (
-        "broker.example", 8884, True, "user", "p@ss"
+        "broker.example",
+        8884,
+        True,
+        "user",
+        "p@ss",
     )
     assert secure.display == "mqtts://user@broker.example:8884"
     assert "p@ss" not in repr(secure)
@@ -69,9 +73,23 @@ def test_command_line_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert options_from_args(parser.parse_args([])) is None
     monkeypatch.setenv("RTNB_MQTT_PASSWORD", "from-env")
     args = parser.parse_args(
-        ["--mqtt", "mqtt://127.0.0.1:1883", "--mqtt-in", "factory/#", "--mqtt-in", "lab/#",
-         "--mqtt-out", "factory/+/cmd", "--mqtt-prefix", "mqtt", "--mqtt-qos", "2", "--mqtt-retain",
-         "--mqtt-username", "bridge"]
+        [
+            "--mqtt",
+            "mqtt://127.0.0.1:1883",
+            "--mqtt-in",
+            "factory/#",
+            "--mqtt-in",
+            "lab/#",
+            "--mqtt-out",
+            "factory/+/cmd",
+            "--mqtt-prefix",
+            "mqtt",
+            "--mqtt-qos",
+            "2",
+            "--mqtt-retain",
+            "--mqtt-username",
+            "bridge",
+        ]
     )
     options = options_from_args(args)
     assert options is not None

@@ -32,8 +32,12 @@ async def test_broker_restart_mid_stream_recovers_without_losing_acknowledged_me
     try:
         status = await record(hub, "$rtnb/bridge/mqtt")
         bridge = await start_mqtt_bridge(
-            hub, url=broker.url, inbound=[f"{namespace}/#"], client_id=f"bridge-{namespace}",
-            reconnect_initial=0.05, reconnect_max=0.2,
+            hub,
+            url=broker.url,
+            inbound=[f"{namespace}/#"],
+            client_id=f"bridge-{namespace}",
+            reconnect_initial=0.05,
+            reconnect_max=0.2,
         )
         await bridge.wait_connected()
         sink = await record(hub, f"{namespace}/#")
@@ -90,8 +94,12 @@ async def test_broker_behind_a_forwarder_is_retried_at_once_and_rejoined_within_
     await hub.start()
     try:
         bridge = await start_mqtt_bridge(
-            hub, url=forwarder.url, inbound=[f"{namespace}/#"], outbound=[f"{namespace}/+/cmd"],
-            reconnect_initial=0.1, reconnect_max=0.5,
+            hub,
+            url=forwarder.url,
+            inbound=[f"{namespace}/#"],
+            outbound=[f"{namespace}/+/cmd"],
+            reconnect_initial=0.1,
+            reconnect_max=0.5,
         )
         await bridge.wait_connected()
         sink = await record(hub, f"{namespace}/#")
@@ -121,8 +129,13 @@ async def test_retries_follow_the_clients_backoff_with_full_jitter(namespace: st
     try:
         status = await record(hub, "$rtnb/bridge/mqtt")
         bridge = MqttBridge(
-            MqttOptions(url=f"mqtt://127.0.0.1:{free_port()}", inbound=[f"{namespace}/#"], reconnect_initial=0.02,
-                        reconnect_max=0.08, status_interval=None)
+            MqttOptions(
+                url=f"mqtt://127.0.0.1:{free_port()}",
+                inbound=[f"{namespace}/#"],
+                reconnect_initial=0.02,
+                reconnect_max=0.08,
+                status_interval=None,
+            )
         )
         await hub.add_component("mqtt", bridge)
 
@@ -171,8 +184,17 @@ async def test_thousands_of_messages_per_second_in_and_out_without_loss_at_qos1(
         started = time.perf_counter()
         publishers = [
             await asyncio.create_subprocess_exec(
-                mosquitto_pub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", f"{namespace}/in/{index}",
-                "-l", stdin=asyncio.subprocess.PIPE,
+                mosquitto_pub,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(broker.port),
+                "-q",
+                "1",
+                "-t",
+                f"{namespace}/in/{index}",
+                "-l",
+                stdin=asyncio.subprocess.PIPE,
             )
             for index in range(topics)
         ]
@@ -185,7 +207,15 @@ async def test_thousands_of_messages_per_second_in_and_out_without_loss_at_qos1(
         assert bridge.messages_in == total and bridge.health()["inbound_dropped"] == 0
 
         subscriber = await asyncio.create_subprocess_exec(
-            mosquitto_sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", f"{namespace}/out/#",
+            mosquitto_sub,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-q",
+            "1",
+            "-t",
+            f"{namespace}/out/#",
             stdout=asyncio.subprocess.PIPE,
         )
         try:
@@ -214,4 +244,3 @@ async def test_thousands_of_messages_per_second_in_and_out_without_loss_at_qos1(
         assert inbound_rate > 1000 and outbound_rate > 1000
     finally:
         await hub.stop()
-

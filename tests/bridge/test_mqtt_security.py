@@ -51,8 +51,13 @@ async def test_password_and_tls(
     await plain.wait_connected()
     # TLS listener, verified against our CA, credentials as options
     secure = await start_mqtt_bridge(
-        hub, url=f"mqtts://127.0.0.1:{tls_port}", inbound=[f"{namespace}/secure"], username="device",
-        password="s3cret", ca_file=str(ca), name="secure",
+        hub,
+        url=f"mqtts://127.0.0.1:{tls_port}",
+        inbound=[f"{namespace}/secure"],
+        username="device",
+        password="s3cret",
+        ca_file=str(ca),
+        name="secure",
     )
     await secure.wait_connected()
     assert secure.health()["broker"] == f"mqtts://device@127.0.0.1:{tls_port}"  # never the password
@@ -69,8 +74,12 @@ async def test_wrong_password_is_reported(
     config, _tls_port, _ca = secured_broker_config
     broker = await private_broker_factory(config)
     bridge = MqttBridge(
-        MqttOptions(url=f"mqtt://device:wrong@127.0.0.1:{broker.port}", inbound=[f"{namespace}/#"],
-                    reconnect_initial=0.05, reconnect_max=0.1)
+        MqttOptions(
+            url=f"mqtt://device:wrong@127.0.0.1:{broker.port}",
+            inbound=[f"{namespace}/#"],
+            reconnect_initial=0.05,
+            reconnect_max=0.1,
+        )
     )
     await hub.add_component("mqtt", bridge)
     await wait_until(lambda: bridge.connect_failures >= 1)

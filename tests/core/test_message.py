@@ -12,14 +12,18 @@ def test_spliced_envelope_equals_a_fresh_encoding() -> None:
     data = {"value": 21.5, "unit": "°C", "tags": [1, 2]}
     spliced = Message("plant/boiler/temp", 7, 1234, 1700000000.25, data, data_json=encode_json(data))
     plain = Message("plant/boiler/temp", 7, 1234, 1700000000.25, data)
-    assert orjson.loads(spliced.json) == orjson.loads(plain.json) == {
-        "op": "message",
-        "topic": "plant/boiler/temp",
-        "offset": 7,
-        "epoch": 1234,
-        "ts": 1700000000.25,
-        "data": data,
-    }
+    assert (
+        orjson.loads(spliced.json)
+        == orjson.loads(plain.json)
+        == {
+            "op": "message",
+            "topic": "plant/boiler/temp",
+            "offset": 7,
+            "epoch": 1234,
+            "ts": 1700000000.25,
+            "data": data,
+        }
+    )
 
 
 def test_encodings_are_made_once_and_reused() -> None:

@@ -75,9 +75,7 @@ def _write_lab_settings(config_dir: Path) -> None:
     """Keep every cell in the DOM (no windowing) and skip the news prompt."""
     settings = config_dir / "lab" / "user-settings" / "@jupyterlab"
     (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"windowingMode": "none"})
-    )
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     (settings / "apputils-extension").mkdir(parents=True)
     (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})

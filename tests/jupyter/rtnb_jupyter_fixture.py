@@ -115,13 +115,21 @@ def start_jupyter_server(
         process = subprocess.Popen(
             [
                 *command,
-                "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
-                "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root_dir}",
+                "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.port=0",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={TOKEN}",
+                "--ServerApp.open_browser=False",
+                "--ServerApp.allow_root=True",
+                f"--ServerApp.root_dir={root_dir}",
                 "--ServerApp.shutdown_no_activity_timeout=600",
                 *arguments,
             ],
-            env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, cwd=root_dir,
+            env=env,
+            stdin=stdin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root_dir,
         )
     try:
         server_info, hub_info = _wait_for_files(runtime_dir, process, log_path)

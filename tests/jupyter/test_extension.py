@@ -117,8 +117,12 @@ class KernelSession:
         """Run ``code``; return its stdout, or fail with the kernel's traceback."""
         msg_id = uuid.uuid4().hex
         header = {
-            "msg_id": msg_id, "username": "test", "session": self.session,
-            "msg_type": "execute_request", "version": "5.3", "date": "",
+            "msg_id": msg_id,
+            "username": "test",
+            "session": self.session,
+            "msg_type": "execute_request",
+            "version": "5.3",
+            "date": "",
         }
         content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
         await self.connection.send(

@@ -166,13 +166,22 @@ def test_a_server_told_to_fail_on_extension_errors_exits_on_a_bad_mqtt_setting(t
     }
     completed = subprocess.run(
         [
-            sys.executable, "-m", "jupyter_server",
-            "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0", f"--IdentityProvider.token={TOKEN}",
-            "--ServerApp.open_browser=False", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={tmp_path}",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port=0",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={tmp_path}",
             "--ServerApp.reraise_server_extension_failures=True",
             "--RtnbExtension.mqtt_in=plant/#",
         ],
-        env=env, capture_output=True, timeout=60, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert completed.returncode != 0
     log = completed.stderr.decode()

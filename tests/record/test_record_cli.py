@@ -148,8 +148,15 @@ async def test_record_and_replay_commands_with_a_token(tmp_path: Path) -> None:
 
             subscription = await publisher.subscribe("secure/b")
             replayed = RunningCommand(
-                "replay", str(output), "--fast", "--topic-map", "secure/a=secure/b", "--url", server.url,
-                "--quiet", token=token,
+                "replay",
+                str(output),
+                "--fast",
+                "--topic-map",
+                "secure/a=secure/b",
+                "--url",
+                server.url,
+                "--quiet",
+                token=token,
             )
             assert await asyncio.to_thread(replayed.finish) == 0, replayed.lines
             received = [await asyncio.wait_for(subscription.__anext__(), 5) for _ in range(5)]

@@ -114,8 +114,13 @@ async def test_hub_route_fails_invalid_utf8_with_1007_and_others_carry_on(hub_se
 
 
 async def test_hub_route_rejects_unmasked_and_reserved_frames(hub_server: HubServer) -> None:
-    for frame in (build_frame(0x1, b'{"op":"ping"}', masked=False), build_frame(0x1, b"{}", reserved=0x40),
-                  build_frame(0x3, b""), build_frame(0x9, b"", final=False), build_frame(0x0, b"x")):
+    for frame in (
+        build_frame(0x1, b'{"op":"ping"}', masked=False),
+        build_frame(0x1, b"{}", reserved=0x40),
+        build_frame(0x3, b""),
+        build_frame(0x9, b"", final=False),
+        build_frame(0x0, b"x"),
+    ):
         peer = await open_raw(hub_server.ws_url)
         try:
             await peer.send(frame)

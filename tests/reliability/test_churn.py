@@ -173,6 +173,11 @@ async def test_5000_cycles_leave_nothing_behind() -> None:
     assert len(retained) == len(TOPICS) and max(retained) <= history.max_messages
     assert rss_after - rss_before <= MEMORY_BUDGET, f"RSS grew {(rss_after - rss_before) / 2**20:.1f} MiB"
     metrics = render_metrics(hub).decode()
-    for line in ("rtnb_connections 0.0", "rtnb_subscriptions 0.0", "rtnb_groups 0.0", "rtnb_hub_tasks 0.0",
-                 "rtnb_heartbeat_connections 0.0"):
+    for line in (
+        "rtnb_connections 0.0",
+        "rtnb_subscriptions 0.0",
+        "rtnb_groups 0.0",
+        "rtnb_hub_tasks 0.0",
+        "rtnb_heartbeat_connections 0.0",
+    ):
         assert line in metrics

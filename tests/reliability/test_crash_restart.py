@@ -70,8 +70,7 @@ class HubProcess:
         self.url = f"http://127.0.0.1:{port}"
 
     async def start(self) -> None:
-        self.process = subprocess.Popen(self.command, cwd=REPOSITORY, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, cwd=REPOSITORY, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         await wait_until(self._accepting, timeout=20, interval=0.05)
 
     def _accepting(self) -> bool:
@@ -194,9 +193,7 @@ async def run_crash_scenario(command: list[str], port: int) -> dict[str, Any]:
         epochs = (first_epoch, await topic_epoch(hub.url))
         acked[:] = [(index, epochs[phase], offset) for index, phase, offset in acked]
         last_epoch, last_offset = acked[-1][1], acked[-1][2]
-        await wait_until(
-            lambda: all(received.has(last_epoch, last_offset) for received in receivers), timeout=15
-        )
+        await wait_until(lambda: all(received.has(last_epoch, last_offset) for received in receivers), timeout=15)
         reconnects = [client.reconnects for client in clients]
     finally:
         if in_flight is not None and not in_flight.done():

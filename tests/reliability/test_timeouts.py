@@ -41,7 +41,7 @@ async def slowloris(port: int, kind: str) -> float:
         if kind == "drip":  # a request head that never ends, one byte at a time
             writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
         elif kind == "body":  # a complete head, then a body that never arrives
-            writer.write(b"POST /publish/a/b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{\"v\":")
+            writer.write(b'POST /publish/a/b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{"v":')
         # "silent" sends nothing at all
         while True:
             try:

@@ -18,8 +18,14 @@ else:
         "playwright.async_api", reason="Playwright is not installed (pip install -e '.[test]')"
     )
 
-CHROMIUM_ARGUMENTS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGUMENTS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 USE_CLIENT = """
 async ([token, transport]) => {
@@ -153,8 +159,7 @@ async def test_dns_rebinding_to_a_loopback_hub_is_refused(chromium_path: str) ->
         rebound = f"http://evil.example:{target.port}"
         rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
         async with playwright_api.async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=chromium_path,
-                                                      args=[*CHROMIUM_ARGUMENTS, rules])
+            browser = await playwright.chromium.launch(executable_path=chromium_path, args=[*CHROMIUM_ARGUMENTS, rules])
             try:
                 page = await browser.new_page()
                 # The page is on evil.example:PORT, an origin whose name now resolves to 127.0.0.1

@@ -32,9 +32,25 @@ from rtnb.testing import running_hub, wait_until
 
 
 def test_token_verb_prints_a_verifiable_token_last(capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["token", "--secret", SECRET, "--sub", "device-7", "--publish", "plant/7/#",
-                   "--subscribe", "plant/7/cmd", "--subscribe", "plant/+/status", "--ttl", "120",
-                   "--audience", "rtnb-tests"])
+    status = main(
+        [
+            "token",
+            "--secret",
+            SECRET,
+            "--sub",
+            "device-7",
+            "--publish",
+            "plant/7/#",
+            "--subscribe",
+            "plant/7/cmd",
+            "--subscribe",
+            "plant/+/status",
+            "--ttl",
+            "120",
+            "--audience",
+            "rtnb-tests",
+        ]
+    )
     assert status == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     permissions = Authenticator.jwt(secret=SECRET, audience="rtnb-tests").verify(token)
@@ -64,10 +80,12 @@ def test_token_verb_signs_with_a_private_key(tmp_path: Path, capsys: pytest.Capt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    (tmp_path / "key.pub").write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (tmp_path / "key.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     assert main(["token", "--private-key", str(tmp_path / "key.pem"), "--sub", "x", "--key-id", "k1"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert Authenticator.jwt_from_files(public_key_file=tmp_path / "key.pub").verify(token).subject == "x"
@@ -77,9 +95,14 @@ def test_token_verb_signs_with_a_private_key(tmp_path: Path, capsys: pytest.Capt
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     (tmp_path / "keys.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
     assert Authenticator.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(token).subject == "x"
-    other = make_token(secret=key.private_bytes(  # type: ignore[arg-type]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        algorithm="RS256", key_id="unknown", audience=None)
+    other = make_token(
+        secret=key.private_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        algorithm="RS256",
+        key_id="unknown",
+        audience=None,
+    )
     with pytest.raises(Unauthorized, match="key id"):
         Authenticator.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(other)
 
@@ -112,22 +135,31 @@ def test_jwt_mode_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert authenticator.required and authenticator.rate_limit == RateLimit(1000, 2000)
     assert authenticator.connections.max_per_key == 1000
     assert binding_warning("0.0.0.0", authenticator) is None
-    custom = authenticator_from_args(serve_args("--auth", "jwt", "--rate-limit", "50/60",
-                                                "--max-connections-per-ip", "0", "--audience", "a"))
+    custom = authenticator_from_args(
+        serve_args("--auth", "jwt", "--rate-limit", "50/60", "--max-connections-per-ip", "0", "--audience", "a")
+    )
     assert custom.rate_limit == RateLimit(50, 60) and custom.connections.max_per_key is None
     assert authenticator_from_args(serve_args("--auth", "jwt", "--rate-limit", "off")).rate_limit is None
 
 
-@pytest.mark.parametrize("argv", [("--auth", "jwt"), ("--secret", "s"), ("--auth", "jwt", "--rate-limit", "fast"),
-                                  ("--auth", "jwt", "--secret", "s", "--jwks", "x.json")])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--auth", "jwt"),
+        ("--secret", "s"),
+        ("--auth", "jwt", "--rate-limit", "fast"),
+        ("--auth", "jwt", "--secret", "s", "--jwks", "x.json"),
+    ],
+)
 def test_contradictory_options_are_refused(argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RTNB_SECRET", raising=False)
     with pytest.raises(ValueError):
         authenticator_from_args(serve_args(*argv))
 
 
-def test_serve_exits_2_on_bad_security_options(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_exits_2_on_bad_security_options(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("RTNB_SECRET", raising=False)
     assert main(["serve", "--port", "0", "--auth", "jwt"]) == 2
     assert "exactly one of --secret" in capsys.readouterr().err
@@ -148,17 +180,21 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     certfile, keyfile = directory / "cert.pem", directory / "key.pem"
     certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return certfile, keyfile
 
 
@@ -166,8 +202,20 @@ async def test_rtnb_serve_with_tls_and_jwt(tmp_path: Path) -> None:
     certfile, keyfile = self_signed_certificate(tmp_path)
     environment = {**os.environ, "RTNB_SECRET": SECRET}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rtnb", "serve", "--port", "0", "--auth", "jwt", "--certfile", str(certfile),
-        "--keyfile", str(keyfile), stderr=subprocess.PIPE, env=environment,
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--port",
+        "0",
+        "--auth",
+        "jwt",
+        "--certfile",
+        str(certfile),
+        "--keyfile",
+        str(keyfile),
+        stderr=subprocess.PIPE,
+        env=environment,
     )
     try:
         assert process.stderr is not None
@@ -179,8 +227,11 @@ async def test_rtnb_serve_with_tls_and_jwt(tmp_path: Path) -> None:
         assert url.startswith("https://127.0.0.1:")
         client_context = ssl.create_default_context(cafile=str(certfile))
         token = make_token(audience=None)
-        async with websockets.connect(url.replace("https", "wss") + "/ws", ssl=client_context,
-                                      additional_headers={"Authorization": f"Bearer {token}"}) as connection:
+        async with websockets.connect(
+            url.replace("https", "wss") + "/ws",
+            ssl=client_context,
+            additional_headers={"Authorization": f"Bearer {token}"},
+        ) as connection:
             assert orjson.loads(await connection.recv())["op"] == "welcome"
             await connection.send(orjson.dumps({"op": "publish", "topic": "plant/7/a", "data": 1, "id": 1}).decode())
             assert orjson.loads(await connection.recv())["op"] == "ack"
@@ -235,13 +286,15 @@ async def test_sync_client_and_simulated_devices_with_a_token() -> None:
     from rtnb import sim
 
     async with running_hub(authenticator=jwt_authenticator()) as server:
+
         def use_sync_client() -> int | None:
             with connect(server.url, token=make_token()) as client:
                 return client.publish("plant/7/sync", 1)
 
         assert await asyncio.to_thread(use_sync_client) == 1
-        devices = await asyncio.to_thread(sim.sensors, server.url, ["plant/+/temp"], devices=("7",), rate=50.0,
-                                          token=make_token())
+        devices = await asyncio.to_thread(
+            sim.sensors, server.url, ["plant/+/temp"], devices=("7",), rate=50.0, token=make_token()
+        )
         try:
             await wait_until(lambda: devices.published >= 3)
         finally:

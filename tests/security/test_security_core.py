@@ -187,11 +187,33 @@ def test_origin_policy() -> None:
 
 def test_host_policy_on_loopback() -> None:
     policy = HostPolicy.for_binding("127.0.0.1", ["hub.lan"])
-    for host in ("localhost", "LOCALHOST:8765", "127.0.0.1", "127.0.0.1:1", "127.9.9.9:80", "[::1]", "[::1]:8765",
-                 "localhost.:8765", "hub.lan", "Hub.Lan:443", None):
+    for host in (
+        "localhost",
+        "LOCALHOST:8765",
+        "127.0.0.1",
+        "127.0.0.1:1",
+        "127.9.9.9:80",
+        "[::1]",
+        "[::1]:8765",
+        "localhost.:8765",
+        "hub.lan",
+        "Hub.Lan:443",
+        None,
+    ):
         assert policy.allows(host), host
-    for host in ("evil.example", "evil.example:8765", "localhost.evil.example", "127.0.0.1.nip.io:8765", "",
-                 "10.0.0.5", "[::2]:80", "a b", "localhost:port", "localhost:8765/x", "user@localhost"):
+    for host in (
+        "evil.example",
+        "evil.example:8765",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io:8765",
+        "",
+        "10.0.0.5",
+        "[::2]:80",
+        "a b",
+        "localhost:port",
+        "localhost:8765/x",
+        "user@localhost",
+    ):
         assert not policy.allows(host), host
     with pytest.raises(Forbidden, match=r"evil\.example"):
         policy.check("evil.example:8765")

@@ -53,8 +53,18 @@ HTTP_EXAMPLES = WEBSOCKET_EXAMPLES // 2
 MAX_FRAME_BYTES = 64 * 2**10
 
 KNOWN_CODES = {cls.code for cls in errors._all_subclasses(errors.RtnbError)} | {"not_found"}
-REPLY_OPS = {"welcome", "ack", "subscribed", "unsubscribed", "pong", "message", "gap", "presence", "authenticated",
-             "error"}
+REPLY_OPS = {
+    "welcome",
+    "ack",
+    "subscribed",
+    "unsubscribed",
+    "pong",
+    "message",
+    "gap",
+    "presence",
+    "authenticated",
+    "error",
+}
 VALID_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth", "presence")
 FUZZ_TOPICS = ["fuzz/a", "fuzz/b", "fuzz/c/d", "fuzz"]
 #: stands for a frame one byte over the limit (kept short in hypothesis's reports)
@@ -111,14 +121,30 @@ class ThreadedHub:
 # -- strategies --------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 topics = st.one_of(
     st.sampled_from(FUZZ_TOPICS),
-    st.sampled_from(["fuzz/+", "fuzz/#", "#", "+/a", "plant/7/x", "$rtnb/x", "a//b", "/a", "a/", "", "a\x00b",
-                     "fuzz/#/x", "x" * 300, "a/" * 20 + "b"]),
+    st.sampled_from(
+        [
+            "fuzz/+",
+            "fuzz/#",
+            "#",
+            "+/a",
+            "plant/7/x",
+            "$rtnb/x",
+            "a//b",
+            "/a",
+            "a/",
+            "",
+            "a\x00b",
+            "fuzz/#/x",
+            "x" * 300,
+            "a/" * 20 + "b",
+        ]
+    ),
     st.text(max_size=30),
     json_values,
 )
@@ -130,12 +156,15 @@ request_objects = st.fixed_dictionaries(
         "data": json_values,
         "id": st.one_of(st.integers(), st.text(max_size=10), json_values, st.text(min_size=129, max_size=140)),
         "last": st.one_of(st.integers(-5, 200_000), json_values),
-        "since": st.one_of(st.dictionaries(topics.filter(lambda t: isinstance(t, str)), st.integers(-3, 10**6),
-                                           max_size=3), json_values),
-        "token": st.one_of(st.text(max_size=40), st.just(make_token("fuzzer", ("fuzz/#",), ("fuzz/#",))),
-                           json_values),
+        "since": st.one_of(
+            st.dictionaries(topics.filter(lambda t: isinstance(t, str)), st.integers(-3, 10**6), max_size=3),
+            json_values,
+        ),
+        "token": st.one_of(st.text(max_size=40), st.just(make_token("fuzzer", ("fuzz/#",), ("fuzz/#",))), json_values),
     },
 )
+
+
 def to_json(value: Any) -> str:
     """JSON text by the standard library, which, unlike orjson, writes integers beyond 64 bits."""
     return json.dumps(value)
@@ -157,8 +186,11 @@ text_frames = st.one_of(
 binary_frames = st.one_of(
     st.binary(max_size=200),
     request_objects.map(to_msgpack),
-    st.builds(lambda topic, raw: msgpack.packb({"op": "publish", "topic": topic, "data": raw}),
-              st.sampled_from(FUZZ_TOPICS), st.binary(max_size=20)),
+    st.builds(
+        lambda topic, raw: msgpack.packb({"op": "publish", "topic": topic, "data": raw}),
+        st.sampled_from(FUZZ_TOPICS),
+        st.binary(max_size=20),
+    ),
 )
 
 
@@ -345,8 +377,11 @@ def test_fuzzing_a_live_hub(fuzz_hub: tuple[ThreadedHub, HubServer], quick_threa
     json_peer_for_binary = FuzzPeer(server.ws_url, token)
     assert server.port is not None
     http_connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    common: dict[str, Any] = {"deadline": None, "database": None,
-                              "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+    common: dict[str, Any] = {
+        "deadline": None,
+        "database": None,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+    }
 
     def fuzz_websocket(frame: str | bytes, on_msgpack: bool) -> None:
         peer = binary_peer if on_msgpack and isinstance(frame, bytes) else text_peer
@@ -358,19 +393,31 @@ def test_fuzzing_a_live_hub(fuzz_hub: tuple[ThreadedHub, HubServer], quick_threa
             return
         check_replies(frame, peer.exchange(frame))
 
-    http_bodies = st.one_of(st.binary(max_size=300), json_values.map(lambda value: to_json(value).encode()),
-                            st.lists(json_values.map(lambda value: to_json(value).encode()), max_size=5)
-                            .map(b"\n".join))
-    content_types = st.sampled_from(["application/json", "application/x-ndjson", "text/plain", "multipart/form-data",
-                                     "application/octet-stream", ""])
+    http_bodies = st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda value: to_json(value).encode()),
+        st.lists(json_values.map(lambda value: to_json(value).encode()), max_size=5).map(b"\n".join),
+    )
+    content_types = st.sampled_from(
+        [
+            "application/json",
+            "application/x-ndjson",
+            "text/plain",
+            "multipart/form-data",
+            "application/octet-stream",
+            "",
+        ]
+    )
 
     def fuzz_http(topic: Any, body: bytes, content_type: str, poll: bool, last: str, cursor: str) -> None:
         nonlocal http_connection
         quoted = quote(str(topic), safe="/")
         headers = {"Authorization": f"Bearer {token}"}
         if poll:
-            path = f"/poll?topic={quote(str(topic), safe='')}&last={quote(last, safe='')}" \
-                   f"&cursor={quote(cursor, safe='')}&timeout=0"
+            path = (
+                f"/poll?topic={quote(str(topic), safe='')}&last={quote(last, safe='')}"
+                f"&cursor={quote(cursor, safe='')}&timeout=0"
+            )
             method, payload = "GET", None
         else:
             path, method, payload = f"/publish/{quoted}", "POST", body
@@ -397,9 +444,14 @@ def test_fuzzing_a_live_hub(fuzz_hub: tuple[ThreadedHub, HubServer], quick_threa
             given(frame=st.one_of(text_frames, binary_frames), on_msgpack=st.booleans())(fuzz_websocket)
         )()
         settings(max_examples=examples * HTTP_EXAMPLES // WEBSOCKET_EXAMPLES, **common)(
-            given(topic=topics, body=http_bodies, content_type=content_types, poll=st.booleans(),
-                  last=st.one_of(st.text(max_size=8), st.integers(-5, 10**6).map(str)),
-                  cursor=st.text(max_size=40))(fuzz_http)
+            given(
+                topic=topics,
+                body=http_bodies,
+                content_type=content_types,
+                poll=st.booleans(),
+                last=st.one_of(st.text(max_size=8), st.integers(-5, 10**6).map(str)),
+                cursor=st.text(max_size=40),
+            )(fuzz_http)
         )()
 
     # A first short round builds hypothesis's tables and the hub's caches; then the
@@ -446,9 +498,11 @@ def test_fuzzing_a_live_hub(fuzz_hub: tuple[ThreadedHub, HubServer], quick_threa
     threaded.wait_until(lambda: leftovers() == (0, 0, 0, 0))
     grown = threaded.call(live_objects) - baseline_objects
     resident_growth = resident_bytes() - baseline_resident
-    print(f"fuzzed {WEBSOCKET_EXAMPLES} frames and {HTTP_EXAMPLES} HTTP requests in {fuzzed_in:.1f} s; "
-          f"objects grown: {dict(grown)}; resident memory {resident_growth / 2**20:+.1f} MiB; "
-          f"errors by code: {dict(hub.stats.errors)}")
+    print(
+        f"fuzzed {WEBSOCKET_EXAMPLES} frames and {HTTP_EXAMPLES} HTTP requests in {fuzzed_in:.1f} s; "
+        f"objects grown: {dict(grown)}; resident memory {resident_growth / 2**20:+.1f} MiB; "
+        f"errors by code: {dict(hub.stats.errors)}"
+    )
     cached_patterns = grown.pop("rtnb.core.topics.Pattern", 0)
     assert cached_patterns <= 4096  # Pattern.parse's bounded cache
     assert sum(grown.values()) < 100, f"objects left behind after fuzzing: {dict(grown.most_common(10))}"

@@ -88,8 +88,12 @@ def read_path(kind: str, *patterns: str, **extra: str) -> str:
 @pytest.mark.parametrize("kind", ENDPOINTS)
 @pytest.mark.parametrize(
     "bad_token",
-    [None, make_token(secret="another-secret-that-is-long-enough-for-hs256"), expired_token(),
-     make_token(audience="some-other-hub")],
+    [
+        None,
+        make_token(secret="another-secret-that-is-long-enough-for-hs256"),
+        expired_token(),
+        make_token(audience="some-other-hub"),
+    ],
     ids=["no-token", "bad-signature", "expired", "wrong-audience"],
 )
 async def test_reading_needs_a_valid_token(jwt_hub: HubServer, kind: str, bad_token: str | None) -> None:
@@ -103,8 +107,12 @@ async def test_reading_needs_a_valid_token(jwt_hub: HubServer, kind: str, bad_to
 
 @pytest.mark.parametrize(
     "bad_token",
-    [None, make_token(secret="another-secret-that-is-long-enough-for-hs256"), expired_token(),
-     make_token(audience="some-other-hub")],
+    [
+        None,
+        make_token(secret="another-secret-that-is-long-enough-for-hs256"),
+        expired_token(),
+        make_token(audience="some-other-hub"),
+    ],
     ids=["no-token", "bad-signature", "expired", "wrong-audience"],
 )
 async def test_publishing_needs_a_valid_token(jwt_hub: HubServer, bad_token: str | None) -> None:
@@ -164,8 +172,9 @@ async def test_sse_stream_within_permissions_then_ends_when_the_token_expires() 
         for topic in ("plant/7/temp", "plant/8/temp"):
             response = await request(server, "POST", f"/publish/{topic}", bearer(admin), b'{"v": 1}')
             assert response.status == 200
-        reader, writer = await open_request(server, "GET", read_path("sse", "plant/7/#", last="5"),
-                                            bearer(make_token(ttl=2)))
+        reader, writer = await open_request(
+            server, "GET", read_path("sse", "plant/7/#", last="5"), bearer(make_token(ttl=2))
+        )
         try:
             started = time.monotonic()
             raw = await asyncio.wait_for(reader.read(), 5)  # the hub ends the stream at expiry
@@ -181,8 +190,9 @@ async def test_sse_stream_within_permissions_then_ends_when_the_token_expires() 
 # -- origins and CORS --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path", [("GET", read_path("sse", "a")), ("GET", read_path("poll", "a")),
-                                          ("POST", "/publish/a")])
+@pytest.mark.parametrize(
+    "method, path", [("GET", read_path("sse", "a")), ("GET", read_path("poll", "a")), ("POST", "/publish/a")]
+)
 async def test_foreign_origin_is_refused(hub_server: HubServer, method: str, path: str) -> None:
     body = b"1" if method == "POST" else b""
     response = await request(hub_server, method, path, {"Origin": "http://evil.example"}, body)
@@ -207,8 +217,11 @@ async def test_allowed_origin_gets_cors_headers() -> None:
         assert response.headers["vary"] == "Origin"
         response = await request(server, "GET", read_path("poll", "a", last="1"), origin)
         assert response.headers["access-control-allow-origin"] == "https://dash.example"
-        preflight = {**origin, "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization, content-type"}
+        preflight = {
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        }
         response = await request(server, "OPTIONS", "/publish/a", preflight)
         assert response.status == 204
         assert "POST" in response.headers["access-control-allow-methods"]

@@ -129,8 +129,10 @@ async def test_unsigned_token_is_refused(jwt_hub: HubServer) -> None:
 async def test_expiry_closes_4004_unless_refreshed() -> None:
     async with running_hub(authenticator=jwt_authenticator()) as server:
         short = make_token(ttl=1)
-        async with WirePeer(server.ws_url, **bearer(short)) as lapsing, \
-                WirePeer(server.ws_url, **bearer(short)) as refreshed:
+        async with (
+            WirePeer(server.ws_url, **bearer(short)) as lapsing,
+            WirePeer(server.ws_url, **bearer(short)) as refreshed,
+        ):
             reply = await refreshed.request({"op": "auth", "token": make_token(ttl=600), "id": "r"})
             assert reply["op"] == "authenticated"
             error = await lapsing.next_op("error", timeout=4)
@@ -207,8 +209,10 @@ async def test_history_outside_permissions_is_forbidden(jwt_hub: HubServer, toke
 
 async def test_subscriber_receives_only_what_it_may(jwt_hub: HubServer, token: TokenFactory) -> None:
     url = jwt_hub.ws_url
-    async with WirePeer(url, **bearer(token())) as device, \
-            WirePeer(url, **bearer(token("ops", publish=("plant/#",), subscribe=()))) as ops:
+    async with (
+        WirePeer(url, **bearer(token())) as device,
+        WirePeer(url, **bearer(token("ops", publish=("plant/#",), subscribe=()))) as ops,
+    ):
         await device.request({"op": "subscribe", "topic": "plant/7/#"})
         for topic in ("plant/8/cmd", "plant/7/cmd"):
             assert (await ops.request({"op": "publish", "topic": topic, "data": 1, "id": topic}))["op"] == "ack"
@@ -244,8 +248,10 @@ async def test_foreign_origin_is_refused_even_with_a_token(jwt_hub: HubServer, t
 async def test_rate_limit_then_close_1008_on_persistent_abuse() -> None:
     authenticator = jwt_authenticator(rate_limit=RateLimit(1, 5), max_strikes=20, strike_rate=1)
     async with running_hub(authenticator=authenticator) as server:
-        async with WirePeer(server.ws_url, **bearer(make_token())) as abuser, \
-                WirePeer(server.ws_url, **bearer(make_token("device-8", ("plant/8/#",), ("plant/#",)))) as other:
+        async with (
+            WirePeer(server.ws_url, **bearer(make_token())) as abuser,
+            WirePeer(server.ws_url, **bearer(make_token("device-8", ("plant/8/#",), ("plant/#",)))) as other,
+        ):
             await other.request({"op": "subscribe", "topic": "plant/#"})
             replies = [
                 (await abuser.request({"op": "publish", "topic": "plant/7/x", "data": index, "id": index}))
@@ -265,8 +271,10 @@ async def test_rate_limit_then_close_1008_on_persistent_abuse() -> None:
 
 async def test_subject_limit_spans_connections() -> None:
     async with running_hub(authenticator=jwt_authenticator(rate_limit=RateLimit(1, 3))) as server:
-        async with WirePeer(server.ws_url, **bearer(make_token())) as first, \
-                WirePeer(server.ws_url, **bearer(make_token())) as second:
+        async with (
+            WirePeer(server.ws_url, **bearer(make_token())) as first,
+            WirePeer(server.ws_url, **bearer(make_token())) as second,
+        ):
             ops = []
             for index in range(4):
                 peer = first if index % 2 == 0 else second

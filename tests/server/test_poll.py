@@ -94,7 +94,10 @@ async def test_resume_with_cursor_across_two_topics(hub_server: HubServer, http:
         hub.publish_now("plant/b/temp", index)
     _, first = await get(http, poll_url(hub_server, "plant/+/temp", last=2, timeout=0))
     assert sorted(offsets(first)) == [
-        ("plant/a/temp", 2), ("plant/a/temp", 3), ("plant/b/temp", 2), ("plant/b/temp", 3)
+        ("plant/a/temp", 2),
+        ("plant/a/temp", 3),
+        ("plant/b/temp", 2),
+        ("plant/b/temp", 3),
     ]
     for index in range(3, 6):
         hub.publish_now("plant/a/temp", index)

@@ -179,7 +179,12 @@ async def test_a_peer_that_stops_answering_pings_is_closed() -> None:
 
 async def test_serve_closes_clients_with_1001_and_exits_zero_on_ctrl_c() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rtnb", "serve", "--port", "0",
+        sys.executable,
+        "-m",
+        "rtnb",
+        "serve",
+        "--port",
+        "0",
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None

@@ -95,9 +95,7 @@ async def test_since_resumes_exactly_after_the_last_seen_offset(hub_server: HubS
         acks = [await publish(publisher, "s/t", index) for index in range(6)]
         epoch = acks[0]["epoch"]
         async with WirePeer(hub_server.ws_url) as resumer:
-            await resumer.request(
-                {"op": "subscribe", "topic": "s/#", "since": {"s/t": {"offset": 3, "epoch": epoch}}}
-            )
+            await resumer.request({"op": "subscribe", "topic": "s/#", "since": {"s/t": {"offset": 3, "epoch": epoch}}})
             assert [m["offset"] for m in await resumer.messages(3)] == [4, 5, 6]
             await publish(publisher, "s/t", "live")
             assert [m["data"] for m in await resumer.messages(1)] == ["live"]
