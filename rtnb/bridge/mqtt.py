@@ -43,6 +43,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..client._backoff import Backoff, BackoffPolicy
+from ..core.close_codes import CloseCode
 from ..core.errors import BadField, RtnbError
 from ..core.fanout import Member
 from ..core.message import Message
@@ -60,7 +61,6 @@ __all__ = ["BridgeState", "MqttBridge", "start_mqtt_bridge"]
 
 log = logging.getLogger("rtnb.bridge.mqtt")
 
-_CLOSE_GOING_AWAY = 1001
 
 #: seconds :func:`start_mqtt_bridge` waits for the first connection attempt's outcome
 FIRST_ATTEMPT_WAIT = 1.0
@@ -229,7 +229,7 @@ class MqttBridge:
             return
         self.hub.disconnect(self._member)
         self._member = None
-        if code != _CLOSE_GOING_AWAY and self.state is not BridgeState.STOPPED:
+        if code != CloseCode.GOING_AWAY and self.state is not BridgeState.STOPPED:
             self.last_error = f"hub closed the bridge's subscription ({code}: {reason}); resuming from history"
             log.warning("MQTT bridge: %s", self.last_error)
             self._spawn(self._rejoin_when_connected())

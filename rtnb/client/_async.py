@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..core.close_codes import CloseCode
 from ..core.errors import (
     BadField,
     ConnectionClosed,
@@ -55,9 +56,6 @@ frame_log = logging.getLogger("rtnb.client.frames")
 Overflow = Literal["error", "drop_oldest"]
 #: called as ``callback(old_state, new_state)`` on every state change
 StateCallback = Callable[[ClientState, ClientState], None]
-
-
-_CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class _ConnectionLost(ConnectionClosed):
@@ -526,7 +524,7 @@ class AsyncClient:
         self._backoff.disconnected()
         lost = [publish for publish in self._in_flight.values() if publish.future is not None]
         self._in_flight.clear()
-        if self._close_code == _CLOSE_MESSAGE_TOO_BIG and lost:
+        if self._close_code == CloseCode.MESSAGE_TOO_BIG and lost:
             # The hub reads frames in order and had acknowledged everything before the
             # frame it refused: the oldest unacknowledged publish is the culprit. Sending
             # it again would loop forever, so it fails; the others are not to blame.

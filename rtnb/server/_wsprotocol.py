@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from tornado.iostream import StreamClosedError
 
+from ..core.close_codes import CloseCode, is_valid_close_code
 from ._tornado import (
     FRAME_YIELD_COST,
     YIELD_THRESHOLD,
@@ -50,19 +51,12 @@ from ._tornado import (
 )
 
 __all__ = [
-    "CLOSE_INVALID_PAYLOAD",
-    "CLOSE_PROTOCOL_ERROR",
-    "CLOSE_TOO_BIG",
     "HubWebSocketProtocol",
-    "is_valid_close_code",
     "truncate_reason",
 ]
 
 log = logging.getLogger("rtnb.ws")
 
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_PAYLOAD = 1007
-CLOSE_TOO_BIG = 1009
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _DATA_OPCODES = frozenset({_CONTINUATION, _TEXT, _BINARY})
@@ -70,17 +64,6 @@ _CONTROL_OPCODES = frozenset({_CLOSE, _PING, _PONG})
 _MAX_CONTROL_PAYLOAD = 125
 #: bytes read at a time when streaming a text payload or discarding input
 _CHUNK = 64 * 1024
-#: codes defined by RFC 6455 or registered with IANA that a peer may send
-_DEFINED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Whether a peer may put ``code`` in a close frame (RFC 6455 section 7.4).
-
-    1004-1006 and 1015 are reserved and must never be sent; 3000-4999 belong to
-    libraries and applications; everything else is undefined.
-    """
-    return code in _DEFINED_CLOSE_CODES or 3000 <= code <= 4999
 
 
 def truncate_reason(reason: str, limit: int = _MAX_CONTROL_PAYLOAD - 2) -> str:
@@ -155,7 +138,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): close frame now, then wait for the peer's."""
         log.debug("failing WebSocket connection: %s %s", code, reason)
-        if code in (CLOSE_INVALID_PAYLOAD, CLOSE_TOO_BIG) and not self.client_terminated:
+        if code in (CloseCode.INVALID_PAYLOAD, CloseCode.MESSAGE_TOO_BIG) and not self.client_terminated:
             handler: Any = self.handler  # a HubWebSocket: it sends the error frame saying why, first
             handler.on_protocol_failure(code, reason)
         self.failed = True
@@ -302,25 +285,25 @@ class HubWebSocketProtocol(WebSocketProtocol13):
 
     def _check_header(self, final: bool, opcode: int, reserved: int, masked: bool, length: int) -> None:
         if reserved:
-            raise _Failed(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
+            raise _Failed(CloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
         if not masked:
-            raise _Failed(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+            raise _Failed(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
         if opcode in _CONTROL_OPCODES:
             if not final:
-                raise _Failed(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
+                raise _Failed(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
             if length > _MAX_CONTROL_PAYLOAD:
-                raise _Failed(CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                raise _Failed(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
             return
         if opcode not in _DATA_OPCODES:
-            raise _Failed(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+            raise _Failed(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
         in_message = self._fragmented_message_buffer is not None
         if opcode == _CONTINUATION and not in_message:
-            raise _Failed(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
+            raise _Failed(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
         if opcode != _CONTINUATION and in_message:
-            raise _Failed(CLOSE_PROTOCOL_ERROR, "new message before the fragmented one ended")
+            raise _Failed(CloseCode.PROTOCOL_ERROR, "new message before the fragmented one ended")
         buffered = len(self._fragmented_message_buffer) if self._fragmented_message_buffer is not None else 0
         if buffered + length > self.params.max_message_size:
-            raise _Failed(CLOSE_TOO_BIG, "message too big")
+            raise _Failed(CloseCode.MESSAGE_TOO_BIG, "message too big")
 
     async def _read_payload(self, opcode: int, final: bool, length: int, mask: bytes) -> bytes | None:
         """The unmasked payload; text is validated as it streams in.
@@ -343,7 +326,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 try:
                     self._text_parts = [data.decode("utf-8")]
                 except UnicodeDecodeError:
-                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
                     return None
                 return data
             return await self._stream_text(final, length, mask, chunk)
@@ -363,7 +346,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 try:
                     self._text_parts.append(decoder.decode(data, final and received == length))
                 except UnicodeDecodeError:
-                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
                     await self._discard(length - received)
                     return None
                 pieces.append(data)
@@ -371,7 +354,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 try:
                     self._text_parts.append(decoder.decode(b"", True))
                 except UnicodeDecodeError:
-                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
                     return None
             if received == length:
                 return b"".join(pieces)
@@ -419,13 +402,13 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             try:
                 payload = self._decompressor.decompress(payload)
             except DecompressTooLargeError:
-                self._fail(CLOSE_TOO_BIG, "message too big after decompression")
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big after decompression")
                 return None
             if opcode == _TEXT:
                 try:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
-                    self._fail(CLOSE_INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
                     return None
                 return self._run_callback(self.handler.on_message, text)
         if opcode == _TEXT:
@@ -449,19 +432,19 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         """The peer's close frame: check it, then answer with the same code (or fail)."""
         self.client_terminated = True
         if len(payload) == 1:
-            self._fail(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+            self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
             return
         code: int | None = None
         reason: str | None = None
         if payload:
             code = struct.unpack("!H", payload[:2])[0]
             if not is_valid_close_code(code):
-                self._fail(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+                self._fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
                 return
             try:
                 reason = payload[2:].decode("utf-8")
             except UnicodeDecodeError:
-                self._fail(CLOSE_INVALID_PAYLOAD, "close reason is not valid UTF-8")
+                self._fail(CloseCode.INVALID_PAYLOAD, "close reason is not valid UTF-8")
                 return
         self.close_code = code
         self.close_reason = reason

@@ -40,16 +40,13 @@ from ..core.auth import (
     SubjectBuckets,
     Verdict,
 )
+from ..core.close_codes import CloseCode
 from ..core.errors import RtnbError, Unauthorized
 from ..core.origins import is_loopback_name
 from ..core.protocol import RequestId, SinceCursor
 from ..core.topics import Pattern
 
 __all__ = [
-    "CLOSE_AUTH_EXPIRED",
-    "CLOSE_AUTH_INVALID",
-    "CLOSE_AUTH_TIMEOUT",
-    "CLOSE_NOT_AUTHENTICATED",
     "MIN_HS256_SECRET_BYTES",
     "AuthState",
     "Authenticator",
@@ -60,11 +57,6 @@ __all__ = [
     "token_from_request",
 ]
 
-CLOSE_AUTH_TIMEOUT = 4001
-CLOSE_AUTH_INVALID = 4002
-CLOSE_NOT_AUTHENTICATED = 4003
-CLOSE_AUTH_EXPIRED = 4004
-CLOSE_POLICY = 1008
 
 #: Shortest HS256 secret accepted: RFC 7518 section 3.2 requires a key of at least the hash size.
 MIN_HS256_SECRET_BYTES = 32
@@ -440,7 +432,7 @@ class ConnectionSecurity:
         else:
             self._arm(
                 self.authenticator.auth_timeout,
-                CLOSE_AUTH_TIMEOUT,
+                CloseCode.AUTH_TIMEOUT,
                 f"no valid token within {self.authenticator.auth_timeout:g} s",
             )
 
@@ -466,7 +458,7 @@ class ConnectionSecurity:
         self._cancel()
         left = permissions.seconds_left(self.authenticator.clock())
         if left is not None:
-            self._arm(max(0.0, left), CLOSE_AUTH_EXPIRED, "the token expired")
+            self._arm(max(0.0, left), CloseCode.AUTH_EXPIRED, "the token expired")
 
     def _arm(self, delay: float, code: int, reason: str) -> None:
         self._cancel()
@@ -496,7 +488,7 @@ class ConnectionSecurity:
         if self.authenticator.clock() < permissions.expires_at:
             return False
         self._cancel()
-        self._fire(CLOSE_AUTH_EXPIRED, "the token expired")
+        self._fire(CloseCode.AUTH_EXPIRED, "the token expired")
         self.close()
         return True
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backplane import Backplane, MemoryBackplane
+from ..core.close_codes import CloseCode
 from ..core.cursor_store import CursorIssuer
 from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
@@ -34,12 +35,9 @@ from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
 
-__all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY", "Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
+__all__ = ["Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
 
 log = logging.getLogger("rtnb.hub")
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
 
 
 class Sink(Protocol):
@@ -223,7 +221,7 @@ class Hub:
         self.flush()
         for member in list(self.fanout.members.values()):
             if member.sink is not None:
-                member.sink.close(CLOSE_GOING_AWAY, "hub shutting down")
+                member.sink.close(CloseCode.GOING_AWAY, "hub shutting down")
         deadline = time.monotonic() + self.config.close_timeout
         while self.fanout.members and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -568,7 +566,7 @@ class Hub:
                         " resume from your cursor to get what you missed."
                     ).to_wire()
                 )
-                sink.close(CLOSE_POLICY, "slow consumer: outbound queue over its limit")
+                sink.close(CloseCode.POLICY_VIOLATION, "slow consumer: outbound queue over its limit")
                 return
             except RtnbError:
                 return

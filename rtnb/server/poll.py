@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from ..core.close_codes import CloseCode
 from ..core.errors import BadField, ConnectionClosed, Unauthorized
 from ..core.fanout import Batch
 from ..core.history import Gap, coalesce_gaps
@@ -171,4 +172,4 @@ class PollHandler(HubRequestHandler):
 
     def on_connection_close(self) -> None:
         if self._sink is not None:
-            self._sink.close(1001, "client went away")
+            self._sink.close(CloseCode.GOING_AWAY, "client went away")

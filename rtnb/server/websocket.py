@@ -25,6 +25,7 @@ import tornado.iostream
 import tornado.websocket
 
 from ..core.auth import Permissions, Verdict
+from ..core.close_codes import CloseCode
 from ..core.errors import ConnectionClosed, RtnbError
 from ..core.fanout import Batch, Member
 from ..core.history import Gap, GapList, coalesce_gaps
@@ -50,7 +51,7 @@ from ._tornado import (
     strict_framing_available,
     websocket_params,
 )
-from .auth import CLOSE_AUTH_INVALID, CLOSE_NOT_AUTHENTICATED, CLOSE_POLICY, Authenticator, ConnectionSecurity
+from .auth import Authenticator, ConnectionSecurity
 from .hub import Hub
 
 __all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
@@ -315,7 +316,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         limit = self.hub.limits.max_frame_bytes
         error = (
             MessageTooBig(f"Closing (1009): a message is over this hub's limit of {limit} bytes ({reason}).")
-            if code == 1009
+            if code == CloseCode.MESSAGE_TOO_BIG
             else BadJson(f"Closing (1007): {reason}.")
         )
         self._report(error)
@@ -382,7 +383,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.member = self.hub.connect(self)
         except RtnbError as error:
             self.send_control(error.to_wire())
-            self.close(1013, error.message)
+            self.close(CloseCode.TRY_AGAIN_LATER, error.message)
             return
         self.send_control({"op": "welcome", "client": self.member.id, "version": PROTOCOL_VERSION})
         address = self._address = self.request.remote_ip or "unknown"
@@ -390,7 +391,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.authenticator.connections.admit(address)
         except RtnbError as error:
             self._report(error)
-            self.close(CLOSE_POLICY, error.message[:120])
+            self.close(CloseCode.POLICY_VIOLATION, error.message[:120])
             return
         self._admitted = True
         self.security = ConnectionSecurity(self.authenticator, address, self._close_for_security)
@@ -458,7 +459,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
 
     def heartbeat_timed_out(self) -> None:
         log.info("client %s did not answer a ping in time; closing", self.member.id if self.member else "-")
-        self.close(1011, "ping timeout")
+        self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
 
     def on_message(self, frame: str | bytes) -> Any:
         self.awaiting_pong_since = None  # any frame proves the peer is alive
@@ -480,12 +481,12 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 self._report(
                     Unauthorized('Authenticate first with {"op": "auth", "token": ...}.', request_id=request.id)
                 )
-                self.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+                self.close(CloseCode.NOT_AUTHENTICATED, "not authenticated")
                 return None
             if isinstance(request, Publish):
                 if security.check_publish(request.topic, request.id) is Verdict.CLOSE:
                     self._report(security.rate_error(request.id))
-                    self.close(CLOSE_POLICY, "persistently over the publish rate limit")
+                    self.close(CloseCode.POLICY_VIOLATION, "persistently over the publish rate limit")
                     return None
             elif isinstance(request, Subscribe):
                 security.check_subscribe(request.pattern, request.since, request.id)
@@ -520,7 +521,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             error.request_id = request.id
             self._report(error)
             if not was_authenticated:
-                self.close(CLOSE_AUTH_INVALID, "invalid token")
+                self.close(CloseCode.AUTH_INVALID, "invalid token")
             return
         reply: dict[str, Any] = {"op": "authenticated"}
         if permissions.subject is not None:

@@ -18,7 +18,8 @@ import pytest
 from echo_server import EchoHubServer
 from raw_websocket import build_frame, open_raw
 
-from rtnb.server._wsprotocol import is_valid_close_code, truncate_reason
+from rtnb.core.close_codes import is_valid_close_code
+from rtnb.server._wsprotocol import truncate_reason
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer, wait_until
