@@ -444,10 +444,12 @@ async def test_dark_theme_has_no_white_plot_background(lab: Lab, browser: Any, a
         await keep_screenshot(page, "views_dark_theme")
         assert not white, white
         # and in pixels: no view is mostly white (its background is the most common colour)
-        locators = page.locator(".rtnb-view")
+        locators = page.locator(".rtnb-view:not(.rtnb-dashboard)")
         for index in range(await locators.count()):
             view = locators.nth(index)
-            if await view.evaluate("(element) => element.parentElement.closest('.rtnb-view') !== null"):
+            if await view.evaluate(
+                "(element) => element.parentElement.closest('.rtnb-view:not(.rtnb-dashboard)') !== null"
+            ):
                 continue
             pixels = await screenshot_pixels(view)
             background = pixels.most_common()
