@@ -6,7 +6,8 @@
 The kernel starts an embedded hub and simulated devices; the views are
 anywidgets, drawn in the browser straight from the hub (badge ``direct``), or
 relayed through marimo's kernel where the browser cannot reach the hub. A view
-is shown as a cell's last expression, or wrapped with ``mo.ui.anywidget``.
+is shown as a cell's last expression, or wrapped with ``mo.ui.anywidget``; so is a
+``Dashboard``, whose grid draws its views itself.
 """
 
 import marimo
@@ -63,6 +64,15 @@ def _(hub, rtnb):
     )
     gauge  # noqa: B018
     return (gauge,)
+
+
+@app.cell
+def _(hub, mo, rtnb):
+    pump = rtnb.LiveValue("plant/pump/temp", fmt="{value:.1f} °C", label="Pump", sparkline=True)
+    pump_table = rtnb.LiveTable("plant/#")
+    board = rtnb.Dashboard([pump, pump_table], columns=2, title="Pump")
+    mo.ui.anywidget(board)
+    return (board,)
 
 
 if __name__ == "__main__":

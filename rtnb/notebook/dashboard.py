@@ -3,6 +3,12 @@
 The grid has at most ``columns`` columns, each at least :data:`MIN_COLUMN_WIDTH`
 pixels wide: in a narrower cell (a 480 px window, a side panel) it puts fewer
 views on a row instead of squeezing them, so every view stays readable.
+
+The Dashboard is an anywidget like every view (``mo.ui.anywidget(dashboard)``
+works in marimo). Its children travel as widget references; the browser draws
+each rtnb child with the views library itself (the same code a view's own
+output runs), so no ipywidgets view manager is needed for them. Any other
+ipywidget child is drawn by the host's widget manager where it offers one.
 """
 
 from __future__ import annotations
@@ -11,7 +17,13 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+import ipywidgets
+import traitlets
+from ipywidgets import widget_serialization
+
 from ..core.errors import BadField
+from ._assets import library_reply
+from ._widget import ViewWidget, display_widget
 
 __all__ = ["MIN_COLUMN_WIDTH", "Dashboard", "grid_columns"]
 
@@ -26,35 +38,59 @@ def grid_columns(columns: int) -> str:
     return f"repeat(auto-fill, minmax(min(100%, max({MIN_COLUMN_WIDTH}px, calc({share}))), 1fr))"
 
 
-class Dashboard:
-    """A grid of views (anything with a ``.widget``, or a bare widget).
+def _widget_of(item: Any) -> ipywidgets.Widget:
+    widget = getattr(item, "widget", item)
+    if not isinstance(widget, ipywidgets.Widget):
+        raise BadField(f"a Dashboard item must be a view, a control or an ipywidget, not {type(item).__name__}.")
+    return widget
+
+
+class Dashboard(ViewWidget):
+    """A grid of views (anything with a ``.widget``, or a bare widget), itself a widget.
 
     Args:
         items: views, controls, Status panels or ipywidgets, in reading order.
         columns: grid columns.
         title: a heading above the grid (escaped).
+
+    In the browser its root is ``.rtnb-view.rtnb-dashboard``: ``data-rtnb-points``
+    is the sum of its views' points (Status panels left out: they count their
+    views' again), ``data-rtnb-mode`` is ``relay`` if any of its views relays,
+    else ``direct`` once one of them is direct.
     """
 
-    def __init__(self, items: Sequence[Any], columns: int = 2, title: str | None = None) -> None:
-        import ipywidgets
+    children = traitlets.Tuple().tag(sync=True, **widget_serialization)
 
+    def __init__(self, items: Sequence[Any], columns: int = 2, title: str | None = None) -> None:
+        # set first: a widget refused below is still closed (and so stopped) when collected
+        self.items: list[Any] = []
+        self.static: Any = None
         if columns < 1:
             raise BadField(f"columns must be at least 1, not {columns}.")
-        self.items = list(items)
+        items = list(items)
+        widgets = tuple(_widget_of(item) for item in items)
+        config = {
+            "columns": columns,
+            "title": title or "",
+            "template": grid_columns(columns),
+            "gap": GAP,
+            "min_column_width": MIN_COLUMN_WIDTH,
+        }
+        super().__init__(kind="dashboard", transport="direct", config=config, children=widgets)
+        self.items = items
         self.title, self.columns = title, columns
-        self.static: Any = None
-        widgets = [getattr(item, "widget", item) for item in self.items]
-        self.grid = ipywidgets.GridBox(
-            widgets,
-            layout=ipywidgets.Layout(grid_template_columns=grid_columns(columns), grid_gap=f"{GAP}px", width="100%"),
-        )
-        self.grid.add_class("rtnb-dashboard-grid")
-        children: list[Any] = [self.grid]
-        if title:
-            children.insert(0, ipywidgets.HTML(value=f"<h3>{html.escape(title)}</h3>"))
-        self.widget = ipywidgets.VBox(children, layout=ipywidgets.Layout(width="100%"))
-        self.widget.add_class("rtnb-dashboard")
-        self.widget.observe(self._on_comm_change, names="comm")
+        self.observe(self._on_comm_change, names="comm")
+        self.on_msg(self._on_browser_message)
+
+    def _on_browser_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """A loader in a host without a widget manager asks once for the views library."""
+        if isinstance(content, dict) and content.get("op") == "library":
+            self.send(library_reply())
+
+    @property
+    def widget(self) -> Dashboard:
+        """The Dashboard itself (it is its own widget; kept for code written for the views' ``.widget``)."""
+        return self
 
     def _on_comm_change(self, change: dict[str, Any]) -> None:
         if change.get("new") is None:
@@ -76,10 +112,7 @@ class Dashboard:
             close = getattr(item, "close", None)
             if callable(close):
                 close()
-        self.widget.close()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        super().close()
 
     def static_html(self) -> str:
         """Each item's static fallback, in a grid (see :mod:`rtnb.notebook._static`)."""
@@ -98,13 +131,15 @@ class Dashboard:
 
     def _ipython_display_(self) -> None:
         """Show the grid and its static fallback, refreshed as its views' data changes."""
-        from ._ipython import display
         from ._static import StaticDisplay
 
-        display(self.widget)
+        display_widget(self)
         static = self.static = StaticDisplay(self.static_html, self._catch_up)
         for item in self.items:
             displays = getattr(item, "static_displays", None)
             if isinstance(displays, list):
                 displays.append(static)
         static.show()
+
+    def __repr__(self) -> str:
+        return f"<Dashboard {len(self.items)} items, columns={self.columns}>"

@@ -321,7 +321,9 @@ def describe(messages: Sequence[IopubMessage]) -> str:
 
 #: every view's public attributes, its box and its output area's box
 VIEWS = """() => [...document.querySelectorAll('.rtnb-view')]
-    .filter((view) => !view.parentElement.closest('.rtnb-view'))
+    // a Dashboard (itself a .rtnb-view) is a frame: its views count one by one, views inside others do not
+    .filter((view) => !view.classList.contains('rtnb-dashboard'))
+    .filter((view) => !view.parentElement.closest('.rtnb-view:not(.rtnb-dashboard)'))
     .map((view) => {
         const box = view.getBoundingClientRect();
         const output = view.closest('.jp-OutputArea-output') || view.closest('.jp-Cell');

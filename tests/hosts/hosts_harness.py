@@ -66,7 +66,9 @@ __all__ = [
 
 #: a view's public state; ``kind`` is its second class (rtnb-chart, rtnb-value...)
 _VIEW_STATE = """(elements) => elements
-    .filter((view) => !view.parentElement || !view.parentElement.closest('.rtnb-view'))
+    // a Dashboard (itself a .rtnb-view) is a frame: its views count one by one, views inside others do not
+    .filter((view) => !view.classList.contains('rtnb-dashboard'))
+    .filter((view) => !view.parentElement || !view.parentElement.closest('.rtnb-view:not(.rtnb-dashboard)'))
     .map((view) => ({
         kind: [...view.classList].find((name) => name.startsWith('rtnb-') && name !== 'rtnb-view') || '',
         mode: view.getAttribute('data-rtnb-mode'),

@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.asyncio(loop_scope="module")
 #: tutorial -> (views it leaves on screen, whether they keep receiving data at the end)
 TUTORIALS = {
     "01-quickstart.ipynb": (1, True),
-    "02-iot-dashboard.ipynb": (5, True),  # chart, gauge, value, table, status (the Dashboard is a widget box)
+    "02-iot-dashboard.ipynb": (5, True),  # chart, gauge, value, table, status (in the Dashboard's grid)
     "03-recording-and-replay.ipynb": (1, False),  # the replay has ended: the chart holds all of it
     "04-transports.ipynb": (0, False),
     "05-scaling-with-redis.ipynb": (0, False),

@@ -43,8 +43,14 @@ async def test_marimo_app_shows_live_views(browser: Any, tmp_path: Path) -> None
         page.on("pageerror", lambda error: errors.append(str(error)))
         try:
             await page.goto(f"http://127.0.0.1:{port}/", timeout=90_000)
-            states = await wait_for_live_views(page, 3, timeout=90)
-            assert sorted(view["kind"] for view in states) == ["rtnb-chart", "rtnb-gauge", "rtnb-value"], states
+            states = await wait_for_live_views(page, 5, timeout=90)
+            kinds = sorted(view["kind"] for view in states)
+            assert kinds == ["rtnb-chart", "rtnb-gauge", "rtnb-table", "rtnb-value", "rtnb-value"], states
+            # the Dashboard's grid drew its two views from their models (marimo's widget manager)
+            boards = page.locator(".rtnb-view.rtnb-dashboard")
+            assert await boards.count() == 1
+            assert await boards.first.get_attribute("data-rtnb-children") == "2"
+            assert await page.locator(".rtnb-dashboard-cell > .rtnb-view").count() == 2
             assert all(view["mode"] == "direct" for view in states), states
             assert errors == []
         except BaseException:

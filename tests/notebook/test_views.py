@@ -322,9 +322,12 @@ async def test_dashboard_and_status(client: Any) -> None:
     status = notebook.Status([value, table], refresh=4)
     board = notebook.Dashboard([value, table, status], columns=2, title="<Plant>")
     try:
-        assert list(board.grid.children) == [value.widget, table.widget, status.widget]
-        assert "&lt;Plant&gt;" in board.widget.children[0].value
-        assert board.grid.layout.grid_template_columns == grid_columns(2)
+        assert board.widget is board and board.kind == "dashboard"
+        assert board.children == (value.widget, table.widget, status.widget)
+        references = board.get_state()["children"]
+        assert references == [f"IPY_MODEL_{item.widget.model_id}" for item in (value, table, status)]
+        assert board.config["title"] == "<Plant>" and "&lt;Plant&gt;" in board.static_html()
+        assert board.config["template"] == grid_columns(2) and board.library is not None
         assert status.widget.kind == "status" and status.widget.config["views"] == [value.view_id, table.view_id]
         assert status.widget.config["interval_ms"] == 250
     finally:
@@ -344,6 +347,8 @@ def test_bad_arguments_get_typed_errors(client: Any) -> None:
         notebook.LiveTable("a/b", rows=0, client=client)
     with pytest.raises(BadField):
         notebook.Dashboard([], columns=0)
+    with pytest.raises(BadField):
+        notebook.Dashboard(["not a widget"])
     with pytest.raises(BadField):
         notebook.Status([], refresh=0)
 

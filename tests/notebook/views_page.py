@@ -63,7 +63,7 @@ SETUP = """async (source) => {
   };
 }"""
 
-SHOW = """([id, state, width]) => {
+SHOW = """([id, state, width, modelId, draw]) => {
   const handlers = new Set();
   const changes = new Set();
   const model = {
@@ -77,8 +77,18 @@ SHOW = """([id, state, width]) => {
     off: (name, handler) => handlers.delete(handler) || changes.delete(handler),
     send: (content) => window.rtnbSend(id, content),
     handlers,
+    // like a host's widget manager: a Dashboard finds its children's models by model id
+    widget_manager: {
+      get_model: async (wanted) => {
+        const found = window.rtnbModels.get("model:" + wanted);
+        if (!found) throw new Error("no model " + wanted);
+        return found;
+      },
+    },
   };
   window.rtnbModels.set(id, model);
+  window.rtnbModels.set("model:" + modelId, model);
+  if (!draw) return;
   const cell = document.createElement("div");
   cell.className = "cell";
   cell.id = "cell-" + id;
@@ -147,21 +157,27 @@ class ViewPage:
             asyncio.ensure_future(self.page.evaluate("(a) => window.rtnbDeliver(...a)", [view_id, content, encoded]))
         )
 
-    async def show(self, view: Any, width: int = 600, *, hub: dict[str, Any] | None = None) -> str:
-        """Render ``view`` into a cell ``width`` px wide; ``hub`` overrides how the browser reaches the hub."""
-        widget = view.widget
+    async def show(self, view: Any, width: int = 600, *, hub: dict[str, Any] | None = None, draw: bool = True) -> str:
+        """Render ``view`` into a cell ``width`` px wide; ``hub`` overrides how the browser reaches the hub.
+
+        With ``draw=False`` the view's model is only put on the page (a Dashboard's child, drawn by the Dashboard).
+        A bare ipywidget (no ``kind``) gets a model of its ``value`` only, as a non-rtnb widget would have.
+        """
+        widget = view.widget if hasattr(view, "widget") else view
         view_id = getattr(view, "view_id", None) or widget.model_id
         self.views[view_id] = view
+        if not hasattr(widget, "kind"):
+            await self.page.evaluate(SHOW, [view_id, {"value": getattr(widget, "value", None)}, width, view_id, False])
+            return f"#cell-{view_id} > div"
         widget.send = lambda content, buffers=None: self._to_page(view_id, content, buffers)
-        state = {
-            "kind": widget.kind,
-            "config": widget.config,
-            "hub": widget.hub if hub is None else hub,
-            "transport": widget.transport,
-        }
-        if hasattr(widget, "value") and widget.kind == "control":
+        state = widget.get_state(["kind", "config", "hub", "transport", "library_version"])
+        if hub is not None:
+            state["hub"] = hub
+        if widget.kind == "control":
             state["value"] = widget.value
-        await self.page.evaluate(SHOW, [view_id, state, width])
+        if widget.kind == "dashboard":
+            state["children"] = widget.get_state(["children"])["children"]
+        await self.page.evaluate(SHOW, [view_id, state, width, widget.model_id, draw])
         return f"#cell-{view_id} > div"
 
     async def attribute(self, selector: str, name: str) -> str | None:

@@ -1,8 +1,8 @@
 // rtnb views, part 1 of 5: constants, helpers and formatting.
 //
-// The views: the browser side of LiveChart, LiveValue, Gauge, LiveTable and Status.
+// The views: the browser side of LiveChart, LiveValue, Gauge, LiveTable, Status, the controls and Dashboard.
 //
-// The five parts (1-base, 2-stores, 3-feed, 4-chart, 5-render) are joined in order after rtnb.js
+// The parts (1-base, 2-stores, 3-feed, 4-chart, 5-render, 6-dashboard) are joined in order after rtnb.js
 // (RtnbClient, topicMatches) and the CSS (RTNB_VIEWS_CSS) into one module by rtnb/notebook/_assets.py; the loader
 // evaluates that module once per page and calls render(model, el) per view.
 //

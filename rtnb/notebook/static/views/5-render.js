@@ -427,8 +427,9 @@ const RENDERS = { chart: ChartRender, value: ValueRender, gauge: GaugeRender, ta
 export function render(model, el) {
   injectCss(el);
   const kind = model.get("kind");
-  if (kind === "status" || kind === "control") {
-    const panel = kind === "status" ? new StatusRender(model, el) : new ControlRender(model, el);
+  if (kind === "status" || kind === "control" || kind === "dashboard") {
+    const Panel = kind === "status" ? StatusRender : kind === "control" ? ControlRender : DashboardRender;
+    const panel = new Panel(model, el);
     return () => panel.destroy();
   }
   const feed = feedFor(model);
