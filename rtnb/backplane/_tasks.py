@@ -19,12 +19,14 @@ from typing import Any
 __all__ = ["cancel_and_wait"]
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], interval: float = 0.05) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], interval: float = 0.5) -> None:
     """Cancel ``tasks`` and return once every one has ended (their outcomes are retrieved).
 
     Args:
         tasks: tasks or futures to end.
-        interval: seconds between repeated cancels of a task that is still running.
+        interval: seconds between repeated cancels of a task that is still running;
+            long enough for a task's own cleanup (closing a connection) to finish
+            before it is cancelled again.
     """
     tasks = list(tasks)
     pending = {task for task in tasks if not task.done()}
