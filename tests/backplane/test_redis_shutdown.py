@@ -15,6 +15,7 @@ import asyncio
 from redis_helpers import redis_hub
 
 from rtnb.backplane.redis import RedisBackplane
+from rtnb.core.topics import Pattern
 
 
 async def test_a_hub_stops_even_when_its_last_presence_event_is_answered_as_it_is_cancelled(
@@ -33,3 +34,22 @@ async def test_a_hub_stops_even_when_its_last_presence_event_is_answered_as_it_i
             done, _ = await asyncio.wait([stopping], timeout=5)
             assert done, f"the hub did not stop within 5 s (cancel {turns} loop turns after the event)"
             await stopping
+
+
+async def test_dropping_and_taking_back_a_subscription_at_once_does_not_reconnect_the_listener(
+    shared_redis_url: str, prefix: str
+) -> None:
+    # A client leaves (its buckets are unsubscribed) and another subscribes to the same
+    # topic before Redis has confirmed the unsubscribe. That late confirmation is this
+    # hub's own, not Redis taking the slot away: the listener must stay connected.
+    async with redis_hub(shared_redis_url, prefix, "A") as server:
+        backplane = server.hub.backplane
+        assert isinstance(backplane, RedisBackplane)
+        pattern = Pattern.parse("flip/topic")
+        await backplane.watch({pattern})
+        for _ in range(3):
+            await backplane.watch(set())
+            await backplane.watch({pattern})
+        await asyncio.sleep(0.3)  # the confirmations arrive
+        assert backplane.reconnects == 0
+        assert backplane.health()["state"] == "connected"
