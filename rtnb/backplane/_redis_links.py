@@ -18,6 +18,7 @@ from typing import Any
 
 from ._redis_listener import Listener
 from ._redis_nodes import Node, Topology
+from ._tasks import cancel_and_wait
 
 __all__ = ["Links"]
 
@@ -106,8 +107,5 @@ class Links:
             delay = min(delay * 2, self.maximum)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks.values())
         self._tasks.clear()

@@ -29,6 +29,7 @@ from ..core.message import Message
 from ._redis_keys import RedisKeys, bucket_of
 from ._redis_nodes import Node, Topology, execute_command
 from ._redis_scripts import PUBLISH_SCRIPT
+from ._tasks import cancel_and_wait
 
 __all__ = ["Publisher"]
 
@@ -231,9 +232,7 @@ class Publisher:
             log.warning("could not relearn the Redis Cluster topology: %s", error)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         for queue in self._queues.values():
             for item in queue:
                 if not item.future.done():

@@ -73,6 +73,8 @@ class Subscriptions:
         self._redis_time_ms: dict[Node, int] = {}
         self._wanted_cache: dict[str, bool] = {}
         self._confirmations: dict[tuple[Node, bytes], asyncio.Future[None]] = {}
+        #: unsubscribes this hub sent and Redis has not confirmed yet, per node and channel
+        self._unsubscribing: dict[tuple[Node, bytes], int] = {}
         self._lock = asyncio.Lock()
 
     def needed_buckets(self) -> set[int]:
@@ -123,7 +125,10 @@ class Subscriptions:
                     missing |= new - old
                     continue
                 try:
-                    listener.unsubscribe(self.keys.channel(bucket).encode() for bucket in old - new)
+                    dropped = [self.keys.channel(bucket).encode() for bucket in old - new]
+                    listener.unsubscribe(dropped)
+                    for channel in dropped:
+                        self._unsubscribing[(node, channel)] = self._unsubscribing.get((node, channel), 0) + 1
                     channels = [self.keys.channel(bucket).encode() for bucket in new - old]
                     waits += [self._expect(node, channel) for channel in channels]
                     listener.subscribe(channels)
@@ -146,6 +151,8 @@ class Subscriptions:
         """``node``'s listener is gone: forget its subscriptions, fail its pending confirmations."""
         self.live.pop(node, None)
         self._subscribed.pop(node, None)
+        for key in [key for key in self._unsubscribing if key[0] is node]:
+            del self._unsubscribing[key]
         for key in [key for key in self._confirmations if key[0] is node]:
             future = self._confirmations.pop(key)
             if not future.done():
@@ -266,10 +273,20 @@ class Subscriptions:
             future = self._confirmations.pop((node, item[1]), None)
             if future is not None and not future.done():
                 future.set_result(None)
-        elif kind == b"sunsubscribe":
+        elif kind in (b"sunsubscribe", b"unsubscribe"):
+            key = (node, item[1])
+            pending = self._unsubscribing.get(key, 0)
+            if pending:
+                # The confirmation of an unsubscribe this hub sent; the bucket may be
+                # subscribed again since (a client left and another came): not a loss.
+                if pending == 1:
+                    del self._unsubscribing[key]
+                else:
+                    self._unsubscribing[key] = pending - 1
+                return
             # Redis drops sharded subscriptions whose slot migrated away: listen again, elsewhere.
             bucket = self.keys.bucket_of_channel(item[1])
-            if bucket is not None and bucket in self._subscribed.get(node, set()):
+            if kind == b"sunsubscribe" and bucket is not None and bucket in self._subscribed.get(node, set()):
                 raise ListenerLost(f"{node.name} no longer serves the slot of {item[1]!r}")
 
     async def _arrived(self, node: Node, envelope: bytes) -> None:

@@ -50,6 +50,7 @@ from ._redis_presence import PresenceStore
 from ._redis_publisher import Publisher
 from ._redis_scripts import RESET_SCRIPT
 from ._redis_subscriptions import Subscriptions
+from ._tasks import cancel_and_wait
 from .base import HubLink, ReadResult, TopicPosition
 
 __all__ = ["BackplaneState", "RedisBackplane"]
@@ -210,10 +211,7 @@ class RedisBackplane:
         was_connected = self.state is BackplaneState.CONNECTED
         self.state = BackplaneState.STOPPED
         self._hub = self.delivered.link = self.presence_store.link = None
-        tasks = [*self._tasks, *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([*self._tasks, *self._background])
         self._tasks = []
         if self._links is not None:
             await self._links.stop()
