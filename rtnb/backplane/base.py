@@ -23,7 +23,7 @@ from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import Pattern
 
-__all__ = ["Backplane", "Deliver", "HubLink", "ReadResult", "TopicPosition"]
+__all__ = ["Backplane", "Deliver", "HubLink", "LocalBackplane", "ReadResult", "TopicPosition"]
 
 #: Called with every message, local or from another hub, for local fan-out.
 Deliver = Callable[[Message], object]
@@ -133,3 +133,10 @@ class Backplane(Protocol):
 
     def announce_membership(self, client: str, before: list[str], after: list[str]) -> None:
         """``client``'s subscriptions changed here: tell every hub's presence watchers (this one's too)."""
+
+
+class LocalBackplane(Backplane, Protocol):
+    """A backplane whose ``is_local`` is true: it also publishes synchronously."""
+
+    def append(self, topic: str, data: Any, ts: float, data_json: bytes | None = None) -> Message:
+        """Assign the next offset to ``data`` on ``topic``, store and deliver it, before returning."""

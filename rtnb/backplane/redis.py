@@ -513,6 +513,7 @@ def _hgetall(key: str) -> Callable[[Any], Awaitable[Any]]:
     """A command reading hash ``key`` from a client (for :meth:`RedisBackplane._redis_call`)."""
 
     def command(client: Any) -> Awaitable[Any]:
-        return client.hgetall(key)  # type: ignore[no-any-return]
+        reply: Awaitable[Any] = client.hgetall(key)  # redis-py's asyncio client: an awaitable reply
+        return reply
 
     return command

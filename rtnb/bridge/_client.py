@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -32,7 +33,7 @@ from .options import MqttOptions
 __all__ = ["CountingQueue", "make_client", "make_tls_context", "settle_client"]
 
 
-class CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
+class CountingQueue(asyncio.Queue[Any]):
     """aiomqtt's inbound queue, counting what it drops when full (aiomqtt only logs it)."""
 
     dropped = 0
@@ -45,7 +46,13 @@ class CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
             raise
 
 
-class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # LoggerAdapter takes a type argument only from Python 3.11 on
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class _QuietLogger(_LoggerAdapter):
     """paho's and aiomqtt's own log lines, all at DEBUG.
 
     They report each socket error of each attempt ("failed to receive on socket")
@@ -96,7 +103,8 @@ def make_client(options: MqttOptions, tls_context: ssl.SSLContext | None, queue:
         settings["protocol"] = aiomqtt.ProtocolVersion.V5
         settings["clean_start"] = not persistent
         if persistent:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            make_properties: Callable[[int], Properties] = Properties  # paho leaves its __init__ unannotated
+            properties = make_properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = options.session_expiry
             settings["properties"] = properties
     else:
@@ -105,6 +113,11 @@ def make_client(options: MqttOptions, tls_context: ssl.SSLContext | None, queue:
     if address.transport == "websockets":
         settings["transport"] = "websockets"
         settings["websocket_path"] = address.path
+    # aiomqtt types queue_type as a Queue class but only calls it as queue_type(maxsize=...):
+    # a factory handing back the bridge's shared queue serves.
+    queue_type: Any = lambda maxsize: queue  # noqa: E731
+    # aiomqtt types logger as a Logger; it and paho only call its logging methods, which the adapter has.
+    logger: Any = _QuietLogger(logging.getLogger("rtnb.bridge.mqtt.client"), {})
     client = _BridgeClient(
         address.host,
         address.port,
@@ -116,8 +129,8 @@ def make_client(options: MqttOptions, tls_context: ssl.SSLContext | None, queue:
         tls_context=tls_context,
         max_inflight_messages=options.publish_window,
         max_queued_incoming_messages=options.max_inbound_queue or 0,
-        queue_type=lambda maxsize: queue,  # type: ignore[arg-type]
-        logger=_QuietLogger(logging.getLogger("rtnb.bridge.mqtt.client"), {}),  # type: ignore[arg-type]
+        queue_type=queue_type,
+        logger=logger,
         **settings,
     )
     client.pending_calls_threshold = options.publish_window + 16

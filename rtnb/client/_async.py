@@ -69,6 +69,15 @@ class _Publish:
     request_id: int | None
     future: asyncio.Future[int] | None
 
+    def waiting(self) -> bool:
+        """Whether someone still waits for this publish's ack (not settled, not fire-and-forget)."""
+        return self.future is not None and not self.future.done()
+
+    def fail(self, error: Exception) -> None:
+        """Settle the ack this publish's caller waits for with *error*, unless already settled."""
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(error)
+
 
 @dataclass(eq=False)
 class _PatternState:
@@ -374,12 +383,13 @@ class AsyncClient:
         """One connection attempt: handshake, welcome, authentication."""
         import websockets
         from websockets.asyncio.client import connect
+        from websockets.typing import Subprotocol
 
-        subprotocols = [SUBPROTOCOL_MSGPACK] if self.format == "msgpack" else None
+        subprotocols = [Subprotocol(SUBPROTOCOL_MSGPACK)] if self.format == "msgpack" else None
         try:
             connection = await connect(
                 self.ws_url,
-                subprotocols=subprotocols,  # type: ignore[arg-type]
+                subprotocols=subprotocols,
                 additional_headers=self.headers or None,
                 open_timeout=self.open_timeout,
                 ping_interval=self.ping_interval,
@@ -529,24 +539,22 @@ class AsyncClient:
             # frame it refused: the oldest unacknowledged publish is the culprit. Sending
             # it again would loop forever, so it fails; the others are not to blame.
             culprit = lost.pop(0)
-            if not culprit.future.done():  # type: ignore[union-attr]
-                culprit.future.set_exception(  # type: ignore[union-attr]
-                    MessageTooBig(
-                        f"The hub closed the connection (1009): the publish to {culprit.topic!r}"
-                        " is over its frame size limit."
-                    )
+            culprit.fail(
+                MessageTooBig(
+                    f"The hub closed the connection (1009): the publish to {culprit.topic!r}"
+                    " is over its frame size limit."
                 )
+            )
         if self.resend_unacked:
-            self._outbox.extendleft(reversed([publish for publish in lost if not publish.future.done()]))  # type: ignore[union-attr]
+            self._outbox.extendleft(reversed([publish for publish in lost if publish.waiting()]))
         else:
             for publish in lost:
-                if not publish.future.done():  # type: ignore[union-attr]
-                    publish.future.set_exception(  # type: ignore[union-attr]
-                        ConnectionClosed(
-                            f"The connection was lost before the hub acknowledged the publish to {publish.topic!r};"
-                            " it may or may not have been delivered."
-                        )
+                publish.fail(
+                    ConnectionClosed(
+                        f"The connection was lost before the hub acknowledged the publish to {publish.topic!r};"
+                        " it may or may not have been delivered."
                     )
+                )
         self._update_idle()
         for state in self._patterns.values():
             state.sent_on = None
@@ -826,7 +834,8 @@ class AsyncClient:
 
     def _start_listening(self, reply: dict[str, Any]) -> None:
         """Replaying subscriptions waiting for this reply hear from now on, from where it says."""
-        listeners = self._listeners.pop(reply.get("id"), None)  # type: ignore[arg-type]
+        request_id: Any = reply.get("id")  # as the hub echoed it: an id this client never sent finds nothing
+        listeners = self._listeners.pop(request_id, None)
         if not listeners:
             return
         positions = reply.get("positions")
@@ -845,12 +854,14 @@ class AsyncClient:
             subscription._replay_request = None
 
     def _resolve(self, item: dict[str, Any]) -> None:
-        future = self._requests.get(item.get("id"))  # type: ignore[arg-type]
+        request_id: Any = item.get("id")  # as the hub echoed it: an id this client never sent finds nothing
+        future = self._requests.get(request_id)
         if future is not None and not future.done():
             future.set_result(item)
 
     def _on_ack(self, item: dict[str, Any]) -> None:
-        publish = self._in_flight.pop(item.get("id"), None)  # type: ignore[arg-type]
+        request_id: Any = item.get("id")  # as the hub echoed it: an id this client never sent finds nothing
+        publish = self._in_flight.pop(request_id, None)
         if publish is None:
             return  # its caller timed out
         if publish.future is not None and not publish.future.done():
@@ -936,7 +947,8 @@ class AsyncClient:
                 self._outbox.remove(publish)
                 detail = "it was still queued (the client is offline) and is withdrawn"
             else:
-                self._in_flight.pop(publish.request_id, None)  # type: ignore[arg-type]
+                assert publish.request_id is not None  # a publish with an ack future always has an id
+                self._in_flight.pop(publish.request_id, None)
                 detail = "it was sent and may or may not have been delivered"
             self._room.set()
             self._update_idle()
@@ -983,7 +995,8 @@ class AsyncClient:
             if publish.future is not None:
                 if publish.future.done():
                     continue  # withdrawn by a timeout
-                self._in_flight[publish.request_id] = publish  # type: ignore[index]
+                assert publish.request_id is not None  # a publish with an ack future always has an id
+                self._in_flight[publish.request_id] = publish
                 frame["id"] = publish.request_id
             else:
                 # Fire-and-forget publishes leave the client here: at most once.

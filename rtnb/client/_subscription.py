@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..core.errors import BadField, ConnectionClosed, RtnbError, Timeout
 from ..core.history import Gap
@@ -26,10 +26,7 @@ from ..core.message import Message
 from ..core.topics import Pattern
 from ._resume import ResumeTracker
 
-if TYPE_CHECKING:
-    from ._async import AsyncClient
-
-__all__ = ["Item", "ItemCallback", "Subscription"]
+__all__ = ["Item", "ItemCallback", "Subscription", "SubscriptionOwner"]
 
 log = logging.getLogger("rtnb.client.subscription")
 
@@ -37,6 +34,13 @@ log = logging.getLogger("rtnb.client.subscription")
 Item = Message | Gap
 #: a callback receiving items; it may be a coroutine function
 ItemCallback = Callable[[Item], Awaitable[None] | None]
+
+
+class SubscriptionOwner(Protocol):
+    """The client a subscription belongs to (an ``AsyncClient`` or an ``SSEClient``)."""
+
+    async def _discard(self, subscription: Subscription) -> None:
+        """Forget *subscription*; unsubscribe its pattern once nothing else reads it."""
 
 
 class Subscription:
@@ -50,7 +54,7 @@ class Subscription:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: SubscriptionOwner,
         pattern: Pattern,
         *,
         callback: ItemCallback | None = None,

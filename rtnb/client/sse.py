@@ -105,7 +105,7 @@ class SSEClient:
         self._sleep = sleep
         self._compiled = [Pattern.parse(text) for text in self.patterns]
         self._tracker = ResumeTracker()
-        self._items = Subscription(self, self._compiled[0], max_queue=max_queue)  # type: ignore[arg-type]
+        self._items = Subscription(self, self._compiled[0], max_queue=max_queue)
         self._state = ClientState.NEW
         self._runner: asyncio.Task[None] | None = None
         self._stream: HttpStream | None = None

@@ -78,7 +78,8 @@ class RtnbError(Exception):
     """
 
     code: ClassVar[str] = "error"
-    http_status: ClassVar[int] = 500
+    #: a default per class; an HTTP adapter may set it on one instance (a status with no class of its own)
+    http_status: int = 500
 
     def __init__(self, message: str, *, request_id: str | int | None = None) -> None:
         super().__init__(message)

@@ -90,7 +90,8 @@ class BridgeRelay:
     def snapshot(self) -> dict[str, Any] | None:
         """The bridge's newest status, for the static fallback: relayed, else asked of the kernel's embedded hub."""
         if self.latest is not None:
-            return self.latest["data"]  # type: ignore[no-any-return]
+            status: dict[str, Any] = self.latest["data"]  # the bridge publishes its health object there
+            return status
         from .embedded import current_hub
 
         embedded = current_hub()

@@ -143,9 +143,10 @@ def find_target_loop() -> asyncio.AbstractEventLoop:
 
         kernel = getattr(get_ipython(), "kernel", None)
         io_loop = getattr(kernel, "io_loop", None)
-        asyncio_loop = getattr(io_loop, "asyncio_loop", None)
+        # ipykernel's io_loop is a Tornado IOLoop, whose asyncio_loop is the asyncio loop under it
+        asyncio_loop: asyncio.AbstractEventLoop | None = getattr(io_loop, "asyncio_loop", None)
         if asyncio_loop is not None:
-            return asyncio_loop  # type: ignore[no-any-return]
+            return asyncio_loop
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..bridge.options import MqttOptions
 from ..core.errors import BadField, Timeout, Unavailable
@@ -158,7 +158,8 @@ class EmbeddedHub:
 
         Use it on the hub's loop, e.g. ``hub.call(hub.bridge.wait_connected)``.
         """
-        return self.server.hub.components.get(MQTT_COMPONENT)  # type: ignore[return-value]
+        # start() registers the MQTT bridge, and nothing else, under this name
+        return cast("MqttBridge | None", self.server.hub.components.get(MQTT_COMPONENT))
 
     @property
     def url(self) -> str:
@@ -209,7 +210,8 @@ class EmbeddedHub:
         async def run() -> Result:
             result = function(*args)
             if asyncio.iscoroutine(result):
-                return await result  # type: ignore[no-any-return]
+                awaited: Result = await result  # the coroutine function's own result
+                return awaited
             return result
 
         future = asyncio.run_coroutine_threadsafe(run(), self.loop)

@@ -22,6 +22,8 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+import tornado.httputil
+import tornado.iostream
 import tornado.web
 
 from ..core.auth import Permissions
@@ -55,6 +57,18 @@ class HubRequestHandler(tornado.web.RequestHandler):
         self.permissions = Permissions.allow_all()
         self._admitted_address: str | None = None
         self._cors_origin: str | None = None
+
+    def http_connection(self) -> tornado.httputil.HTTPConnection:
+        """The request's connection, which Tornado's server sets on every request it serves."""
+        connection = self.request.connection
+        assert connection is not None  # None only for a request built by hand, never one served
+        return connection
+
+    def http_stream(self) -> tornado.iostream.IOStream:
+        """The client's socket stream, which Tornado's HTTP/1 connection has (its interface does not say so)."""
+        connection: Any = self.http_connection()
+        stream: tornado.iostream.IOStream = connection.stream
+        return stream
 
     async def prepare(self) -> None:
         """Host check; on hub transports also the origin check, CORS headers and the token
@@ -144,7 +158,7 @@ class HubRequestHandler(tornado.web.RequestHandler):
         else:
             reason = getattr(error, "log_message", None) or self._reason
             found = RtnbError(f"{reason}.")
-        found.http_status = status_code  # type: ignore[misc]
+        found.http_status = status_code
         return found
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:

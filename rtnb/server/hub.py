@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..backplane import Backplane, MemoryBackplane
 from ..core.close_codes import CloseCode
@@ -34,6 +34,9 @@ from ..core.presence import is_present
 from ..core.protocol import Subscribe
 from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
+
+if TYPE_CHECKING:
+    from ..backplane.base import LocalBackplane
 
 __all__ = ["Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
 
@@ -357,8 +360,8 @@ class Hub:
         backplane = self.backplane
         if not backplane.is_local:
             raise Unavailable("This hub's backplane is shared; use 'await hub.publish(...)'.")
-        # is_local backplanes offer append (see Backplane); the protocol cannot say "when is_local"
-        message: Message = backplane.append(topic, data, self.clock(), data_json)  # type: ignore[attr-defined]
+        # is_local backplanes offer append (see Backplane); a protocol cannot say "when is_local"
+        message = cast("LocalBackplane", backplane).append(topic, data, self.clock(), data_json)
         self.stats.messages_in += 1
         return message
 

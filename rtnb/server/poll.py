@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,6 +36,11 @@ from ..core.fanout import Batch
 from ..core.history import Gap, coalesce_gaps
 from ..core.message import Message
 from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
+
+if TYPE_CHECKING:
+    from ..core.origins import RequestGuard
+    from .auth import Authenticator
+    from .hub import Hub
 
 __all__ = ["PollHandler", "PollSink", "parse_timeout"]
 
@@ -121,8 +126,10 @@ class PollSink:
 class PollHandler(HubRequestHandler):
     """One long poll: subscribe with the cursor, wait for something or the timeout, answer."""
 
-    def initialize(self, hub: Any, **security: Any) -> None:  # type: ignore[override]
-        super().initialize(hub, **security)
+    def initialize(
+        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+    ) -> None:
+        super().initialize(hub, authenticator, guard)
         self._sink: PollSink | None = None
 
     async def get(self) -> None:
@@ -134,10 +141,11 @@ class PollHandler(HubRequestHandler):
         self.check_subscribe(patterns, point.positions if point is not None else None)
         self.admit_connection()
         timeout = parse_timeout(self.get_query_argument("timeout", None), config.poll_timeout, config.poll_max_timeout)
-        expires_at = self.permissions.expires_at if self.authenticator is not None else None
-        if expires_at is not None:
+        authenticator = self.authenticator
+        expires_at = self.permissions.expires_at if authenticator is not None else None
+        if authenticator is not None and expires_at is not None:
             # A poll never outlives its token: it answers when the token expires.
-            timeout = min(timeout, max(0.0, expires_at - self.authenticator.clock()))  # type: ignore[union-attr]
+            timeout = min(timeout, max(0.0, expires_at - authenticator.clock()))
         sink = self._sink = PollSink(hub.limits.max_queue_bytes)
         member = hub.connect(sink)
         try:
@@ -159,9 +167,9 @@ class PollHandler(HubRequestHandler):
             hub.disconnect(member)
             sink.answered()
             self.release_connection()
-        if self.request.connection.stream.closed():  # type: ignore[union-attr]
+        if self.http_stream().closed():
             return
-        if expires_at is not None and self.authenticator.clock() >= expires_at:  # type: ignore[union-attr]
+        if authenticator is not None and expires_at is not None and authenticator.clock() >= expires_at:
             # Whatever arrived belongs to a token that has run out: nothing is handed
             # over. The client's cursor is still the one it sent, so a new token resumes
             # from there without loss.

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import tornado.iostream
@@ -40,6 +40,11 @@ from ..core.message import Message
 from ..core.protocol import PROTOCOL_VERSION
 from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
 from .websocket import buffered_bytes
+
+if TYPE_CHECKING:
+    from ..core.origins import RequestGuard
+    from .auth import Authenticator
+    from .hub import Hub
 
 __all__ = ["SSEHandler", "build_batch_events", "cursor_for", "format_event"]
 
@@ -114,8 +119,10 @@ class SSEHandler(HubRequestHandler):
 
     transport = "sse"
 
-    def initialize(self, hub: Any, **security: Any) -> None:  # type: ignore[override]
-        super().initialize(hub, **security)
+    def initialize(
+        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+    ) -> None:
+        super().initialize(hub, authenticator, guard)
         self._expiry: asyncio.TimerHandle | None = None
         self._expires_at: float | None = None
         self.member: Member | None = None
@@ -181,7 +188,7 @@ class SSEHandler(HubRequestHandler):
             self._send(format_event("error", orjson.dumps(error.to_wire())))
         finally:
             self._release()
-        if not self._finished and not self.request.connection.stream.closed():  # type: ignore[union-attr]
+        if not self._finished and not self.http_stream().closed():
             try:
                 self.finish()
             except tornado.iostream.StreamClosedError:
@@ -236,9 +243,9 @@ class SSEHandler(HubRequestHandler):
     def _send(self, data: bytes) -> None:
         if self._closed or not self._streaming:
             return
-        connection = self.request.connection
+        connection = self.http_connection()
         try:
-            connection.write(data)  # type: ignore[union-attr]
+            connection.write(data)
         except tornado.iostream.StreamClosedError:
             self._end()
 

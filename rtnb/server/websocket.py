@@ -260,7 +260,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._address = "unknown"
         self.member: Member | None = None
         self.format: Format = "json"
-        self._stream: tornado.iostream.BaseIOStream | None = None
+        self._stream: tornado.iostream.IOStream | None = None
         #: plain TCP stream with Tornado's write counters: writes may go straight to the socket
         self._direct = False
         self._max_queue_bytes = hub.limits.max_queue_bytes
@@ -596,7 +596,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
 
     # -- Sink ------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         stream = self._stream
         if stream is None or self._closed:
             return
@@ -604,7 +604,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             # Nothing is queued in Tornado: hand the bytes to the kernel here.
             # IOStream.write would do the same send, plus a Future, a done
             # callback and a loop callback per call, once per subscriber.
-            sock = stream.socket  # type: ignore[attr-defined]
+            sock = stream.socket
             if sock is not None:
                 try:
                     sent = sock.send(data)
@@ -613,7 +613,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 if sent == len(data):
                     return
                 if sent:
-                    data = memoryview(data)[sent:]  # type: ignore[assignment]
+                    data = memoryview(data)[sent:]
         try:
             stream.write(data)
         except tornado.iostream.StreamClosedError:
@@ -628,7 +628,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         security = self.security
         if security is not None and security.permissions is not None and security.token_ran_out():
             return True  # closing with 4004; the client resumes from what it received
-        for frame in batch.encoded(self._batch_key, self._builder):  # type: ignore[arg-type]
+        builder = self._builder
+        assert builder is not None  # open() sets it together with the stream
+        for frame in batch.encoded(self._batch_key, builder):
             self._write(frame)
         return True
 
