@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -98,17 +99,19 @@ async def test_request_before_auth_closes_4003(jwt_hub: HubServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad_token, words",
+    "make_bad_token, words",
     [
-        (make_token(secret="another-secret-that-is-long-enough-for-hs256"), "signature"),
-        (expired_token(), "expired"),
-        (make_token(audience="some-other-hub"), "audience"),
-        (make_token(audience=None), "aud"),
-        ("not.a.jwt", "valid JWT"),
+        # made when the test runs, not at collection: a slow suite must not expire them first
+        (lambda: make_token(secret="another-secret-that-is-long-enough-for-hs256"), "signature"),
+        (expired_token, "expired"),
+        (lambda: make_token(audience="some-other-hub"), "audience"),
+        (lambda: make_token(audience=None), "aud"),
+        (lambda: "not.a.jwt", "valid JWT"),
     ],
     ids=["bad-signature", "expired", "wrong-audience", "no-audience", "garbage"],
 )
-async def test_bad_tokens(jwt_hub: HubServer, bad_token: str, words: str) -> None:
+async def test_bad_tokens(jwt_hub: HubServer, make_bad_token: Callable[[], str], words: str) -> None:
+    bad_token = make_bad_token()
     # in the handshake: refused before the upgrade
     await refused_handshake(jwt_hub.ws_url, 401, "unauthorized", **bearer(bad_token))
     await refused_handshake(f"{jwt_hub.ws_url}?token={bad_token}", 401, "unauthorized")
