@@ -32,6 +32,7 @@ from urllib.parse import quote
 import msgpack
 import orjson
 import pytest
+import tornado
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_helpers import jwt_authenticator, make_token
@@ -358,6 +359,12 @@ def quick_thread_switches() -> Iterator[None]:
 
 
 @pytest.mark.timeout(240)  # about 50 s alone; more on a loaded CI machine
+@pytest.mark.xfail(
+    tornado.version_info < (6, 5),
+    reason="OPEN: on Tornado 6.4 about 70 publish handlers and their HTTP/1 connections stay alive after "
+    "the fuzz run (the final object count fails); on 6.5+ nothing is left behind",
+    strict=False,
+)
 def test_fuzzing_a_live_hub(fuzz_hub: tuple[ThreadedHub, HubServer], quick_thread_switches: None) -> None:
     threaded, server = fuzz_hub
     hub = server.hub
