@@ -84,7 +84,8 @@ def make_app(hub: Hub, prefix: str = "", **settings: Any) -> tornado.web.Applica
     )
     settings.pop("allowed_origins", None)
     authenticator, view_key = settings.pop("authenticator", None), settings.pop("view_key", None)
-    handlers = make_handlers(hub, prefix, authenticator=authenticator, guard=guard, view_key=view_key)
+    # list[Any]: Tornado's annotation of a rule list differs between 6.4 and 6.6; both take these tuples
+    handlers: list[Any] = make_handlers(hub, prefix, authenticator=authenticator, guard=guard, view_key=view_key)
     settings.setdefault("default_handler_class", NotFoundHandler)
     settings.setdefault("default_handler_args", {"hub": hub, "guard": guard})
     return tornado.web.Application(handlers, **settings)
