@@ -46,7 +46,6 @@ pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip insta
 pytest.importorskip("anywidget", reason="anywidget is not installed (pip install -e '.[notebook]')")
 
 from views_harness import (
-    ALL_CELLS_RAN,
     CHROMIUM_ARGUMENTS,
     DARK_THEME,
     ERRORS,
@@ -65,6 +64,7 @@ from views_harness import (
     screenshot_pixels,
     start_lab,
     views,
+    wait_all_cells_ran,
     wait_for_every_view_to_change,
     wait_for_views,
     write_notebook,
@@ -134,7 +134,7 @@ async def all_views(lab: Lab, browser: Any) -> AsyncIterator[Publisher]:
     try:
         await open_notebook(page, lab, ALL_VIEWS)
         await run_all_cells(page)
-        await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS)
+        await wait_all_cells_ran(page, WAIT_MS)
         await check_no_tracebacks(page)
         shown = await wait_for_views(page, ALL_VIEWS_COUNT, "v.points > 0", WAIT_MS)
         # the Dashboard's plain ipywidget is drawn by JupyterLab's widget manager in its grid cell
@@ -297,7 +297,7 @@ async def measure_iopub(
     try:
         await open_notebook(page, lab, name)
         await run_all_cells(page)
-        await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS)
+        await wait_all_cells_ran(page, WAIT_MS)
         await check_no_tracebacks(page)
         await wait_for_views(page, 1, f"v.points > 0 && v.mode === '{mode}'", WAIT_MS)
         kernel = lab.kernel_id(name)
@@ -493,7 +493,7 @@ async def test_views_fall_back_to_relay_when_the_hub_is_blocked(lab: Lab, browse
     try:
         await open_notebook(page, lab, name)
         await run_all_cells(page)
-        await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS)
+        await wait_all_cells_ran(page, WAIT_MS)
         await check_no_tracebacks(page)
         before = await wait_for_views(page, 4, "v.points > 0 && v.mode === 'relay'", WAIT_MS)
         await wait_for_every_view_to_change(page, before, "hub blocked", mode="relay")
@@ -520,7 +520,7 @@ async def test_auto_returns_to_direct_without_losing_or_repeating_a_point(lab: L
     try:
         await open_notebook(page, lab, name)
         await run_all_cells(page)
-        await page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT_MS)
+        await wait_all_cells_ran(page, WAIT_MS)
         await check_no_tracebacks(page)
         await page.wait_for_function(
             "() => { const v = document.querySelector('.rtnb-view'); return v && v.dataset.rtnbMode === 'relay'; }",

@@ -29,6 +29,7 @@ import contextlib
 import http.client
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -362,27 +363,64 @@ async def open_notebook(page: Any, lab: Lab, name: str, timeout_ms: float = 60_0
     await page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=timeout_ms)
 
 
-async def run_all_cells(page: Any, timeout_ms: float = 60_000) -> None:
-    """Run ▸ Run All Cells through the menu bar, once the kernel is idle.
+#: each code cell's prompt, and the text of its error outputs (a traceback stops Run All)
+CELL_REPORT = """() => [...document.querySelectorAll('.jp-CodeCell')].map((cell) => {
+    const prompt = cell.querySelector('.jp-InputArea-prompt');
+    const errors = [...cell.querySelectorAll(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")].map((e) => e.innerText);
+    const source = cell.querySelector('.jp-InputArea-editor');
+    return {prompt: prompt ? prompt.innerText : '', errors,
+            source: source ? source.innerText.split('\\n').slice(0, 2).join(' / ') : ''};
+})"""
+
+
+async def run_all_cells(page: Any, timeout_ms: float = 60_000, kernel_idle: str | None = KERNEL_IDLE) -> None:
+    """Run ▸ Run All Cells through the menu bar (JupyterLab and Notebook 7), once the kernel is idle.
 
     A click in the instant between "kernel idle" and the session being wired
     to the notebook runs nothing (every prompt stays ``[ ]``); then the
     command is given again, which is safe because no cell has run.
+    ``kernel_idle``: the host's idle check, or None when the caller waited already.
     """
-    import re
-
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-    await page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
-    for attempt in range(3):
+    if kernel_idle is not None:
+        await page.wait_for_function(kernel_idle, timeout=timeout_ms)
+    for attempt in range(4):
         await page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         await page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
         try:
             await page.wait_for_function(FIRST_CELL_STARTED, timeout=10_000)
             return
         except PlaywrightTimeout:
-            if attempt == 2:
+            await page.keyboard.press("Escape")
+            if attempt == 3:
                 raise
+
+
+async def wait_all_cells_ran(page: Any, timeout_ms: float = 120_000) -> None:
+    """Wait until every code cell has run; fail at once, naming the cell, when one raised.
+
+    A cell that raises stops Run All: the cells after it keep an empty prompt
+    and would only time out. The failure says which cell stopped, with its
+    error output, or which cells were still queued or running at the timeout.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        cells = await page.evaluate(CELL_REPORT)
+        prompts = [cell["prompt"] for cell in cells]
+        if cells and all(re.search(r"\[\d+\]", prompt) for prompt in prompts):
+            return
+        failed = [cell for cell in cells if cell["errors"] and "Traceback" in "".join(cell["errors"])]
+        running = any("*" in prompt for prompt in prompts)
+        if failed and not running:
+            raise AssertionError(f"Run All stopped at a cell that raised: {failed[0]}")
+        if time.monotonic() > deadline:
+            pending = [cell for cell in cells if not re.search(r"\[\d+\]", cell["prompt"])]
+            raise AssertionError(
+                f"not every cell ran within {timeout_ms / 1000:.0f} s; still queued or running: {pending[:3]}"
+            )
+        await asyncio.sleep(0.5)
 
 
 async def save_notebook(page: Any, timeout_ms: float = 30_000) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -33,11 +32,14 @@ sys.path.insert(0, str(REPOSITORY / "tests" / "e2e"))
 
 from views_harness import (  # noqa: E402
     CHROMIUM_ARGUMENTS,
+    KERNEL_IDLE,
     Lab,
     Publisher,
     block_hub,
     require_chromium,
+    run_all_cells,
     start_lab,
+    wait_all_cells_ran,
     write_notebook,
 )
 
@@ -76,16 +78,6 @@ _VIEW_STATE = """(elements) => elements
         text: view.innerText,
     }))"""
 
-FIRST_CELL_STARTED = """() => {
-    const prompt = document.querySelector('.jp-CodeCell .jp-InputArea-prompt');
-    return prompt !== null && /\\[(\\*|\\d+)\\]/.test(prompt.innerText);
-}"""
-ALL_CELLS_RAN = """() => {
-    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map((p) => p.innerText);
-    return prompts.length > 0 && prompts.every((text) => /\\[\\d+\\]/.test(text));
-}"""
-KERNEL_IDLE = """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]
-    .some((item) => /\\| Idle/.test(item.innerText))"""
 #: Notebook 7 has no status bar: its toolbar names the kernel, and the status text fades once it is idle
 NOTEBOOK7_KERNEL_IDLE = """() => {
     const name = document.querySelector('.jp-KernelName');
@@ -148,26 +140,11 @@ async def wait_for_live_views(
             raise AssertionError(f"not every view kept updating: before {first}, now {states}")
 
 
-async def run_all(page: Any, timeout_ms: float = 90_000) -> None:
-    """Run ▸ Run All Cells from the menu bar (JupyterLab and Notebook 7), then wait until every cell ran.
-
-    A click before the kernel is wired to the notebook runs nothing (every
-    prompt stays ``[ ]``); the command is then given again, which is safe as
-    no cell has run.
-    """
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-
-    for attempt in range(6):
-        await page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        await page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        try:
-            await page.wait_for_function(FIRST_CELL_STARTED, timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            await page.keyboard.press("Escape")
-            if attempt == 5:
-                raise
-    await page.wait_for_function(ALL_CELLS_RAN, timeout=timeout_ms)
+async def run_all(page: Any, timeout_ms: float = 120_000) -> None:
+    """Run ▸ Run All Cells from the menu bar (JupyterLab and Notebook 7; the caller waited for an idle
+    kernel), then wait until every cell ran, failing at once on a cell that raised."""
+    await run_all_cells(page, kernel_idle=None)
+    await wait_all_cells_ran(page, timeout_ms)
 
 
 async def stderr_outputs(page: Any) -> list[str]:
