@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from chromium_support import CHROMIUM_ARGUMENTS
 
 if os.environ.get("RTNB_CI"):
     import playwright.async_api as playwright_api  # CI installs the test extra: a missing one fails
@@ -21,14 +22,6 @@ else:
         "playwright.async_api", reason="Playwright is not installed (pip install -e '.[test]')"
     )
 
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: WebRTC between pages of one browser on loopback: real host candidates instead of
 #: mDNS names (nothing resolves .local in a container), and a fake camera and its
 #: permission prompt answered, so /rtc can show a stream without a device.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium_support import CHROMIUM_ARGUMENTS
 
 from rtnb import sim
 from rtnb.server.runner import HubServer
@@ -26,14 +27,6 @@ else:
     )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: generous for a loaded CI machine; conditions are polled, so passing runs are fast
 WAIT_MS = 15_000
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium_support import CHROMIUM_ARGUMENTS
 
 from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
@@ -30,14 +31,6 @@ else:
         "playwright.async_api", reason="Playwright is not installed (pip install -e '.[test]')"
     )
 
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 #: the page's client: records every message, gap and error in window.seen
 START_CLIENT = """async ([pattern, options]) => {

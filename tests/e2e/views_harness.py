@@ -45,16 +45,9 @@ import orjson
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY / "tests" / "jupyter"))
 
+from chromium_support import CHROMIUM_ARGUMENTS as CHROMIUM_ARGUMENTS  # noqa: E402  (re-exported)
 from rtnb_jupyter_fixture import JupyterServer, start_jupyter_server  # noqa: E402
 
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DARK_THEME = "JupyterLab Dark"
 LIGHT_THEME = "JupyterLab Light"
 

@@ -19,18 +19,11 @@ from typing import Any
 
 import pytest
 import tornado.web
+from chromium_support import CHROMIUM_ARGUMENTS as CHROMIUM_ARGUMENTS
 
 from rtnb.notebook._assets import library_source
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def playwright_or_skip() -> Any:

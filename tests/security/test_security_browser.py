@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from chromium_support import CHROMIUM_ARGUMENTS
 from security_helpers import jwt_authenticator, make_token
 
 from rtnb.testing import running_hub
@@ -18,14 +19,6 @@ else:
         "playwright.async_api", reason="Playwright is not installed (pip install -e '.[test]')"
     )
 
-CHROMIUM_ARGUMENTS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 USE_CLIENT = """
 async ([token, transport]) => {
