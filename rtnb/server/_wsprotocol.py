@@ -22,8 +22,10 @@ the closing handshake. :class:`HubWebSocketProtocol` reads frames itself so that
   would raise.
 
 The rules themselves (which header or close frame is invalid, and with which
-code) are pure functions in :mod:`rtnb.server._wsframes`; this module reads the
-bytes, applies them and acts on the verdict. Everything else — the opening
+code) are pure functions in :mod:`rtnb.server._wsframes`; when the next frame is
+read (by callbacks, holding no coroutine while idle) is
+:mod:`rtnb.server._wsreader`'s. This module reads each frame's bytes, applies
+the rules and acts on the verdict. Everything else — the opening
 handshake, writing, pings, compression — is Tornado's; the Tornado internals
 this needs are named in :mod:`rtnb.server._tornado`.
 :mod:`tests.reliability.test_autobahn` runs the Autobahn cases against it;
@@ -32,26 +34,13 @@ this needs are named in :mod:`rtnb.server._tornado`.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import functools
 import logging
 import struct
-import sys
-from collections.abc import Coroutine
-from typing import Any, cast
-
-from tornado.iostream import StreamClosedError
+from typing import Any
 
 from ..core.close_codes import CloseCode
-from ._tornado import (
-    FRAME_YIELD_COST,
-    YIELD_THRESHOLD,
-    DecompressTooLargeError,
-    WebSocketProtocol13,
-    send_pong,
-    websocket_mask,
-)
+from ._tornado import DecompressTooLargeError, send_pong, websocket_mask
 from ._wsframes import (
     CLOSE,
     CONTINUATION,
@@ -67,6 +56,7 @@ from ._wsframes import (
     parse_close_payload,
     truncate_reason,
 )
+from ._wsreader import CallbackFrameReader
 
 __all__ = [
     "HubWebSocketProtocol",
@@ -82,7 +72,7 @@ _CHUNK = 64 * 1024
 _NOT_UTF8 = "text is not valid UTF-8"
 
 
-class HubWebSocketProtocol(WebSocketProtocol13):
+class HubWebSocketProtocol(CallbackFrameReader):
     """Tornado's protocol-13 implementation with strict frame reading (see the module doc).
 
     Args:
@@ -141,100 +131,6 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         self.close(code, reason)
 
     # -- reading ---------------------------------------------------------------------
-
-    async def _receive_frame_loop(self) -> None:
-        """Start reading frames by callbacks, and return at once.
-
-        Tornado awaits its read loop from the handshake, so every connection
-        keeps a chain of suspended coroutines for its whole life: the HTTP
-        request's task, the handler's ``get`` (holding the request headers),
-        the handshake, the loop, the frame being read — about 4 KiB for an idle
-        connection. Here the handshake coroutine ends after ``open`` and
-        :meth:`_read_frames` takes over: an idle connection holds only the
-        stream's pending 2-byte read and its callback.
-        """
-        self._read_frames()
-
-    def _read_frames(self) -> None:
-        """Handle frames for as long as their bytes are already buffered.
-
-        Each frame starts with a 2-byte read. When the stream already has the
-        bytes (the usual case under load) the frame is handled here and now;
-        otherwise a callback on the read resumes here when they come. A frame
-        runs as a coroutine (:meth:`_frame`, strict and streaming as before)
-        driven by :meth:`_step` without a Task: it usually finishes without
-        waiting; when it must wait (the rest of a large frame, or a handler
-        that returned an awaitable) the next frame is read only once it is done,
-        so requests are still handled one after the other, in order. After
-        about 256 KiB of input the loop gives other connections a turn, as
-        Tornado's does.
-        """
-        stream = self.stream
-        assert stream is not None
-        work = 0
-        while not self.client_terminated:
-            start = self._wire_bytes_in
-            try:
-                # Tornado returns a Future here (typed as Awaitable): polling it and adding a
-                # callback is what lets an idle connection hold no coroutine at all.
-                header = cast("asyncio.Future[bytes]", stream.read_bytes(2))
-            except StreamClosedError:
-                self._stop_reading(aborted=True)
-                return
-            if not header.done():
-                header.add_done_callback(self._on_header)
-                return
-            if not self._start_frame(header):
-                return
-            work += FRAME_YIELD_COST + self._wire_bytes_in - start
-            if work >= YIELD_THRESHOLD:
-                stream.io_loop.add_callback(self._read_frames)
-                return
-        self._stop_reading(aborted=False)
-
-    def _on_header(self, header: asyncio.Future[bytes]) -> None:
-        if self._start_frame(header):
-            self._read_frames()
-
-    def _start_frame(self, header: asyncio.Future[bytes]) -> bool:
-        """Run the frame whose first two bytes ``header`` holds; True when it is done and the next may be read."""
-        try:
-            data = header.result()
-        except StreamClosedError:
-            self._stop_reading(aborted=True)
-            return False
-        self._wire_bytes_in += 2
-        return self._step(self._frame(data))
-
-    def _step(self, frame: Coroutine[Any, Any, None]) -> bool:
-        """Run ``frame`` until it finishes (True) or waits (False; it resumes by itself)."""
-        try:
-            waiting = frame.send(None)
-        except StopIteration:
-            return True
-        except StreamClosedError:
-            self._stop_reading(aborted=True)
-            return False
-        except Exception:
-            self.handler.log_exception(*sys.exc_info())
-            self._stop_reading(aborted=True)
-            return False
-        if waiting is None:  # a bare yield (asyncio.sleep(0)): give the loop a turn
-            self.stream.io_loop.add_callback(self._resume, frame, None)
-        else:
-            waiting._asyncio_future_blocking = False
-            waiting.add_done_callback(functools.partial(self._resume, frame))
-        return False
-
-    def _resume(self, frame: Coroutine[Any, Any, None], _done: Any) -> None:
-        if self._step(frame):
-            self._read_frames()
-
-    def _stop_reading(self, aborted: bool) -> None:
-        """Reading is over: the peer's close frame came, or the stream closed (``aborted``)."""
-        if aborted:
-            self._abort()
-        self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
     async def _frame(self, header: bytes) -> None:
         """One frame, after its first two bytes: check it, read its payload, hand it on."""
