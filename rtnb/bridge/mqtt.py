@@ -5,18 +5,18 @@ it runs on the hub's event loop and talks to the :class:`~rtnb.server.hub.Hub`
 object directly, with no WebSocket in between.
 
 * **In**: it subscribes to the ``inbound`` filters on the broker; each MQTT
-  message on ``T`` is decoded (:mod:`rtnb.bridge.payloads`) and published on
-  hub topic ``prefix/T``. A message the hub refuses (bad name, too big, not
-  JSON in ``json`` mode) is counted by error code on ``/metrics``, logged, and
-  shown as ``last_error`` in the status; MQTT has no way to tell the device.
-* **Out**: it is a subscriber of the hub for the ``outbound`` filters
-  (:class:`~rtnb.bridge.outbound.OutboundQueue`) and publishes what arrives to
-  the broker with the configured QoS and retain flag, ``publish_window``
-  publishes in flight at a time.
-* **No loops**: hub messages that came from MQTT are recognised by their
-  (topic, epoch, offset) and never sent back (:class:`~rtnb.bridge.mapping.OriginLedger`);
-  the bridge's own publishes are not echoed back in by the broker (MQTT 5
-  *no local*, or :class:`~rtnb.bridge.mapping.EchoFilter` on MQTT 3.1.1).
+  message on ``T`` is published on hub topic ``prefix/T``. A message the hub
+  refuses is counted by error code on ``/metrics``, logged, and shown as
+  ``last_error`` in the status; MQTT has no way to tell the device.
+* **Out**: it subscribes to the hub for the ``outbound`` filters and publishes
+  what arrives to the broker with the configured QoS and retain flag.
+* **No loops**: what came from MQTT is never sent back, and the bridge's own
+  publishes are not echoed back in (MQTT 5 *no local*, or a filter on 3.1.1).
+
+Moving the messages (both directions, and the loop prevention) is the job of
+:class:`~rtnb.bridge._relay.Relay`; the bridge connects, reconnects, keeps
+its seat in the hub and reports:
+
 * **Outages**: the connection is retried with the Python clients' backoff
   (:class:`~rtnb.client._backoff.Backoff`: exponential, full jitter, from
   ``reconnect_initial`` up to ``reconnect_max``), quietly: the first failure of
@@ -44,15 +44,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..client._backoff import Backoff, BackoffPolicy
 from ..core.close_codes import CloseCode
-from ..core.errors import BadField, RtnbError
-from ..core.fanout import Member
-from ..core.message import Message
-from ..core.protocol import SinceCursor, Subscribe
-from ..core.topics import Pattern
-from .mapping import EchoFilter, OriginLedger, TopicMap
+from ..core.errors import BadField
+from ._relay import Relay
 from .options import MqttOptions
-from .outbound import OutboundQueue
-from .payloads import decode_payload, encode_payload
 
 if TYPE_CHECKING:
     from ..server.hub import ComponentMetric, Hub
@@ -101,22 +95,11 @@ class MqttBridge:
         self.address = options.address
         self.state = BridgeState.CREATED
         self.hub: Hub | None = None
-        self.messages_in = 0
-        self.messages_out = 0
-        self.loops_prevented = 0
-        self.echoes_dropped = 0
         self.connects = 0
         self.connect_failures = 0
-        self.refused: Counter[str] = Counter()
         self.last_error: str | None = None
         self.state_since: float | None = None
-        self._member: Member | None = None
-        self._outbound: OutboundQueue | None = None
-        self._topic_map: TopicMap | None = None
-        self._ledger: OriginLedger | None = None
-        self._echo: EchoFilter | None = None
-        self._inbound_queue: Any = None
-        self._inbound_pending: asyncio.Future[None] | None = None
+        self._relay = Relay(options, self._message_refused, self._evicted)
         self._run_task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -128,6 +111,36 @@ class MqttBridge:
         self._connected_event = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._status_counters: tuple[int, ...] = ()
+
+    # -- the relay's counters ----------------------------------------------------------
+
+    @property
+    def messages_in(self) -> int:
+        """MQTT messages brought into the hub."""
+        return self._relay.messages_in
+
+    @property
+    def messages_out(self) -> int:
+        """Hub messages published to the broker."""
+        return self._relay.messages_out
+
+    @property
+    def loops_prevented(self) -> int:
+        """Hub messages not sent back to MQTT because they came from it."""
+        return self._relay.loops_prevented
+
+    @property
+    def echoes_dropped(self) -> int:
+        """The broker's echoes of the bridge's own publishes, dropped (MQTT 3.1.1)."""
+        return self._relay.echoes_dropped
+
+    @property
+    def refused(self) -> Counter[str]:
+        """Refused messages by error code."""
+        return self._relay.refused
+
+    def _message_refused(self, description: str) -> None:
+        self.last_error = description
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -162,15 +175,10 @@ class MqttBridge:
         except (OSError, ssl.SSLError) as error:
             raise BadField(f"MQTT bridge TLS files cannot be loaded: {error}.") from None
         # one queue for every connection's client: what was read survives a reconnect
-        self._inbound_queue = CountingQueue(maxsize=options.max_inbound_queue or 0)
-        self._topic_map = TopicMap(options.prefix, hub.limits)
-        outbound_patterns = [self._topic_map.hub_pattern(mqtt_filter) for mqtt_filter in options.outbound]
-        self._ledger = OriginLedger(outbound_patterns)
-        if options.protocol == "3.1.1" and options.outbound:
-            self._echo = EchoFilter(Pattern.parse(mqtt_filter) for mqtt_filter in options.inbound)
-        if options.outbound:
-            self._outbound = OutboundQueue(hub.limits.max_queue_bytes, self._outbound_closed)
-            await self._join_hub()
+        inbound_queue = CountingQueue(maxsize=options.max_inbound_queue or 0)
+        self._relay.attach(hub, inbound_queue, member_id=f"bridge-{self.name}-{id(self):x}")
+        if self._relay.outbound is not None:
+            await self._relay.join_hub()
         self._run_task = asyncio.ensure_future(self._run(tls_context))
         if options.status_interval is not None:
             self._status_task = asyncio.ensure_future(self._report_periodically(options.status_interval))
@@ -186,11 +194,9 @@ class MqttBridge:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._outbound is not None:
-            self._outbound.finish()
-        if self._member is not None and self.hub is not None:
-            self.hub.disconnect(self._member)
-            self._member = None
+        if self._relay.outbound is not None:
+            self._relay.outbound.finish()
+        self._relay.leave_hub()
         self._transition(BridgeState.STOPPED)
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
@@ -211,24 +217,8 @@ class MqttBridge:
 
     # -- the hub side ------------------------------------------------------------------
 
-    async def _join_hub(self, resume: bool = False) -> None:
-        """Subscribe to the outbound patterns; after an eviction, resume where we were."""
-        hub, outbound, topic_map = self.hub, self._outbound, self._topic_map
-        assert hub is not None and outbound is not None and topic_map is not None
-        outbound.closed = False
-        member = self._member = hub.connect(outbound, member_id=f"bridge-{self.name}-{id(self):x}")
-        since: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in outbound.positions.items()}
-        for mqtt_filter in self.options.outbound:
-            pattern = topic_map.hub_pattern(mqtt_filter)
-            cursor: SinceCursor = {topic: position for topic, position in since.items() if pattern.matches(topic)}
-            await hub.subscribe(member, Subscribe(pattern, since=cursor if resume else None))
-
-    def _outbound_closed(self, code: int, reason: str) -> None:
-        """The hub ended our subscription (shutdown, or too long over the queue limit)."""
-        if self._member is None or self.hub is None:
-            return
-        self.hub.disconnect(self._member)
-        self._member = None
+    def _evicted(self, code: int, reason: str) -> None:
+        """The hub ended the bridge's subscription: unless it is shutting down, rejoin once connected."""
         if code != CloseCode.GOING_AWAY and self.state is not BridgeState.STOPPED:
             self.last_error = f"hub closed the bridge's subscription ({code}: {reason}); resuming from history"
             log.warning("MQTT bridge: %s", self.last_error)
@@ -236,8 +226,8 @@ class MqttBridge:
 
     async def _rejoin_when_connected(self) -> None:
         await self._connected_event.wait()
-        if self._member is None and self.state is BridgeState.CONNECTED:
-            await self._join_hub(resume=True)
+        if not self._relay.joined and self.state is BridgeState.CONNECTED:
+            await self._relay.join_hub(resume=True)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -261,7 +251,7 @@ class MqttBridge:
         backoff = self._backoff
         while True:
             self._transition(BridgeState.CONNECTING)
-            client = make_client(self.options, tls_context, self._inbound_queue)
+            client = make_client(self.options, tls_context, self._relay.inbound_queue)
             try:
                 async with client:
                     await self._subscribe_broker(client)
@@ -319,9 +309,9 @@ class MqttBridge:
 
     async def _serve_session(self, client: Any) -> None:
         """Run the inbound and outbound pumps until one fails (the connection is gone)."""
-        pumps = [asyncio.ensure_future(self._pump_inbound(client))]
-        if self._outbound is not None:
-            pumps.append(asyncio.ensure_future(self._pump_outbound(client)))
+        pumps = [asyncio.ensure_future(self._relay.pump_inbound(client))]
+        if self._relay.outbound is not None:
+            pumps.append(asyncio.ensure_future(self._relay.pump_outbound(client)))
         try:
             done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -331,127 +321,12 @@ class MqttBridge:
         for pump in done:
             pump.result()
 
-    # -- in: MQTT -> hub ---------------------------------------------------------------
-
-    async def _pump_inbound(self, client: Any) -> None:
-        queue = self._inbound_queue
-        async for message in client.messages:
-            await self._bring_in(message.topic.value, message.payload)
-            # Take what else is already queued without a round trip through the
-            # iterator, yielding now and then so the hub keeps flushing to clients.
-            taken = 0
-            while queue is not None and not queue.empty():
-                message = queue.get_nowait()
-                await self._bring_in(message.topic.value, message.payload)
-                taken += 1
-                if taken % 512 == 0:
-                    await asyncio.sleep(0)
-
-    async def _bring_in(self, mqtt_topic: str, payload: Any) -> None:
-        """Publish one MQTT message into the hub, or count why it was refused."""
-        hub, topic_map, ledger = self.hub, self._topic_map, self._ledger
-        assert hub is not None and topic_map is not None and ledger is not None
-        if not isinstance(payload, bytes):
-            payload = b"" if payload is None else str(payload).encode()
-        if self._echo is not None and self._echo.is_echo(mqtt_topic, payload):
-            self.echoes_dropped += 1
-            return
-        try:
-            hub_topic = topic_map.to_hub(mqtt_topic)
-            data = decode_payload(payload, self.options.payload)
-            if hub.backplane.is_local:
-                message = hub.publish_now(hub_topic, data)
-            else:
-                message = await self._publish_shared(hub, hub_topic, data)
-        except RtnbError as error:
-            self._refuse(mqtt_topic, error)
-            return
-        if ledger.could_return(message.topic):
-            ledger.record(message.topic, message.epoch, message.offset)
-        self.messages_in += 1
-
-    async def _publish_shared(self, hub: Hub, hub_topic: str, data: Any) -> Message:
-        # On a shared backplane the hub may deliver the message to our outbound
-        # side before this await returns; the outbound pump waits on this future
-        # so it checks the ledger only once the offset is recorded.
-        pending = self._inbound_pending = asyncio.get_running_loop().create_future()
-        try:
-            return await hub.publish(hub_topic, data)
-        finally:
-            self._inbound_pending = None
-            pending.set_result(None)
-
-    def _refuse(self, mqtt_topic: str, error: RtnbError) -> None:
-        self.refused[error.code] += 1
-        self.last_error = f"MQTT topic {mqtt_topic!r}: {error.message}"
-        count = self.refused[error.code]
-        if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th... so a flood cannot flood the log
-            log.warning("MQTT bridge refused a message (%s, %d so far): %s", error.code, count, self.last_error)
-        if self.hub is not None:
-            self.hub.record_error(error.code)
-
-    # -- out: hub -> MQTT --------------------------------------------------------------
-
-    async def _pump_outbound(self, client: Any) -> None:
-        outbound, options = self._outbound, self.options
-        assert outbound is not None
-        while True:
-            await outbound.wait_not_empty()
-            if outbound.closed:
-                return
-            pending = self._inbound_pending
-            if pending is not None:
-                await asyncio.shield(pending)
-            batch = self._prepare_out(outbound.take(options.publish_window))
-            if not batch:
-                continue
-            sends = []
-            for _message, mqtt_topic, payload in batch:
-                if self._echo is not None:
-                    self._echo.sent(mqtt_topic, payload)
-                sends.append(
-                    asyncio.ensure_future(client.publish(mqtt_topic, payload, qos=options.qos, retain=options.retain))
-                )
-            try:
-                await asyncio.gather(*sends)
-            except BaseException:
-                unsent = [
-                    message
-                    for (message, _topic, _payload), send in zip(batch, sends, strict=True)
-                    if not send.done() or send.cancelled() or send.exception() is not None
-                ]
-                for send in sends:
-                    send.cancel()
-                await asyncio.gather(*sends, return_exceptions=True)
-                outbound.put_back(unsent)
-                self.messages_out += len(batch) - len(unsent)
-                raise
-            self.messages_out += len(batch)
-
-    def _prepare_out(self, messages: list[Message]) -> list[tuple[Message, str, bytes]]:
-        """Drop what came from MQTT, map topics, encode payloads."""
-        ledger, topic_map = self._ledger, self._topic_map
-        assert ledger is not None and topic_map is not None
-        prepared = []
-        for message in messages:
-            if ledger.claim(message.topic, message.epoch, message.offset):
-                self.loops_prevented += 1
-                continue
-            mqtt_topic = topic_map.to_mqtt(message.topic)
-            if mqtt_topic is None:
-                continue
-            try:
-                prepared.append((message, mqtt_topic, encode_payload(message.data)))
-            except RtnbError as error:
-                self._refuse(message.topic, error)
-        return prepared
-
     # -- reporting ---------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """State for ``/healthz`` and the status topic; ``ok`` while connected."""
-        outbound = self._outbound
-        inbound_queue = self._inbound_queue
+        outbound = self._relay.outbound
+        inbound_queue = self._relay.inbound_queue
         return {
             "ok": self.state is BridgeState.CONNECTED,
             "state": self.state.value,
@@ -494,7 +369,7 @@ class MqttBridge:
             self._spawn(hub.publish(self.options.status_topic, status, trusted=True))
 
     def _counters(self) -> tuple[int, ...]:
-        outbound = self._outbound
+        outbound = self._relay.outbound
         return (
             self.messages_in,
             self.messages_out,

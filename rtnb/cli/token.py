@@ -21,8 +21,8 @@ from typing import Any
 
 from ..core.auth import CLAIM_PUBLISH, CLAIM_SUBJECT, CLAIM_SUBSCRIBE
 from ..core.errors import InvalidPattern
+from ..core.jwt_verifier import check_hs256_secret
 from ..core.topics import validate_pattern
-from ..server.auth import check_hs256_secret
 
 __all__ = ["mint_token", "register"]
 

@@ -1,9 +1,10 @@
 """Who may do what, and how fast: the hub's security decisions, without I/O.
 
-Adapters verify a token (see :mod:`rtnb.server.auth`), hand its claims here and
-get a :class:`Permissions` object back; from then on every publish, subscribe
-and history request of that connection is checked against it, the same way
-on every transport. Rate limits and connection counts per address are
+Adapters find a token (see :mod:`rtnb.server.auth`), have it verified
+(:mod:`rtnb.core.jwt_verifier`), hand its claims here and get a
+:class:`Permissions` object back; from then on every publish, subscribe and
+history request of that connection is checked against it, the same way on
+every transport. Rate limits and connection counts per address are
 decided here too, with time passed in, so all of it is unit-tested without
 sockets or clocks. ``Host`` and ``Origin`` rules live in :mod:`rtnb.core.origins`.
 

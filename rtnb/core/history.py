@@ -4,7 +4,9 @@ Each topic keeps a bounded ring of its latest messages. Offsets start at 1 and
 grow by one per message, so a client that remembers the last offset it has seen
 can ask for exactly what came after. When the hub cannot give it all (trimmed
 by a limit, or the topic's history was reset and got a new epoch) the answer
-carries an explicit :class:`Gap` instead of silently skipping.
+carries an explicit :class:`~rtnb.core.gaps.Gap` instead of silently skipping
+(gaps are defined in :mod:`rtnb.core.gaps` and re-exported here, where their
+users have always imported them from).
 
 Limits, all with defaults and all bounded:
 
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from .gaps import COALESCE_GAPS_FROM, GAP_LIST_SIZE, Gap, GapList, GapReason, coalesce_gaps
 from .message import Message
 from .topics import Pattern
 
@@ -45,86 +48,6 @@ __all__ = [
 
 #: evicted topics whose epoch and last offset are remembered, per ``max_topics``
 RETIRED_PER_TOPIC = 10
-
-#: ``missing`` is reported by clients: an offset jump that no gap notice explained.
-#: ``cursor_expired``: a stored resume cursor was no longer held, so where the client stood is unknown.
-GapReason = Literal["trimmed", "epoch_changed", "slow_consumer", "unavailable", "missing", "cursor_expired"]
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Messages a client asked for, or should have had, that it will not get.
-
-    ``from_offset``..``to_offset`` is the inclusive range of lost offsets in
-    ``epoch``. For ``epoch_changed`` the range refers to the old epoch and
-    ``to_offset`` is ``None``: the hub no longer knows how far it went.
-    """
-
-    topic: str
-    from_offset: int
-    to_offset: int | None
-    reason: GapReason
-    epoch: int | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {
-            "op": "gap",
-            "topic": self.topic,
-            "from": self.from_offset,
-            "to": self.to_offset,
-            "reason": self.reason,
-        }
-        if self.epoch is not None:
-            frame["epoch"] = self.epoch
-        return frame
-
-
-#: this many gaps sent together or more travel as :class:`GapList` frames
-COALESCE_GAPS_FROM = 16
-#: gaps per :class:`GapList` frame
-GAP_LIST_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class GapList:
-    """Several gaps in one frame, for a resume over many topics that lost history.
-
-    On the wire: ``{"op": "gap", "gaps": [[TOPIC, FROM, TO, REASON, EPOCH], ...]}``
-    (``TO`` and ``EPOCH`` may be ``null``), each entry meaning exactly what a
-    single ``gap`` frame with those fields means, in order.
-    """
-
-    gaps: tuple[Gap, ...]
-
-    def to_wire(self) -> dict[str, Any]:
-        entries = [[gap.topic, gap.from_offset, gap.to_offset, gap.reason, gap.epoch] for gap in self.gaps]
-        return {"op": "gap", "gaps": entries}
-
-
-def coalesce_gaps(items: Sequence[Message | Gap]) -> list[Message | Gap | GapList]:
-    """``items`` as a transport writes them: runs of ``COALESCE_GAPS_FROM`` gaps or more
-    become :class:`GapList` frames of at most ``GAP_LIST_SIZE``; the rest is unchanged."""
-    out: list[Message | Gap | GapList] = []
-    run: list[Gap] = []
-
-    def end_run() -> None:
-        if len(run) < COALESCE_GAPS_FROM:
-            out.extend(run)
-        else:
-            chunks = range(0, len(run), GAP_LIST_SIZE)
-            out.extend(GapList(tuple(run[start : start + GAP_LIST_SIZE])) for start in chunks)
-        run.clear()
-
-    for item in items:
-        if isinstance(item, Gap):
-            run.append(item)
-        else:
-            if run:
-                end_run()
-            out.append(item)
-    if run:
-        end_run()
-    return out
 
 
 @dataclass(frozen=True, slots=True)

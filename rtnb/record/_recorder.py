@@ -19,7 +19,6 @@ States: ``NEW`` -> ``RECORDING`` -> ``STOPPED``. A recorder that reaches
 from __future__ import annotations
 
 import enum
-import inspect
 import os
 import threading
 import time
@@ -27,11 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import BadField, RtnbError, Timeout
+from ..core.errors import BadField, Timeout
 from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import validate_pattern
 from ._buffer import DEFAULT_CHUNK_ROWS, Chunk, ColumnBuffer, RecordedGap
+from ._feed import Feed
+from ._frames import gaps_frame, wide_frame
 from ._layout import RecordingInfo, frame_from_table, join_chunks, table_from_frame
 from ._storage import FileFormat, SpillWriter, read_table, write_table
 
@@ -46,15 +47,6 @@ class RecorderState(enum.Enum):
     NEW = "new"
     RECORDING = "recording"
     STOPPED = "stopped"
-
-
-def _source_url(source: Any) -> str | None:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    url = getattr(source, "url", None)
-    if isinstance(url, str) and not hasattr(source, "subscribe"):
-        return url  # a HubServer, an EmbeddedHub...
-    return None
 
 
 class Recorder:
@@ -124,9 +116,7 @@ class Recorder:
         self._row_targets: list[int] = []  # the rows= of every wait() in progress
         self._wake_at: int | None = None  # add() notifies waiters once _accepted reaches this
         self._full = False
-        self._client: Any = None
-        self._owns_client = False
-        self._subscriptions: list[Any] = []
+        self._feed = self._new_feed()
         self._async = False
         self._saved_path: Path | None = None
         self._frame: pd.DataFrame | None = None  # built once the recording is stopped
@@ -194,71 +184,44 @@ class Recorder:
             RuntimeError: already started or stopped.
             RtnbError: the hub refused or could not be reached.
         """
-        with self._lock:
-            self._transition(RecorderState.RECORDING)
-            self.started_at = time.time()
+        self._begin()
         if self.source is None:
             return self
         try:
-            self._client, self._owns_client = self._sync_client()
-            for pattern in self.patterns:
-                self._subscriptions.append(
-                    self._client.subscribe(pattern, callback=self.add, last=self.last, since=self.since)
-                )
+            self._feed.open()
         except BaseException:
-            self._close_subscriptions()
-            with self._lock:
-                self.state = RecorderState.STOPPED
-            if self._spill is not None:
-                self._spill.discard()
+            self._abandon()
             raise
         return self
 
-    def _sync_client(self) -> tuple[Any, bool]:
-        url = _source_url(self.source)
-        if url is not None:
-            from ..client import connect
-
-            return connect(url, **self._client_options()), True
-        subscribe = getattr(self.source, "subscribe", None)
-        if subscribe is None:
-            raise BadField(f"A recorder records from a URL or a client, not {type(self.source).__name__}.")
-        if inspect.iscoroutinefunction(subscribe):
-            raise BadField("This is an AsyncClient: use 'await recorder.astart()' or 'async with recorder'.")
-        return self.source, False
-
-    def _client_options(self) -> dict[str, Any]:
-        return {"token": self.token} if self.token else {}
-
     async def astart(self) -> Recorder:
         """Subscribe through an :class:`~rtnb.client.AsyncClient` (or a URL, connecting one)."""
-        with self._lock:
-            self._transition(RecorderState.RECORDING)
-            self.started_at = time.time()
+        self._begin()
         self._async = True
         if self.source is None:
             return self
         try:
-            url = _source_url(self.source)
-            if url is not None:
-                from ..client import AsyncClient
-
-                self._client, self._owns_client = AsyncClient(url, **self._client_options()), True
-                await self._client.connect()
-            else:
-                self._client, self._owns_client = self.source, False
-            for pattern in self.patterns:
-                self._subscriptions.append(
-                    await self._client.subscribe(pattern, last=self.last, since=self.since, callback=self.add)
-                )
+            await self._feed.aopen()
         except BaseException:
-            await self._aclose_client()
-            with self._lock:
-                self.state = RecorderState.STOPPED
-            if self._spill is not None:
-                self._spill.discard()
+            self._abandon()
             raise
         return self
+
+    def _new_feed(self) -> Feed:
+        return Feed(self.source, self.patterns, self.add, last=self.last, since=self.since, token=self.token)
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._transition(RecorderState.RECORDING)
+            self.started_at = time.time()
+        self._feed = self._new_feed()  # with the options as they are now
+
+    def _abandon(self) -> None:
+        """The start failed (the feed closed what it opened): stop, and drop the spill file."""
+        with self._lock:
+            self.state = RecorderState.STOPPED
+        if self._spill is not None:
+            self._spill.discard()
 
     def stop(self) -> Recorder:
         """Unsubscribe, seal what is pending, complete the spill file; returns the recorder.
@@ -269,7 +232,7 @@ class Recorder:
             return self
         if self._async:
             raise RuntimeError("This recorder was started with astart(); stop it with 'await recorder.astop()'.")
-        self._close_subscriptions()
+        self._feed.close()
         self._finish()
         return self
 
@@ -277,33 +240,9 @@ class Recorder:
         """The async counterpart of :meth:`stop`."""
         if self.state is RecorderState.STOPPED:
             return self
-        await self._aclose_client()
+        await self._feed.aclose()
         self._finish()
         return self
-
-    def _close_subscriptions(self) -> None:
-        subscriptions, self._subscriptions = self._subscriptions, []
-        for subscription in subscriptions:
-            try:
-                subscription.close()
-            except RtnbError:
-                pass  # the connection is already gone: nothing left to unsubscribe
-        if self._owns_client and self._client is not None:
-            self._client.close()
-        self._client = None
-
-    async def _aclose_client(self) -> None:
-        subscriptions, self._subscriptions = self._subscriptions, []
-        client = self._client
-        if client is not None and not self._owns_client:
-            for subscription in subscriptions:
-                try:
-                    await subscription.close()
-                except RtnbError:
-                    pass  # the connection is already gone: nothing left to unsubscribe
-        if self._owns_client and client is not None:
-            await client.close()
-        self._client = None
 
     def _finish(self) -> None:
         with self._lock:
@@ -478,41 +417,3 @@ class Recorder:
 
     def __repr__(self) -> str:
         return f"<Recorder {self.state.value} {', '.join(self.patterns) or '(fed by add)'}: {self.rows} rows>"
-
-
-def gaps_frame(gaps: Sequence[RecordedGap | dict[str, Any]]) -> pd.DataFrame:
-    """Gaps (recorded ones, or the records in ``frame.attrs["rtnb"]["gaps"]``) as a DataFrame."""
-    import pandas as pd
-
-    records = [gap.to_record() if isinstance(gap, RecordedGap) else dict(gap) for gap in gaps]
-    frame = pd.DataFrame.from_records(records, columns=["received", "topic", "from", "to", "reason", "epoch"])
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("received"), unit="s", utc=True), name="received")
-    for name in ("from", "to", "epoch"):
-        frame[name] = frame[name].astype(pd.Int64Dtype())
-    return frame
-
-
-def wide_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A recording frame in wide form: one column per (topic, field), same rows.
-
-    Each row still is one message; only its own topic's columns are filled.
-    Fields a topic never had get no column.
-    """
-    import numpy as np
-    import pandas as pd
-
-    fields = [name for name in frame.columns if name not in ("topic", "offset", "epoch", "data")]
-    topics = frame["topic"].astype(object).to_numpy()
-    pieces = []
-    for topic in sorted(set(topics)):
-        positions = np.flatnonzero(topics == topic)
-        rows = frame.iloc[positions]
-        used = [name for name in fields if rows[name].notna().any()] or fields[:1]
-        piece = rows[used].set_axis(pd.MultiIndex.from_product([[topic], used], names=["topic", "field"]), axis=1)
-        pieces.append(piece.set_axis(positions, axis=0))
-    if not pieces:
-        return pd.DataFrame(index=frame.index, columns=pd.MultiIndex.from_tuples([], names=["topic", "field"]))
-    wide = pd.concat(pieces, axis=0).sort_index()
-    wide.index = frame.index
-    wide.attrs = dict(frame.attrs)
-    return wide

@@ -21,34 +21,42 @@ the closing handshake. :class:`HubWebSocketProtocol` reads frames itself so that
 * a close reason is cut to fit a control frame (125 bytes), where Tornado
   would raise.
 
-Everything else — the opening handshake, writing, pings, compression — is
-Tornado's; the Tornado internals this needs are named in :mod:`rtnb.server._tornado`.
-:mod:`tests.reliability.test_autobahn` runs the Autobahn cases
-against it; ``docs/compliance.md`` lists the results.
+The rules themselves (which header or close frame is invalid, and with which
+code) are pure functions in :mod:`rtnb.server._wsframes`; when the next frame is
+read (by callbacks, holding no coroutine while idle) is
+:mod:`rtnb.server._wsreader`'s. This module reads each frame's bytes, applies
+the rules and acts on the verdict. Everything else — the opening
+handshake, writing, pings, compression — is Tornado's; the Tornado internals
+this needs are named in :mod:`rtnb.server._tornado`.
+:mod:`tests.reliability.test_autobahn` runs the Autobahn cases against it;
+``docs/compliance.md`` lists the results.
 """
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import functools
 import logging
 import struct
-import sys
-from collections.abc import Coroutine
-from typing import Any, cast
+from typing import Any
 
-from tornado.iostream import StreamClosedError
-
-from ..core.close_codes import CloseCode, is_valid_close_code
-from ._tornado import (
-    FRAME_YIELD_COST,
-    YIELD_THRESHOLD,
-    DecompressTooLargeError,
-    WebSocketProtocol13,
-    send_pong,
-    websocket_mask,
+from ..core.close_codes import CloseCode
+from ._tornado import DecompressTooLargeError, send_pong, websocket_mask
+from ._wsframes import (
+    CLOSE,
+    CONTINUATION,
+    CONTROL_OPCODES,
+    DATA_OPCODES,
+    MAX_CONTROL_PAYLOAD,
+    PING,
+    PONG,
+    TEXT,
+    FrameError,
+    check_frame_header,
+    mask_at,
+    parse_close_payload,
+    truncate_reason,
 )
+from ._wsreader import CallbackFrameReader
 
 __all__ = [
     "HubWebSocketProtocol",
@@ -58,38 +66,13 @@ __all__ = [
 log = logging.getLogger("rtnb.ws")
 
 
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA_OPCODES = frozenset({_CONTINUATION, _TEXT, _BINARY})
-_CONTROL_OPCODES = frozenset({_CLOSE, _PING, _PONG})
-_MAX_CONTROL_PAYLOAD = 125
 #: bytes read at a time when streaming a text payload or discarding input
 _CHUNK = 64 * 1024
+#: the reason a connection is failed with on text that is not UTF-8
+_NOT_UTF8 = "text is not valid UTF-8"
 
 
-def truncate_reason(reason: str, limit: int = _MAX_CONTROL_PAYLOAD - 2) -> str:
-    """``reason`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= limit:
-        return reason
-    return encoded[:limit].decode("utf-8", errors="ignore")
-
-
-def _mask_at(mask: bytes, offset: int) -> bytes:
-    """The 4-byte mask as it applies to a chunk starting ``offset`` bytes into a payload."""
-    shift = offset % 4
-    return mask if shift == 0 else mask[shift:] + mask[:shift]
-
-
-class _Failed(Exception):
-    """Raised inside frame reading to fail the connection with ``code``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class HubWebSocketProtocol(WebSocketProtocol13):
+class HubWebSocketProtocol(CallbackFrameReader):
     """Tornado's protocol-13 implementation with strict frame reading (see the module doc).
 
     Args:
@@ -113,7 +96,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         self._text_parts: list[str] = []
         #: opcode (text or binary) of the fragmented message being read, while
         #: ``_fragmented_message_buffer`` holds its first fragments
-        self._message_opcode = _TEXT
+        self._message_opcode = TEXT
 
     # -- closing ---------------------------------------------------------------------
 
@@ -149,100 +132,6 @@ class HubWebSocketProtocol(WebSocketProtocol13):
 
     # -- reading ---------------------------------------------------------------------
 
-    async def _receive_frame_loop(self) -> None:
-        """Start reading frames by callbacks, and return at once.
-
-        Tornado awaits its read loop from the handshake, so every connection
-        keeps a chain of suspended coroutines for its whole life: the HTTP
-        request's task, the handler's ``get`` (holding the request headers),
-        the handshake, the loop, the frame being read — about 4 KiB for an idle
-        connection. Here the handshake coroutine ends after ``open`` and
-        :meth:`_read_frames` takes over: an idle connection holds only the
-        stream's pending 2-byte read and its callback.
-        """
-        self._read_frames()
-
-    def _read_frames(self) -> None:
-        """Handle frames for as long as their bytes are already buffered.
-
-        Each frame starts with a 2-byte read. When the stream already has the
-        bytes (the usual case under load) the frame is handled here and now;
-        otherwise a callback on the read resumes here when they come. A frame
-        runs as a coroutine (:meth:`_frame`, strict and streaming as before)
-        driven by :meth:`_step` without a Task: it usually finishes without
-        waiting; when it must wait (the rest of a large frame, or a handler
-        that returned an awaitable) the next frame is read only once it is done,
-        so requests are still handled one after the other, in order. After
-        about 256 KiB of input the loop gives other connections a turn, as
-        Tornado's does.
-        """
-        stream = self.stream
-        assert stream is not None
-        work = 0
-        while not self.client_terminated:
-            start = self._wire_bytes_in
-            try:
-                # Tornado returns a Future here (typed as Awaitable): polling it and adding a
-                # callback is what lets an idle connection hold no coroutine at all.
-                header = cast("asyncio.Future[bytes]", stream.read_bytes(2))
-            except StreamClosedError:
-                self._stop_reading(aborted=True)
-                return
-            if not header.done():
-                header.add_done_callback(self._on_header)
-                return
-            if not self._start_frame(header):
-                return
-            work += FRAME_YIELD_COST + self._wire_bytes_in - start
-            if work >= YIELD_THRESHOLD:
-                stream.io_loop.add_callback(self._read_frames)
-                return
-        self._stop_reading(aborted=False)
-
-    def _on_header(self, header: asyncio.Future[bytes]) -> None:
-        if self._start_frame(header):
-            self._read_frames()
-
-    def _start_frame(self, header: asyncio.Future[bytes]) -> bool:
-        """Run the frame whose first two bytes ``header`` holds; True when it is done and the next may be read."""
-        try:
-            data = header.result()
-        except StreamClosedError:
-            self._stop_reading(aborted=True)
-            return False
-        self._wire_bytes_in += 2
-        return self._step(self._frame(data))
-
-    def _step(self, frame: Coroutine[Any, Any, None]) -> bool:
-        """Run ``frame`` until it finishes (True) or waits (False; it resumes by itself)."""
-        try:
-            waiting = frame.send(None)
-        except StopIteration:
-            return True
-        except StreamClosedError:
-            self._stop_reading(aborted=True)
-            return False
-        except Exception:
-            self.handler.log_exception(*sys.exc_info())
-            self._stop_reading(aborted=True)
-            return False
-        if waiting is None:  # a bare yield (asyncio.sleep(0)): give the loop a turn
-            self.stream.io_loop.add_callback(self._resume, frame, None)
-        else:
-            waiting._asyncio_future_blocking = False
-            waiting.add_done_callback(functools.partial(self._resume, frame))
-        return False
-
-    def _resume(self, frame: Coroutine[Any, Any, None], _done: Any) -> None:
-        if self._step(frame):
-            self._read_frames()
-
-    def _stop_reading(self, aborted: bool) -> None:
-        """Reading is over: the peer's close frame came, or the stream closed (``aborted``)."""
-        if aborted:
-            self._abort()
-        self.handler.on_ws_connection_close(self.close_code, self.close_reason)
-
     async def _frame(self, header: bytes) -> None:
         """One frame, after its first two bytes: check it, read its payload, hand it on."""
         first, second = header[0], header[1]
@@ -250,7 +139,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         opcode = first & self.OPCODE_MASK
         reserved = first & self.RSV_MASK
         compressed = False
-        if self._decompressor is not None and opcode != _CONTINUATION and reserved & self.RSV1:
+        if self._decompressor is not None and opcode != CONTINUATION and reserved & self.RSV1:
             compressed = True
             reserved &= ~self.RSV1
         masked = bool(second & 0x80)
@@ -263,7 +152,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
 
         if self.failed:
             # After failing the connection only the peer's close frame matters.
-            if opcode == _CLOSE and length <= _MAX_CONTROL_PAYLOAD:
+            if opcode == CLOSE and length <= MAX_CONTROL_PAYLOAD:
                 await self._read_bytes(length)
                 self.client_terminated = True
                 self.close()
@@ -271,11 +160,13 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 await self._discard(length)
             return
         try:
-            self._check_header(final, opcode, reserved, masked, length)
-            if opcode != _CONTINUATION and opcode in _DATA_OPCODES:
+            buffer = self._fragmented_message_buffer
+            fragmented_bytes = None if buffer is None else len(buffer)
+            check_frame_header(final, opcode, reserved, masked, length, fragmented_bytes, self.params.max_message_size)
+            if opcode != CONTINUATION and opcode in DATA_OPCODES:
                 self._frame_compressed = compressed
             payload = await self._read_payload(opcode, final, length, mask)
-        except _Failed as failure:
+        except FrameError as failure:
             self._fail(failure.code, failure.reason)
             await self._discard(length)
             return
@@ -283,42 +174,20 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             return  # the payload was bad and discarded; the connection is failing
         await self._dispatch(opcode, final, payload)
 
-    def _check_header(self, final: bool, opcode: int, reserved: int, masked: bool, length: int) -> None:
-        if reserved:
-            raise _Failed(CloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-        if not masked:
-            raise _Failed(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
-        if opcode in _CONTROL_OPCODES:
-            if not final:
-                raise _Failed(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
-            if length > _MAX_CONTROL_PAYLOAD:
-                raise _Failed(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
-            return
-        if opcode not in _DATA_OPCODES:
-            raise _Failed(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
-        in_message = self._fragmented_message_buffer is not None
-        if opcode == _CONTINUATION and not in_message:
-            raise _Failed(CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue")
-        if opcode != _CONTINUATION and in_message:
-            raise _Failed(CloseCode.PROTOCOL_ERROR, "new message before the fragmented one ended")
-        buffered = len(self._fragmented_message_buffer) if self._fragmented_message_buffer is not None else 0
-        if buffered + length > self.params.max_message_size:
-            raise _Failed(CloseCode.MESSAGE_TOO_BIG, "message too big")
-
     async def _read_payload(self, opcode: int, final: bool, length: int, mask: bytes) -> bytes | None:
         """The unmasked payload; text is validated as it streams in.
 
         Returns ``None`` after failing the connection on invalid UTF-8 (the rest
         of the frame has then been discarded).
         """
-        is_text = opcode == _TEXT or (opcode == _CONTINUATION and self._message_opcode == _TEXT)
+        is_text = opcode == TEXT or (opcode == CONTINUATION and self._message_opcode == TEXT)
         if not is_text or self._frame_compressed:
             data = await self._read_bytes(length) if length else b""
             return websocket_mask(mask, data) if data else data
-        if opcode == _TEXT:
+        if opcode == TEXT:
             self._text_decoder = None
             self._text_parts = []
-        if final and opcode == _TEXT:
+        if final and opcode == TEXT:
             # The common case: one unfragmented text frame, often already buffered whole.
             chunk = await self._read_chunk(length)
             if len(chunk) == length:
@@ -326,7 +195,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 try:
                     self._text_parts = [data.decode("utf-8")]
                 except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, _NOT_UTF8)
                     return None
                 return data
             return await self._stream_text(final, length, mask, chunk)
@@ -341,12 +210,12 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         chunk = first_chunk
         while True:
             if chunk:
-                data = websocket_mask(_mask_at(mask, received), chunk)
+                data = websocket_mask(mask_at(mask, received), chunk)
                 received += len(chunk)
                 try:
                     self._text_parts.append(decoder.decode(data, final and received == length))
                 except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, _NOT_UTF8)
                     await self._discard(length - received)
                     return None
                 pieces.append(data)
@@ -354,7 +223,7 @@ class HubWebSocketProtocol(WebSocketProtocol13):
                 try:
                     self._text_parts.append(decoder.decode(b"", True))
                 except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, _NOT_UTF8)
                     return None
             if received == length:
                 return b"".join(pieces)
@@ -373,10 +242,10 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             length -= len(await self._read_chunk(length))
 
     async def _dispatch(self, opcode: int, final: bool, payload: bytes) -> None:
-        if opcode in _CONTROL_OPCODES:
+        if opcode in CONTROL_OPCODES:
             self._control_frame(opcode, payload)
             return
-        if opcode == _CONTINUATION:
+        if opcode == CONTINUATION:
             assert self._fragmented_message_buffer is not None
             self._fragmented_message_buffer.extend(payload)
             if not final:
@@ -404,14 +273,14 @@ class HubWebSocketProtocol(WebSocketProtocol13):
             except DecompressTooLargeError:
                 self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big after decompression")
                 return None
-            if opcode == _TEXT:
+            if opcode == TEXT:
                 try:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
-                    self._fail(CloseCode.INVALID_PAYLOAD, "text is not valid UTF-8")
+                    self._fail(CloseCode.INVALID_PAYLOAD, _NOT_UTF8)
                     return None
                 return self._run_callback(self.handler.on_message, text)
-        if opcode == _TEXT:
+        if opcode == TEXT:
             text = "".join(self._text_parts)
             self._text_parts = []
             self._text_decoder = None
@@ -419,10 +288,10 @@ class HubWebSocketProtocol(WebSocketProtocol13):
         return self._run_callback(self.handler.on_message, payload)
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
-        if opcode == _PING:
+        if opcode == PING:
             send_pong(self, payload)
             self._run_callback(self.handler.on_ping, payload)
-        elif opcode == _PONG:
+        elif opcode == PONG:
             self._received_pong = True
             self._run_callback(self.handler.on_pong, payload)
         else:
@@ -431,21 +300,11 @@ class HubWebSocketProtocol(WebSocketProtocol13):
     def _close_frame(self, payload: bytes) -> None:
         """The peer's close frame: check it, then answer with the same code (or fail)."""
         self.client_terminated = True
-        if len(payload) == 1:
-            self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        try:
+            code, reason = parse_close_payload(payload)
+        except FrameError as failure:
+            self._fail(failure.code, failure.reason)
             return
-        code: int | None = None
-        reason: str | None = None
-        if payload:
-            code = struct.unpack("!H", payload[:2])[0]
-            if not is_valid_close_code(code):
-                self._fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
-                return
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CloseCode.INVALID_PAYLOAD, "close reason is not valid UTF-8")
-                return
         self.close_code = code
         self.close_reason = reason
         self.close(code)

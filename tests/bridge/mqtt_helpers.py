@@ -169,8 +169,19 @@ class Forwarder:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port: int | None = None
+        #: while set, every forwarded connection is cut and new ones are closed at once
+        self.paused = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    def pause(self) -> None:
+        """The broker goes away for whoever connects through the forwarder (it stays up for the others)."""
+        self.paused = True
+        for writer in list(self._writers):
+            writer.close()
+
+    def resume(self) -> None:
+        self.paused = False
 
     @property
     def url(self) -> str:
@@ -190,6 +201,9 @@ class Forwarder:
             await self._server.wait_closed()
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.paused:
+            writer.close()
+            return
         self._writers.add(writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)

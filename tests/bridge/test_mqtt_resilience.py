@@ -5,18 +5,20 @@ and thousands of messages per second at QoS 1 without loss."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from typing import Any
 
 import pytest
-from mqtt_helpers import Forwarder, UnretrievedFutures, free_port, mqtt_client, record
+from mqtt_helpers import SHARED_PORT, Forwarder, UnretrievedFutures, free_port, mqtt_client, record
 
 from rtnb.bridge import start_mqtt_bridge
 from rtnb.bridge.mqtt import BridgeState, MqttBridge
 from rtnb.bridge.options import MqttOptions
 from rtnb.client._backoff import BackoffPolicy
 from rtnb.core.history import HistoryLimits
+from rtnb.core.limits import Limits
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.testing import wait_until
 
@@ -120,6 +122,49 @@ async def test_broker_behind_a_forwarder_is_retried_at_once_and_rejoined_within_
         await forwarder.stop()
     assert unretrieved.collect() == []
     unretrieved.restore()
+
+
+async def test_a_bridge_the_hub_evicts_while_the_broker_is_away_rejoins_and_resumes_from_history(
+    broker_url: str, namespace: str
+) -> None:
+    """While the bridge cannot reach the broker its outbound queue stays over the hub's limit, so the
+    hub closes its subscription (1008). Once the broker is back the bridge rejoins the hub from where
+    its queue stood: every command published meanwhile reaches the broker, none is lost."""
+    hub = Hub(
+        HubConfig(limits=Limits(max_queue_bytes=4096, max_lag_seconds=0.3), history=HistoryLimits(max_messages=10_000))
+    )
+    await hub.start()
+    forwarder = await Forwarder(SHARED_PORT).start()
+    try:
+        bridge = await start_mqtt_bridge(
+            hub, url=forwarder.url, outbound=[f"{namespace}/#"], qos=1, reconnect_initial=0.05, reconnect_max=0.2
+        )
+        await bridge.wait_connected()
+        async with mqtt_client(broker_url) as device:
+            await device.subscribe(f"{namespace}/#", qos=1)
+            forwarder.pause()
+            await wait_until(lambda: bridge.state is not BridgeState.CONNECTED)
+            total = 300
+            for sequence in range(total):
+                await hub.publish(f"{namespace}/valve/cmd", {"seq": sequence})
+                await asyncio.sleep(0)  # a loop turn: the hub flushes each message to the queue on its own
+            await wait_until(lambda: hub.stats.slow_consumer_closes >= 1)
+            forwarder.resume()
+            seen: set[int] = set()
+
+            async def receive_all() -> None:
+                async for message in device.messages:
+                    seen.add(json.loads(message.payload)["seq"])
+                    if len(seen) == total:
+                        return
+
+            await asyncio.wait_for(receive_all(), 30)
+        assert seen == set(range(total))
+        await wait_until(lambda: bridge.messages_out >= total)  # counted once the broker acknowledged a window
+        assert bridge.state is BridgeState.CONNECTED and hub.stats.slow_consumer_closes == 1
+    finally:
+        await hub.stop()
+        await forwarder.stop()
 
 
 async def test_retries_follow_the_clients_backoff_with_full_jitter(namespace: str) -> None:
