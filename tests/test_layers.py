@@ -8,20 +8,22 @@ layering issue:
 - ``core`` is pure: it imports nothing else from rtnb and no I/O (no asyncio,
   sockets, Tornado, Redis...).
 - ``backplane``, ``server`` and ``client`` each build only on ``core``.
-- ``bridge``, ``record``, ``notebook`` (and ``testing``) build on the client and
-  the server, and so does ``server.jupyter`` (the Jupyter server extension, an
-  integration: a part of its own, which may also use the bridge but never the
-  notebook); ``_connect`` and ``sim`` sit above them; ``cli`` above all that;
-  the package's ``__init__`` (a facade of lazy re-exports) and ``__main__`` last.
+- ``bridge``, ``record`` (and ``testing``) build on the client and the server.
+- ``notebook`` (the kernel's side) and ``server.jupyter`` (the Jupyter server
+  extension, a part of its own) sit above them: each composes a hub with an MQTT
+  bridge (``start_hub(mqtt=...)``, ``c.RtnbExtension.mqtt``), and the notebook's
+  Status panel shows that bridge. The extension never imports the notebook.
+- ``_connect`` and ``sim`` sit above them; ``cli`` above all that; the package's
+  ``__init__`` (a facade of lazy re-exports) and ``__main__`` last.
 - A module imports from lower layers or its own part only, never sideways or up.
   Importing the root package itself (``from .. import __version__``) is always
   allowed: it is loaded before any of its modules anyway.
 - Module-level imports form no cycle.
 
-Dependencies that break these rules on the main branch today are listed in
-``KNOWN_VIOLATIONS`` with the issue that removes them. The check fails on any
-*other* violation, and each listed one is an ``xfail(strict=True)`` case that
-turns into a failure once the dependency is gone, so the list only shrinks.
+Dependencies that break these rules on the main branch are listed in
+``KNOWN_VIOLATIONS`` with the issue that removes them (none today). The check
+fails on any *other* violation, and on a listed one that is gone, so the list
+only shrinks. The ones issue 19 removed are checked by name in ``REMOVED``.
 """
 
 from __future__ import annotations
@@ -44,14 +46,14 @@ LAYERS: dict[str, int] = {
     "client": 1,
     "bridge": 2,
     "record": 2,
-    "notebook": 2,
-    "server.jupyter": 2,  # the Jupyter server extension: on the server (and the bridge), never the notebook
     "testing": 2,
-    "_connect": 3,
-    "sim": 3,
-    "cli": 4,
-    "__main__": 5,
-    "rtnb": 5,  # rtnb/__init__.py, the facade
+    "notebook": 3,  # the kernel's hub (with its MQTT bridge) and the views
+    "server.jupyter": 3,  # the Jupyter server extension: on the server and the bridge, never the notebook
+    "_connect": 4,
+    "sim": 4,
+    "cli": 5,
+    "__main__": 6,
+    "rtnb": 6,  # rtnb/__init__.py, the facade
 }
 
 #: modules ``core`` must never import (I/O, event loops, servers, network clients)
@@ -76,23 +78,23 @@ IO_MODULES = frozenset(
 
 #: (importing module, imported part) -> why this sideways import is by design
 ALLOWED_SIDEWAYS: dict[tuple[str, str], str] = {
-    ("rtnb.server.jupyter._hub", "bridge"): "the Jupyter extension starts the MQTT bridge its "
-    "c.RtnbExtension.mqtt* settings ask for, as a hub component",
-    ("rtnb.server.jupyter._settings", "bridge"): "the c.RtnbExtension.mqtt* settings become the bridge's MqttOptions",
     ("rtnb.notebook", "server.jupyter"): "the old extension point rtnb.notebook (named by the installed "
     "jupyter_server_config.d/rtnb.json and by existing configs) delegates to rtnb.server.jupyter, lazily",
 }
 
 #: (importing module, imported part) -> why it is there and what removes it
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("rtnb.server.hub", "backplane"): "the hub creates the default MemoryBackplane and imports the Backplane "
-    "base class (and RedisBackplane for redis=...); issue 19: the hub talks to the backplane through small "
-    "core protocols (a HubLink), the default is chosen by the caller",
-    ("rtnb.server.runner", "backplane"): "HubServer builds a backplane from its options; same fix as the hub's",
-    ("rtnb.notebook.embedded", "bridge"): "the embedded hub starts an MQTT bridge beside itself (a sideways "
-    "dependency in layer 2); the bridge could be attached by the caller, or layered under the notebook",
-    ("rtnb.notebook._view", "_connect"): "views call rtnb.connect() (layer 3) to find their hub, and "
-    "rtnb._connect imports the notebook's hub discovery: a cycle between notebook and _connect",
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
+
+#: violations removed by issue 19 (importing module, imported part) -> how; they must not come back
+REMOVED: dict[tuple[str, str], str] = {
+    ("rtnb.server.hub", "backplane"): "the hub is typed against rtnb.core.backplane's protocols and defaults to "
+    "rtnb.core.memory_backplane (pure); a caller that wants Redis builds the RedisBackplane and passes it",
+    ("rtnb.server.runner", "backplane"): "HubServer and serve() take a hub or a backplane, built by their caller "
+    "(the CLI, start_hub, the Jupyter extension)",
+    ("rtnb.notebook.embedded", "bridge"): "the notebook sits above the bridge: start_hub(mqtt=...) composes a hub "
+    "with a bridge and the Status panel shows it (as the Jupyter extension does, at the same level)",
+    ("rtnb.notebook._view", "_connect"): "finding the hub at hand lives in the notebook (notebook._hub_at_hand); "
+    "rtnb.connect() delegates to it, the views use it directly",
 }
 
 
@@ -212,7 +214,7 @@ def test_the_parser_sees_lazy_and_relative_imports() -> None:
     """The checks below are only as good as this parser: it must see every kind of import."""
     found = {(edge.importer, edge.target, edge.at_module_level) for edge in edges()}
     assert ("rtnb.client.sse", "rtnb.core.errors", True) in found  # from ..core.errors import X
-    assert ("rtnb._connect", "rtnb.notebook.discovery", False) in found  # from .notebook import discovery, lazily
+    assert ("rtnb._connect", "rtnb.notebook._hub_at_hand", False) in found  # from .notebook import _hub_at_hand, lazily
     assert ("rtnb.cli.sim", "rtnb.sim", False) in found  # from .. import sim, in a function
     assert ("rtnb.__main__", "rtnb.cli", True) in found
 
@@ -251,17 +253,17 @@ def test_no_import_breaks_the_layers_beyond_the_known_list() -> None:
     assert not new, "imports against the layers (docs/architecture.md):\n" + describe(new)
 
 
-@pytest.mark.parametrize(
-    "violation",
-    [
-        pytest.param(key, id=f"{key[0]}->{key[1]}", marks=pytest.mark.xfail(strict=True, reason=reason))
-        for key, reason in KNOWN_VIOLATIONS.items()
-    ],
-)
-def test_known_violation_is_gone(violation: tuple[str, str]) -> None:
-    """Fails (xfail) while the violation exists; an XPASS means it was fixed: drop it from KNOWN_VIOLATIONS."""
+def test_every_known_violation_still_exists() -> None:
+    """A listed violation that is gone was fixed: drop it from KNOWN_VIOLATIONS, so the list only shrinks."""
     found = violations()
-    assert violation not in found, describe({violation: found[violation]})
+    gone = [key for key in KNOWN_VIOLATIONS if key not in found]
+    assert not gone, f"fixed, drop from KNOWN_VIOLATIONS: {gone}"
+
+
+@pytest.mark.parametrize("violation", [pytest.param(key, id=f"{key[0]}->{key[1]}") for key in REMOVED])
+def test_removed_violation_stays_gone(violation: tuple[str, str]) -> None:
+    found = violations()
+    assert violation not in found, f"{REMOVED[violation]}; yet:\n" + describe({violation: found[violation]})
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -49,18 +49,18 @@ _default_client_lock = threading.Lock()
 
 
 def default_client() -> Any:
-    """The process's shared sync client, from ``rtnb.connect()`` (created on first use).
+    """The process's shared sync client of the hub at hand (created on first use).
 
-    ``connect()`` with no URL finds the Jupyter server's hub or starts the
-    embedded one, so views work in Binder and in a plain kernel alike.
+    Like ``rtnb.connect()`` with no URL, it finds the Jupyter server's hub or starts
+    the embedded one, so views work in Binder and in a plain kernel alike.
     """
     global _default_client
     with _default_client_lock:
         client = _default_client
         if client is None or getattr(client.state, "value", None) == "closed":
-            from .._connect import connect
+            from ._hub_at_hand import connect_hub_at_hand
 
-            client = _default_client = connect()
+            client = _default_client = connect_hub_at_hand()
             atexit.register(_close_default_client)
         return client
 
@@ -229,9 +229,9 @@ class View(ViewWidget):
         if client is None and url is None and self._transport_wanted != "direct":
             # the mirror gets a connection of its own: a client shared with other views would replay
             # history only for topics it does not follow yet (it delivers each message once)
-            from .._connect import connect
+            from ._hub_at_hand import connect_hub_at_hand
 
-            self.client, self._owns_client = connect(), True
+            self.client, self._owns_client = connect_hub_at_hand(), True
         else:
             self.client, self._owns_client = open_client(client, url, token)
         reason = self.direct_unsupported()

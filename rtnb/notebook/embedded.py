@@ -363,7 +363,12 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
         config = options.pop("config", None) or HubConfig()
         if config_fields:
             config = dataclasses.replace(config, **config_fields)
-        hub = Hub(config, backplane=options.pop("backplane", None), redis=options.pop("redis", None))
+        backplane, redis = options.pop("backplane", None), options.pop("redis", None)
+        if backplane is None and redis is not None:
+            from ..backplane.redis import RedisBackplane
+
+            backplane = RedisBackplane(redis, limits=config.history)
+        hub = Hub(config, backplane)
         # the notebook views' key: their browsers (pages served by Jupyter, another origin) subscribe with it
         options.setdefault("view_key", secrets.token_urlsafe(24))
         embedded = EmbeddedHub(HubServer(hub, host=host, port=port, **options), mqtt_options)

@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ..backplane import Backplane, MemoryBackplane
+from ..core.backplane import Backplane
 from ..core.close_codes import CloseCode
 from ..core.cursor_store import CursorIssuer
 from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
+from ..core.memory_backplane import MemoryBackplane
 from ..core.message import Message, check_payload, encode_json
 from ..core.presence import is_present
 from ..core.protocol import Subscribe
@@ -36,7 +37,7 @@ from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
 
 if TYPE_CHECKING:
-    from ..backplane.base import LocalBackplane
+    from ..core.backplane import LocalBackplane
 
 __all__ = ["Component", "ComponentMetric", "Hub", "HubConfig", "HubStats", "Sink"]
 
@@ -163,10 +164,9 @@ class Hub:
 
     Args:
         config: limits and timings.
-        backplane: where offsets and history live; in-memory by default.
+        backplane: where offsets and history live; in-memory by default. The caller
+            builds any other, e.g. ``RedisBackplane(url, limits=config.history)``.
         clock: seconds since the epoch, for message timestamps.
-        redis: a Redis URL (``redis://127.0.0.1:6379/0``, ``?prefix=...`` allowed);
-            shorthand for ``backplane=RedisBackplane(redis, limits=config.history)``.
     """
 
     def __init__(
@@ -174,16 +174,10 @@ class Hub:
         config: HubConfig | None = None,
         backplane: Backplane | None = None,
         clock: Callable[[], float] = time.time,
-        *,
-        redis: str | None = None,
     ) -> None:
         self.config = config or HubConfig()
         self.limits = self.config.limits
         self.clock = clock
-        if backplane is None and redis is not None:
-            from ..backplane.redis import RedisBackplane
-
-            backplane = RedisBackplane(redis, limits=self.config.history)
         self.backplane: Backplane = backplane or MemoryBackplane(self.config.history, clock)
         self.fanout = Fanout(on_dirty=self._schedule_flush)
         #: resume cursors for SSE and long polling (stored ones past the inline size)

@@ -18,7 +18,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.netutil
 
-from ..backplane import Backplane
+from ..core.backplane import Backplane
 from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
 from ._timeouts import GuardedHTTPServer
 from .app import make_app
@@ -39,7 +39,8 @@ class HubServer:
     """A :class:`Hub` listening on ``host:port`` (port 0 picks a free one).
 
     Args:
-        hub: the hub to serve; a default one when omitted.
+        hub: the hub to serve; a default one (in-memory backplane) when omitted.
+            For a hub on Redis, build it: ``Hub(config, RedisBackplane(url))``.
         host: address to bind, ``127.0.0.1`` unless told otherwise.
         port: TCP port; 0 lets the OS choose (see :attr:`port` after start).
         prefix: URL prefix of every route.
@@ -53,8 +54,6 @@ class HubServer:
             (see :mod:`rtnb.server.auth`); none by default.
         view_key: a secret admitting notebook views' browsers (read-only, any
             origin); see :func:`~rtnb.server.app.make_handlers`.
-        redis: Redis URL for a default hub on the Redis backplane (ignored
-            when ``hub`` is given); see :class:`~rtnb.backplane.redis.RedisBackplane`.
         app_settings: extra Tornado application settings.
     """
 
@@ -68,16 +67,18 @@ class HubServer:
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
         allowed_hosts: Sequence[str] = (),
-        redis: str | None = None,
         authenticator: Authenticator | None = None,
         view_key: str | None = None,
         **app_settings: Any,
     ) -> None:
-        if hub is not None and redis is not None:
-            raise ValueError("Give redis= to the Hub you pass (Hub(config, redis=...)), or pass no hub.")
+        if "redis" in app_settings:  # it would pass silently as a Tornado setting, leaving the hub in memory
+            raise TypeError(
+                "HubServer does not build backplanes: pass a hub on Redis, e.g. HubServer(Hub(config, "
+                "RedisBackplane(url, limits=config.history))) with RedisBackplane from rtnb.backplane.redis."
+            )
         if not 0 <= port <= 65535:  # the OS would silently take the port modulo 65536
             raise ValueError(f"port must be from 0 to 65535, got {port}")
-        self.hub = hub or Hub(redis=redis)
+        self.hub = hub or Hub()
         self.host = host
         self.requested_port = port
         self.prefix = prefix.rstrip("/")
@@ -187,12 +188,12 @@ async def serve(
     on_ready: Callable[[HubServer], Any] | None = None,
     stop_event: asyncio.Event | None = None,
     backplane: Backplane | None = None,
-    redis: str | None = None,
     **server_options: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop_event``), then shut down cleanly.
 
-    ``backplane`` (or ``redis``, a Redis URL) shares the hub with other hubs.
+    ``backplane`` (e.g. a :class:`~rtnb.backplane.redis.RedisBackplane`, built by
+    the caller) shares the hub with other hubs; in-memory by default.
     """
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -201,7 +202,7 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
             pass
-    server = HubServer(Hub(config, backplane, redis=redis), host=host, port=port, **server_options)
+    server = HubServer(Hub(config, backplane), host=host, port=port, **server_options)
     await server.start()
     try:
         if on_ready is not None:

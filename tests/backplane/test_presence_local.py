@@ -35,11 +35,13 @@ async def test_presence_on_one_hub_lists_its_subscribers(hub_server: HubServer) 
         assert (error["op"], error["code"], error["id"]) == ("error", "invalid_pattern", "bad")
 
 
-def test_a_hub_and_a_redis_url_together_are_refused() -> None:
+def test_a_redis_url_given_to_the_server_is_refused_with_the_way_to_build_the_hub() -> None:
+    """The server layer builds no backplane; ``redis=`` must not pass silently as a Tornado setting."""
     from rtnb.server.hub import Hub
 
-    with pytest.raises(ValueError, match="redis="):
-        HubServer(Hub(), redis="redis://127.0.0.1:6379/0")
+    for hub in (None, Hub()):
+        with pytest.raises(TypeError, match=r"RedisBackplane\(url"):
+            HubServer(hub, redis="redis://127.0.0.1:6379/0")
 
 
 async def test_presence_watch_on_one_hub_sends_join_and_leave(hub_server: HubServer) -> None:

@@ -196,8 +196,8 @@ async def test_presence_spans_hubs_and_drops_closed_connections(shared_redis_url
             assert await eventually(lambda: members("chat/room1"), []) == []
 
 
-async def test_hub_takes_a_plain_redis_url(shared_redis_url: str, prefix: str) -> None:
-    server = HubServer(redis=f"{shared_redis_url}?prefix={prefix}")
+async def test_backplane_takes_a_plain_redis_url(shared_redis_url: str, prefix: str) -> None:
+    server = HubServer(Hub(backplane=RedisBackplane(f"{shared_redis_url}?prefix={prefix}")))
     await server.start()
     try:
         backplane = server.hub.backplane

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from rtnb_jupyter_fixture import JupyterServer, start_jupyter_server
 
+from rtnb.backplane.redis import RedisBackplane
 from rtnb.server.hub import Hub
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer
@@ -70,7 +71,7 @@ async def test_jupyter_hub_and_another_hub_share_topics_through_redis(
     redis_jupyter_server: JupyterServer, redis_url: str
 ) -> None:
     token = {"Authorization": f"token {redis_jupyter_server.token}"}
-    other = HubServer(Hub(redis=redis_url), host="127.0.0.1", port=0)
+    other = HubServer(Hub(backplane=RedisBackplane(redis_url)), host="127.0.0.1", port=0)
     await other.start()
     try:
         async with (

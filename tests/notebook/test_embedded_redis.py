@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from rtnb.backplane.redis import RedisBackplane
 from rtnb.server.hub import Hub
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer
@@ -66,7 +67,7 @@ async def redis_url() -> AsyncIterator[str]:
 
 
 async def test_kernel_hub_on_redis_reaches_another_hub(redis_url: str) -> None:
-    other = HubServer(Hub(redis=redis_url), host="127.0.0.1", port=0)
+    other = HubServer(Hub(backplane=RedisBackplane(redis_url)), host="127.0.0.1", port=0)
     await other.start()
     try:
         async with WirePeer(other.ws_url) as peer:

@@ -47,10 +47,13 @@ class HubExtension:
         self.serverapp = serverapp
         self.settings = settings
         self.mqtt_options = mqtt_options_from_settings(settings)
-        self.hub = Hub(
-            HubConfig(history=HistoryLimits(max_messages=settings.history_messages)),
-            redis=settings.redis or None,
-        )
+        config = HubConfig(history=HistoryLimits(max_messages=settings.history_messages))
+        backplane = None
+        if settings.redis:
+            from ...backplane.redis import RedisBackplane
+
+            backplane = RedisBackplane(settings.redis, limits=config.history)
+        self.hub = Hub(config, backplane)
         self.prefix: str = url_path_join(serverapp.base_url, settings.mount).rstrip("/")
         self.runtime_file: Path | None = None
         self._start_task: asyncio.Task[None] | None = None
