@@ -14,16 +14,15 @@ the client from its own thread (inside a subscription callback), e.g. a
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import enum
 import logging
 import queue
-import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ..core.errors import ConnectionClosed, RtnbError, Timeout
 from ._async import AsyncClient
+from ._loop_thread import LoopThread, LoopTimeout
 from ._subscription import Item, Subscription
 
 __all__ = ["Client", "SyncSubscription", "connect"]
@@ -55,9 +54,8 @@ class Client:
     """
 
     def __init__(self, url: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="rtnb-client", daemon=True)
-        self._thread.start()
+        self._loop_thread = LoopThread("rtnb-client").start()
+        self._loop = self._loop_thread.loop
         self._closed = False
         try:
             self._client: AsyncClient = self._call(self._create(url, options))
@@ -70,23 +68,13 @@ class Client:
     async def _create(url: str, options: dict[str, Any]) -> AsyncClient:
         return AsyncClient(url, **options)
 
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.close()
-
     def _stop_loop(self) -> None:
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=10)
+        self._loop_thread.stop(timeout=10)
 
     @property
     def on_client_thread(self) -> bool:
         """True when called from the client's own thread (a subscription callback)."""
-        return threading.current_thread() is self._thread
+        return self._loop_thread.on_thread
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the client's loop and wait for its result."""
@@ -96,11 +84,9 @@ class Client:
                 "Waiting on the client from its own thread (a subscription callback) would deadlock;"
                 " use publish(..., ack=False) there."
             )
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+            return self._loop_thread.run(coroutine, timeout)
+        except LoopTimeout:
             raise Timeout(f"The client did not finish within {timeout} s.") from None
 
     # -- status --------------------------------------------------------------------
@@ -218,11 +204,9 @@ class Client:
 
     def __del__(self) -> None:
         # A forgotten client must not keep its thread and socket forever.
-        if not getattr(self, "_closed", True) and getattr(self, "_loop", None) is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-            except RuntimeError:
-                pass  # the loop is already closed
+        loop_thread: LoopThread | None = getattr(self, "_loop_thread", None)
+        if not getattr(self, "_closed", True) and loop_thread is not None:
+            loop_thread.call_soon(loop_thread.loop.stop)  # False (nothing to do) when the loop is already closed
 
 
 class SyncSubscription:

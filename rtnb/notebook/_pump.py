@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..client._loop_thread import LoopThread
 from ..core.errors import BadField
 from ..core.history import Gap
 from ..core.message import Message
@@ -121,7 +122,7 @@ class _Buffer:
         return frame
 
 
-_private_loop: asyncio.AbstractEventLoop | None = None
+_private_loop: LoopThread | None = None
 _private_loop_lock = threading.Lock()
 
 
@@ -129,11 +130,9 @@ def _shared_private_loop() -> asyncio.AbstractEventLoop:
     """One daemon thread with a loop, for views built outside any loop or kernel."""
     global _private_loop
     with _private_loop_lock:
-        if _private_loop is None or _private_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="rtnb-pump", daemon=True).start()
-            _private_loop = loop
-        return _private_loop
+        if _private_loop is None or _private_loop.finished:
+            _private_loop = LoopThread("rtnb-pump").start()
+        return _private_loop.loop
 
 
 def find_target_loop() -> asyncio.AbstractEventLoop:

@@ -27,11 +27,10 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..bridge.options import MqttOptions
+from ..client._loop_thread import LoopThread, LoopTimeout
 from ..core.errors import BadField, Timeout, Unavailable
 from ..server.hub import Hub, HubConfig
 from ..server.runner import HubServer
@@ -75,50 +74,33 @@ class EmbeddedHub:
     def __init__(self, server: HubServer, mqtt_options: MqttOptions | None = None) -> None:
         self.server = server
         self.mqtt_options = mqtt_options
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="rtnb-hub", daemon=True)
-        self._started: Future[None] = Future()
-        self._stopped = threading.Event()
+        self._loop_thread = LoopThread("rtnb-hub")
+        self.loop = self._loop_thread.loop
+        self.thread = self._loop_thread.thread
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._start_server())
-            if self._started.exception() is None:
-                self.loop.run_forever()
-        finally:
-            try:
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            finally:
-                self.loop.close()
-                self._stopped.set()
-
     async def _start_server(self) -> None:
-        try:
-            await self.server.start()
-        except BaseException as error:  # reported to the starting thread, which re-raises it
-            self._started.set_exception(error)
-            return
+        await self.server.start()
         if self.mqtt_options is not None:
             from ..bridge.mqtt import start_mqtt_bridge
 
             try:
                 # starts connecting in the background: a broker that is down is retried, not fatal
                 await start_mqtt_bridge(self.server.hub, self.mqtt_options, name=MQTT_COMPONENT)
-            except BaseException as error:  # e.g. TLS files that cannot be read: no half-started hub
+            except BaseException:  # e.g. TLS files that cannot be read: no half-started hub
                 await self.server.stop()
-                self._started.set_exception(error)
-                return
-        self._started.set_result(None)
+                raise
 
     def _start(self, timeout: float) -> None:
-        self.thread.start()
+        self._loop_thread.start()
         try:
-            self._started.result(timeout)
-        except FutureTimeout:
+            self._loop_thread.run(self._start_server(), timeout)
+        except LoopTimeout:
             raise Timeout(f"The embedded hub did not start within {timeout} seconds.") from None
+        except BaseException:  # the server is not listening: nothing to keep the loop for
+            self._loop_thread.stop()
+            raise
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every client connection (code 1001), stop the loop and join the thread.
@@ -129,22 +111,20 @@ class EmbeddedHub:
         with _lock:
             if _current is self:
                 _current = None
-        if self._stopped.is_set() or not self.thread.is_alive():
+        if not self._loop_thread.alive:
             return
-        if threading.current_thread() is self.thread:
+        if self._loop_thread.on_thread:
             raise RuntimeError("EmbeddedHub.stop() cannot run on the hub's own thread")
-        future = asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop)
         try:
-            future.result(timeout)
-        except FutureTimeout:
+            self._loop_thread.run(self.server.stop(), timeout)
+        except LoopTimeout:
             log.warning("the embedded hub did not stop within %ss; stopping its loop anyway", timeout)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout)
+        self._loop_thread.stop(timeout)
 
     @property
     def running(self) -> bool:
         """True while the hub serves requests."""
-        return self.thread.is_alive() and not self._stopped.is_set() and self.server.port is not None
+        return self._loop_thread.alive and self.server.port is not None
 
     # -- where it listens ------------------------------------------------------------
 
@@ -199,7 +179,7 @@ class EmbeddedHub:
             Timeout: no result within ``timeout`` seconds.
             Exception: whatever ``function`` raised.
         """
-        if threading.current_thread() is self.thread:
+        if self._loop_thread.on_thread:
             result = function(*args)
             if asyncio.iscoroutine(result):
                 raise RuntimeError("EmbeddedHub.call() on the hub thread cannot await; await the coroutine instead")
@@ -214,11 +194,9 @@ class EmbeddedHub:
                 return awaited
             return result
 
-        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
         try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
+            return self._loop_thread.run(run(), timeout)
+        except LoopTimeout:
             name = getattr(function, "__name__", function)
             raise Timeout(f"The hub did not run {name!r} within {timeout}s.") from None
 

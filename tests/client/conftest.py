@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from tcp_proxy import TcpProxy
 
+from rtnb.client._loop_thread import LoopThread
 from rtnb.core.history import HistoryLimits
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer
@@ -36,20 +35,18 @@ class ThreadedHub:
     """A HubServer running on its own thread and event loop (like a kernel's embedded hub)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop_thread = LoopThread("test-hub")
+        self.loop = self.loop_thread.loop
         self.server = HubServer(Hub(HubConfig(history=HistoryLimits(max_messages=10_000))))
-        self.thread = threading.Thread(target=self.loop.run_forever, name="test-hub", daemon=True)
 
     def start(self) -> ThreadedHub:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        self.loop_thread.start().run(self.server.start(), timeout=10)
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.loop_thread.run(self.server.stop(), timeout=10)
+        self.loop_thread.stop(10)
+        assert self.loop_thread.finished
 
     @property
     def url(self) -> str:
