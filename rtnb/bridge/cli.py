@@ -14,7 +14,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from .options import DEFAULT_STATUS_TOPIC, MqttOptions
 
 __all__ = ["PASSWORD_VARIABLE", "add_mqtt_arguments", "options_from_args", "with_mqtt_bridge"]
@@ -96,14 +96,14 @@ def options_from_args(args: argparse.Namespace) -> MqttOptions | None:
     """The bridge options the command line asked for, or ``None`` without ``--mqtt``.
 
     Raises:
-        BadField: bridge options (``--mqtt-in``...) without ``--mqtt``.
-        BadField / InvalidPattern / InvalidTopic: an invalid option, with one sentence.
+        BadArgument (a ValueError): bridge options (``--mqtt-in``...) without ``--mqtt``.
+        BadArgument / InvalidPattern / InvalidTopic: an invalid option, with one sentence.
     """
     if not args.mqtt:
         given = [f"--{name.replace('_', '-')}" for name in _NEED_A_BROKER if getattr(args, name, None)]
         if given:
             verb = "needs" if len(given) == 1 else "need"
-            raise BadField(f"{', '.join(given)} {verb} --mqtt URL, the broker to bridge.")
+            raise BadArgument(f"{', '.join(given)} {verb} --mqtt URL, the broker to bridge.")
         return None
     password = args.mqtt_password if args.mqtt_password is not None else os.environ.get(PASSWORD_VARIABLE)
     return MqttOptions(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ..core.topics import MQTT_BRIDGE_STATUS_TOPIC, validate_pattern, validate_topic
 
 __all__ = [
@@ -88,31 +88,31 @@ def parse_broker_url(url: str) -> BrokerAddress:
     ``ws://`` / ``wss://`` ``[user[:password]@]host[:port][/path]`` for MQTT over WebSockets.
 
     Raises:
-        BadField: the URL has another scheme, no host, a bad port, a query or
+        BadArgument (a ValueError): the URL has another scheme, no host, a bad port, a query or
             fragment, or a path on an ``mqtt://``/``mqtts://`` URL.
     """
     if not isinstance(url, str) or not url:
-        raise BadField("The MQTT broker URL must be a non-empty string such as 'mqtt://127.0.0.1:1883'.")
+        raise BadArgument("The MQTT broker URL must be a non-empty string such as 'mqtt://127.0.0.1:1883'.")
     if "://" not in url:
         url = f"mqtt://{url}"
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise BadField(
+        raise BadArgument(
             f"MQTT broker URL {url!r}: the scheme must be mqtt:// or mqtts:// (or ws://, wss:// for MQTT over "
             f"WebSockets), not {scheme}://."
         )
     websockets = scheme in _WEBSOCKET_SCHEMES
     if parts.query or parts.fragment:
-        raise BadField(f"MQTT broker URL {url!r} must not have a query or fragment.")
+        raise BadArgument(f"MQTT broker URL {url!r} must not have a query or fragment.")
     if not websockets and parts.path not in ("", "/"):
-        raise BadField(f"MQTT broker URL {url!r} must not have a path (only ws:// and wss:// URLs have one).")
+        raise BadArgument(f"MQTT broker URL {url!r} must not have a path (only ws:// and wss:// URLs have one).")
     try:
         port = parts.port
     except ValueError:
-        raise BadField(f"MQTT broker URL {url!r} has an invalid port.") from None
+        raise BadArgument(f"MQTT broker URL {url!r} has an invalid port.") from None
     if not parts.hostname:
-        raise BadField(f"MQTT broker URL {url!r} has no host.")
+        raise BadArgument(f"MQTT broker URL {url!r} has no host.")
     return BrokerAddress(
         host=parts.hostname,
         port=port or _DEFAULT_PORTS[scheme],
@@ -128,7 +128,7 @@ def _check_filters(filters: object, what: str) -> tuple[str, ...]:
     if isinstance(filters, str):
         filters = (filters,)
     if not isinstance(filters, (tuple, list)):
-        raise BadField(f"{what} must be a list of MQTT topic filters such as 'factory/#'.")
+        raise BadArgument(f"{what} must be a list of MQTT topic filters such as 'factory/#'.")
     for mqtt_filter in filters:
         validate_pattern(mqtt_filter)
     return tuple(filters)
@@ -211,27 +211,27 @@ class MqttOptions:
         object.__setattr__(self, "inbound", _check_filters(self.inbound, "inbound"))
         object.__setattr__(self, "outbound", _check_filters(self.outbound, "outbound"))
         if not self.inbound and not self.outbound:
-            raise BadField("An MQTT bridge needs at least one inbound or outbound topic filter.")
+            raise BadArgument("An MQTT bridge needs at least one inbound or outbound topic filter.")
         if self.prefix:
             validate_topic(self.prefix)
         if isinstance(self.qos, bool) or self.qos not in (0, 1, 2):
-            raise BadField(f"MQTT QoS must be 0, 1 or 2, not {self.qos!r}.")
+            raise BadArgument(f"MQTT QoS must be 0, 1 or 2, not {self.qos!r}.")
         if self.payload not in _PAYLOAD_MODES:
-            raise BadField(f"Payload mode must be one of {', '.join(_PAYLOAD_MODES)}, not {self.payload!r}.")
+            raise BadArgument(f"Payload mode must be one of {', '.join(_PAYLOAD_MODES)}, not {self.payload!r}.")
         if self.protocol not in _PROTOCOLS:
-            raise BadField(f"MQTT protocol must be one of {', '.join(_PROTOCOLS)}, not {self.protocol!r}.")
+            raise BadArgument(f"MQTT protocol must be one of {', '.join(_PROTOCOLS)}, not {self.protocol!r}.")
         if (self.cert_file is None) != (self.key_file is None):
-            raise BadField("A client certificate needs both cert_file and key_file.")
+            raise BadArgument("A client certificate needs both cert_file and key_file.")
         if self.keepalive < 1 or self.session_expiry < 0 or self.publish_window < 1:
-            raise BadField("keepalive and publish_window must be >= 1 and session_expiry >= 0.")
+            raise BadArgument("keepalive and publish_window must be >= 1 and session_expiry >= 0.")
         if not (0 < self.reconnect_initial <= self.reconnect_max) or not math.isfinite(self.reconnect_max):
-            raise BadField("The reconnect backoff needs 0 < reconnect_initial <= reconnect_max (finite).")
+            raise BadArgument("The reconnect backoff needs 0 < reconnect_initial <= reconnect_max (finite).")
         if self.max_inbound_queue is not None and self.max_inbound_queue < 1:
-            raise BadField("max_inbound_queue must be >= 1, or None for no bound.")
+            raise BadArgument("max_inbound_queue must be >= 1, or None for no bound.")
         if self.status_interval is not None and self.status_interval <= 0:
-            raise BadField("status_interval must be > 0 seconds, or None.")
+            raise BadArgument("status_interval must be > 0 seconds, or None.")
         if self.connect_timeout <= 0:
-            raise BadField("connect_timeout must be > 0 seconds.")
+            raise BadArgument("connect_timeout must be > 0 seconds.")
         validate_topic(self.status_topic, allow_system=True)
 
     @property

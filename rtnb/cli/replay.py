@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..core.errors import BadField, RtnbError, Timeout
+from ..core.errors import BadArgument, RtnbError, Timeout
 from .publish import add_connection_arguments, client_options, hub_url
 from .record import describe_error, exit_status
 
@@ -42,13 +42,13 @@ def parse_topic_map(pairs: list[str]) -> dict[str, str]:
     """``["a/b=c/d", ...]`` as a mapping.
 
     Raises:
-        BadField: an item without ``=``.
+        BadArgument: an item without ``=``.
     """
     mapping: dict[str, str] = {}
     for pair in pairs:
         old, separator, new = pair.partition("=")
         if not separator or not old or not new:
-            raise BadField(f"--topic-map takes OLD=NEW, not {pair!r}.")
+            raise BadArgument(f"--topic-map takes OLD=NEW, not {pair!r}.")
         mapping[old] = new
     return mapping
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ..core.close_codes import CloseCode
 from ..core.errors import (
-    BadField,
+    BadArgument,
     ConnectionClosed,
     LimitExceeded,
     MessageTooBig,
@@ -165,11 +165,11 @@ class AsyncClient:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         if format not in ("json", "msgpack"):
-            raise BadField(f"format must be 'json' or 'msgpack', not {format!r}.")
+            raise BadArgument(f"format must be 'json' or 'msgpack', not {format!r}.")
         if overflow not in ("error", "drop_oldest"):
-            raise BadField(f"overflow must be 'error' or 'drop_oldest', not {overflow!r}.")
+            raise BadArgument(f"overflow must be 'error' or 'drop_oldest', not {overflow!r}.")
         if max_pending < 1 or max_queue < 1:
-            raise BadField("max_pending and max_queue must be at least 1.")
+            raise BadArgument("max_pending and max_queue must be at least 1.")
         self.ws_url = to_ws_url(url)
         self.url = to_http_url(url)
         self.token = token
@@ -1036,9 +1036,9 @@ class AsyncClient:
         """
         text = validate_pattern(pattern)
         if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
-            raise BadField("last must be a non-negative integer.")
+            raise BadArgument("last must be a non-negative integer.")
         if last is not None and since is not None:
-            raise BadField("Give either last or since, not both.")
+            raise BadArgument("Give either last or since, not both.")
         wire_since: dict[str, Any] | None = None
         if since is not None:
             cursor = parse_since(dict(since))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgpack
 import orjson
 
-from ..core.errors import BadField, BadJson
+from ..core.errors import BadArgument, BadField, BadJson
 from ..core.history import Gap
 from ..core.message import Format, Message
 
@@ -30,12 +30,12 @@ def to_ws_url(url: str) -> str:
     ``ws://h:p/ws`` is kept. The query string, if any, is kept.
 
     Raises:
-        BadField: the URL has no host or an unknown scheme.
+        BadArgument (a ValueError): the URL has no host or an unknown scheme.
     """
     parts = urlsplit(url)
     scheme = _WS_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
-        raise BadField(f"Hub URL {url!r} must look like http://HOST:PORT or ws://HOST:PORT/ws.")
+        raise BadArgument(f"Hub URL {url!r} must look like http://HOST:PORT or ws://HOST:PORT/ws.")
     path = parts.path.rstrip("/")
     if not path.endswith("/ws"):
         path += "/ws"
@@ -47,7 +47,7 @@ def to_http_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = _HTTP_SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
-        raise BadField(f"Hub URL {url!r} must look like http://HOST:PORT.")
+        raise BadArgument(f"Hub URL {url!r} must look like http://HOST:PORT.")
     path = parts.path.rstrip("/")
     if path.endswith("/ws"):
         path = path[: -len("/ws")]

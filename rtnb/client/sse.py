@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ..core.errors import BadField, ConnectionClosed, RtnbError, error_from_wire
+from ..core.errors import BadArgument, ConnectionClosed, RtnbError, error_from_wire
 from ..core.message import Message
 from ..core.topics import Pattern, validate_pattern
 from ._backoff import Backoff, BackoffPolicy
@@ -86,10 +86,10 @@ class SSEClient:
     ) -> None:
         texts = [patterns] if isinstance(patterns, str) else list(patterns)
         if not texts:
-            raise BadField("Give at least one pattern.")
+            raise BadArgument("Give at least one pattern.")
         self.patterns = [validate_pattern(text) for text in texts]
         if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
-            raise BadField("last must be a non-negative integer.")
+            raise BadArgument("last must be a non-negative integer.")
         self.url = to_http_url(url)
         self.last = last
         self.headers = dict(headers or {})

@@ -14,6 +14,8 @@ Tree::
     │   ├── UnknownOp              "unknown_op"      "op" missing or not one we know
     │   ├── MissingField           "missing_field"   a required field is absent
     │   ├── BadField               "bad_field"       a field has the wrong type or value
+    │   │   ├── BadArgument         (also ValueError) a Python caller's argument has a bad value
+    │   │   └── BadArgumentType     (also TypeError)  a Python caller's argument has the wrong type
     │   ├── InvalidTopic           "invalid_topic"   a topic name breaks the naming rules
     │   ├── InvalidPattern         "invalid_pattern" a subscription pattern breaks the rules
     │   ├── WildcardPublish        "wildcard_publish" publishing to a pattern, not a topic
@@ -40,6 +42,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthError",
+    "BadArgument",
+    "BadArgumentType",
     "BadCursor",
     "BadField",
     "BadJson",
@@ -120,6 +124,19 @@ class MissingField(ProtocolError):
 
 class BadField(ProtocolError):
     code = "bad_field"
+
+
+class BadArgument(BadField, ValueError):
+    """A Python caller passed a bad value to rtnb's API (options, views, recordings...), not a peer on the wire.
+
+    It is a :class:`ValueError`, as Python callers expect, and still a :class:`BadField`
+    (and so an :class:`RtnbError` with ``message``), so ``except BadField`` and
+    ``except RtnbError`` clauses written before it existed, the CLI's among them, still catch it.
+    """
+
+
+class BadArgumentType(BadField, TypeError):
+    """A Python caller passed an argument of the wrong type: a :class:`TypeError` that is also a :class:`BadField`."""
 
 
 class InvalidTopic(ProtocolError):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument, BadArgumentType
 
 __all__ = ["MISSING", "Field", "extract", "number", "parse_window"]
 
@@ -63,13 +63,14 @@ def parse_window(window: int | str | float | timedelta) -> tuple[int | None, flo
     ``timedelta(minutes=1)`` and floats (seconds) are time windows.
 
     Raises:
-        BadField: anything else, or a non-positive window.
+        BadArgumentType (a TypeError): neither a count nor a duration.
+        BadArgument (a ValueError): a malformed or non-positive window.
     """
     if isinstance(window, bool):
-        raise BadField(f"window must be a count or a duration, not {window!r}.")
+        raise BadArgumentType(f"window must be a count or a duration, not {window!r}.")
     if isinstance(window, int):
         if window < 1:
-            raise BadField(f"window must be at least 1 point, not {window}.")
+            raise BadArgument(f"window must be at least 1 point, not {window}.")
         return window, None
     if isinstance(window, timedelta):
         seconds = window.total_seconds()
@@ -78,10 +79,10 @@ def parse_window(window: int | str | float | timedelta) -> tuple[int | None, flo
     elif isinstance(window, str):
         match = _DURATION.match(window)
         if match is None:
-            raise BadField(f"window {window!r} is not a duration like '60s', '5m' or '250ms'.")
+            raise BadArgument(f"window {window!r} is not a duration like '60s', '5m' or '250ms'.")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise BadField(f"window must be a count or a duration, not {type(window).__name__}.")
+        raise BadArgumentType(f"window must be a count or a duration, not {type(window).__name__}.")
     if not seconds > 0:
-        raise BadField(f"window must be longer than 0 seconds, not {window!r}.")
+        raise BadArgument(f"window must be longer than 0 seconds, not {window!r}.")
     return None, seconds

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..client._loop_thread import LoopThread
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ..core.history import Gap
 from ..core.message import Message
 
@@ -177,9 +177,9 @@ class Pump:
         name: str = "view",
     ) -> None:
         if max_fps <= 0:
-            raise BadField(f"max_fps must be greater than 0, not {max_fps}.")
+            raise BadArgument(f"max_fps must be greater than 0, not {max_fps}.")
         if keep_per_topic < 1 or max_topics < 1:
-            raise BadField("keep_per_topic and max_topics must be at least 1.")
+            raise BadArgument("keep_per_topic and max_topics must be at least 1.")
         self.apply = apply
         self.max_fps = max_fps
         self.loop = loop or find_target_loop()

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..core.errors import BadField, RtnbError
+from ..core.errors import BadArgument, RtnbError
 from ._pump import Frame, Pump
 from ._static import StaticDisplay
 from ._widget import TRANSPORTS, ViewWidget, browser_access, display_widget
@@ -76,7 +76,7 @@ def open_client(client: Any = None, url: str | None = None, token: str | None = 
     """``(client, owned)``: the given client, a new one for ``url``, or the shared default."""
     if client is not None:
         if url is not None:
-            raise BadField("Pass either client= or url= to a view, not both.")
+            raise BadArgument("Pass either client= or url= to a view, not both.")
         return client, False
     if url is not None:
         from ..client import connect
@@ -163,9 +163,9 @@ class View(ViewWidget):
         loop: Any = None,
     ) -> None:
         if transport not in TRANSPORTS:
-            raise BadField(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}.")
+            raise BadArgument(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, not {transport!r}.")
         if max_fps <= 0:
-            raise BadField(f"max_fps must be greater than 0, not {max_fps}.")
+            raise BadArgument(f"max_fps must be greater than 0, not {max_fps}.")
         self.pattern = pattern
         self._transport_wanted = transport
         self.max_fps = max_fps
@@ -237,7 +237,7 @@ class View(ViewWidget):
         reason = self.direct_unsupported()
         if reason is not None and self._transport_wanted == "direct":
             self.stop()
-            raise BadField(f"transport='direct' is not possible for this view: {reason}")
+            raise BadArgument(f"transport='direct' is not possible for this view: {reason}")
         transport = "relay" if reason is not None else self._transport_wanted
         ViewWidget.__init__(
             self,

@@ -19,7 +19,7 @@ from array import array
 from datetime import timedelta
 from typing import Any, Literal
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ..core.message import Message
 from ..core.protocol import MAX_LAST
 from ._fields import MISSING, Field, extract, number, parse_window
@@ -126,9 +126,9 @@ class LiveChart(View):
         loop: Any = None,
     ) -> None:
         if kind not in ("line", "scatter", "bar"):
-            raise BadField(f"kind must be 'line', 'scatter' or 'bar', not {kind!r}.")
+            raise BadArgument(f"kind must be 'line', 'scatter' or 'bar', not {kind!r}.")
         if max_points < 1 or max_traces < 1:
-            raise BadField("max_points and max_traces must be at least 1.")
+            raise BadArgument("max_points and max_traces must be at least 1.")
         super().__init__(
             pattern, transport=transport, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop
         )

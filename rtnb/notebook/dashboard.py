@@ -21,7 +21,7 @@ import ipywidgets
 import traitlets
 from ipywidgets import widget_serialization
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument, BadArgumentType
 from ._assets import library_reply
 from ._widget import ViewWidget, display_widget
 
@@ -41,7 +41,7 @@ def grid_columns(columns: int) -> str:
 def _widget_of(item: Any) -> ipywidgets.Widget:
     widget = getattr(item, "widget", item)
     if not isinstance(widget, ipywidgets.Widget):
-        raise BadField(f"a Dashboard item must be a view, a control or an ipywidget, not {type(item).__name__}.")
+        raise BadArgumentType(f"a Dashboard item must be a view, a control or an ipywidget, not {type(item).__name__}.")
     return widget
 
 
@@ -66,7 +66,7 @@ class Dashboard(ViewWidget):
         self.items: list[Any] = []
         self.static: Any = None
         if columns < 1:
-            raise BadField(f"columns must be at least 1, not {columns}.")
+            raise BadArgument(f"columns must be at least 1, not {columns}.")
         items = list(items)
         widgets = tuple(_widget_of(item) for item in items)
         config = {

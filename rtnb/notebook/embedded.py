@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..bridge.options import MqttOptions
 from ..client._loop_thread import LoopThread, LoopTimeout
-from ..core.errors import BadField, Timeout, Unavailable
+from ..core.errors import BadArgument, BadArgumentType, Timeout, Unavailable
 from ..server.hub import Hub, HubConfig
 from ..server.runner import HubServer
 
@@ -235,39 +235,44 @@ def mqtt_bridge_options(
         The options, or None when no broker was given (and nothing else either).
 
     Raises:
-        BadField: topics or other options without a broker URL, an unknown
-            option, a bad URL, QoS, payload mode...; or aiomqtt is not installed.
+        BadArgument / BadArgumentType (a ValueError / TypeError): topics or other options
+            without a broker URL, an unknown option, a bad URL, QoS, payload mode...;
+            or aiomqtt is not installed.
         InvalidPattern / InvalidTopic: a bad topic filter or prefix.
     """
     url_name, inbound_name, outbound_name, prefix_name, more_name = names
     more = dict(more or {})
     if isinstance(url, MqttOptions):
         if inbound or outbound or prefix or more:
-            raise BadField(
+            raise BadArgument(
                 f"Give the topics and settings inside the MqttOptions passed as {url_name}, "
                 f"not also as {inbound_name}/{outbound_name}/{prefix_name}/{more_name}."
             )
         options: MqttOptions | None = url
     elif url is None or url == "":
         if inbound or outbound or prefix or more:
-            raise BadField(
+            raise BadArgument(
                 f"{inbound_name}, {outbound_name}, {prefix_name} and {more_name} need a broker: "
                 f"set {url_name} to a URL such as 'mqtt://127.0.0.1:1883'."
             )
         return None
     elif not isinstance(url, str):
-        raise BadField(f"{url_name} must be a broker URL such as 'mqtt://127.0.0.1:1883', not {url!r}.")
+        raise BadArgumentType(f"{url_name} must be a broker URL such as 'mqtt://127.0.0.1:1883', not {url!r}.")
     else:
         unknown = sorted(set(more) - _MQTT_OTHER_FIELDS)
         if unknown:
-            raise BadField(
+            raise BadArgument(
                 f"Unknown {more_name} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(_MQTT_OTHER_FIELDS))}."
             )
         for value, name in ((inbound, inbound_name), (outbound, outbound_name)):
             if not isinstance(value, (str, list, tuple)) or not all(isinstance(item, str) for item in value):
-                raise BadField(f"{name} must be a list of MQTT topic filters such as ['factory/#'], not {value!r}.")
+                raise BadArgumentType(
+                    f"{name} must be a list of MQTT topic filters such as ['factory/#'], not {value!r}."
+                )
         if not isinstance(prefix, str):
-            raise BadField(f"{prefix_name} must be a string (a hub topic prefix such as 'mqtt'), not {prefix!r}.")
+            raise BadArgumentType(
+                f"{prefix_name} must be a string (a hub topic prefix such as 'mqtt'), not {prefix!r}."
+            )
         try:
             options = MqttOptions(
                 url=url,
@@ -277,9 +282,9 @@ def mqtt_bridge_options(
                 **more,
             )
         except TypeError as error:  # a value of the wrong type deep in the dataclass checks
-            raise BadField(f"Invalid MQTT bridge option: {error}.") from None
+            raise BadArgumentType(f"Invalid MQTT bridge option: {error}.") from None
     if importlib.util.find_spec("aiomqtt") is None:
-        raise BadField(f"{url_name} needs the aiomqtt package: pip install 'rtnb[mqtt]'.")
+        raise BadArgument(f"{url_name} needs the aiomqtt package: pip install 'rtnb[mqtt]'.")
     return options
 
 
@@ -311,7 +316,7 @@ def start_hub(port: int = 0, host: str = "127.0.0.1", **options: Any) -> Embedde
     Raises:
         Unavailable: a hub already runs on another address, or with another
             MQTT bridge, than the one asked for.
-        BadField / InvalidPattern / InvalidTopic: invalid MQTT options (checked
+        BadArgument / InvalidPattern / InvalidTopic: invalid MQTT options (checked
             before anything starts).
         OSError: the port cannot be bound.
         Timeout: the hub did not start within :data:`START_TIMEOUT` seconds.

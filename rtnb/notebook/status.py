@@ -17,7 +17,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ._bridge_row import BridgeRelay, bridge_row_config, bridge_static_line
 from ._view import ViewState, default_client
 from ._widget import ViewWidget, browser_access, display_widget
@@ -50,7 +50,7 @@ class Status(ViewWidget):
         bridge: bool = True,
     ) -> None:
         if refresh <= 0:
-            raise BadField(f"refresh must be greater than 0, not {refresh}.")
+            raise BadArgument(f"refresh must be greater than 0, not {refresh}.")
         self.views = list(views)
         self.client = client
         self.refresh = refresh

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ._pump import Frame
 from ._rows import RowBuffer
 from ._view import Position, View
@@ -66,7 +66,7 @@ class LiveTable(View):
         loop: Any = None,
     ) -> None:
         if rows is not None and rows < 1:
-            raise BadField(f"rows must be at least 1, not {rows}.")
+            raise BadArgument(f"rows must be at least 1, not {rows}.")
         super().__init__(
             pattern, transport=transport, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop
         )

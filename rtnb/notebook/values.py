@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ..core.message import Message
 from ._fields import MISSING, Field, extract, number
 from ._pump import Frame
@@ -184,10 +184,10 @@ class Gauge(View):
         loop: Any = None,
     ) -> None:
         if not max > min:
-            raise BadField(f"Gauge max ({max}) must be greater than min ({min}).")
+            raise BadArgument(f"Gauge max ({max}) must be greater than min ({min}).")
         bounds = [bound for bound, _colour in thresholds]
         if bounds != sorted(bounds):
-            raise BadField("Gauge thresholds must be in increasing order of their upper bounds.")
+            raise BadArgument("Gauge thresholds must be in increasing order of their upper bounds.")
         super().__init__(
             topic, transport=transport, client=client, url=url, token=token, max_fps=max_fps, last=last, loop=loop
         )

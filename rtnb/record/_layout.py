@@ -27,7 +27,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ._buffer import TIME_TYPE, TOPIC_TYPE, Chunk, RecordedGap
 from ._flatten import json_text_array
 
@@ -75,7 +75,7 @@ class RecordingInfo:
         """Read the info back from schema metadata (empty info for foreign files).
 
         Raises:
-            BadField: the metadata is there but not a recording's, or from a newer version.
+            BadArgument (a ValueError): the metadata is there but not a recording's, or from a newer version.
         """
         raw = (metadata or {}).get(METADATA_KEY)
         if raw is None:
@@ -83,9 +83,9 @@ class RecordingInfo:
         try:
             document = orjson.loads(raw)
             if document.get("format") != FORMAT_NAME:
-                raise BadField("The file's rtnb metadata is not a recording's.")
+                raise BadArgument("The file's rtnb metadata is not a recording's.")
             if int(document.get("version", 0)) > FORMAT_VERSION:
-                raise BadField(
+                raise BadArgument(
                     f"The recording is format version {document['version']}; this rtnb reads up to {FORMAT_VERSION}."
                 )
             return cls(
@@ -94,7 +94,7 @@ class RecordingInfo:
                 [RecordedGap.from_record(record) for record in document.get("gaps", ())],
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-            raise BadField(f"The file's rtnb metadata cannot be read: {error}.") from None
+            raise BadArgument(f"The file's rtnb metadata cannot be read: {error}.") from None
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -112,7 +112,7 @@ class RecordingInfo:
                 [RecordedGap.from_record(record) for record in found.get("gaps", ())],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise BadField(f"frame.attrs[{FRAME_ATTRIBUTE!r}] is not a recording's: {error}.") from None
+            raise BadArgument(f"frame.attrs[{FRAME_ATTRIBUTE!r}] is not a recording's: {error}.") from None
 
 
 # -- joining chunks ------------------------------------------------------------------
@@ -203,7 +203,7 @@ def _topic_categorical(column: pa.ChunkedArray) -> pd.Categorical:
     dictionary = column.chunk(0).dictionary.to_pylist()
     indices = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks])
     if column.null_count:
-        raise BadField("The recording has rows without a topic.")
+        raise BadArgument("The recording has rows without a topic.")
     used = np.flatnonzero(np.bincount(indices, minlength=len(dictionary)))
     names = sorted(dictionary[code] for code in used)
     code_of = {name: code for code, name in enumerate(dictionary)}
@@ -271,13 +271,13 @@ def frame_from_table(
             released column by column and the peak stays near one frame, not two.
 
     Raises:
-        BadField: a base column is missing.
+        BadArgument (a ValueError): a base column is missing.
     """
     if info is None:
         info = RecordingInfo.from_metadata(table.schema.metadata)
     missing = [name for name in BASE_COLUMNS if name not in table.column_names]
     if missing:
-        raise BadField(f"Not a recording: column(s) {', '.join(missing)} missing.")
+        raise BadArgument(f"Not a recording: column(s) {', '.join(missing)} missing.")
 
     def take(name: str) -> pa.ChunkedArray:
         nonlocal table
@@ -329,7 +329,7 @@ def _array_from_series(series: pd.Series, name: str) -> tuple[pa.Array, bool]:
     try:
         return pa.Array.from_pandas(series), False
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
-        raise BadField(f"Column {name!r} ({dtype}) cannot be stored: {error}.") from None
+        raise BadArgument(f"Column {name!r} ({dtype}) cannot be stored: {error}.") from None
 
 
 def _is_missing(value: Any) -> bool:
@@ -342,20 +342,20 @@ def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     """A frame in the recording layout (as :func:`frame_from_table` makes) back to a table.
 
     Raises:
-        BadField: no DatetimeIndex, or a base column is missing.
+        BadArgument (a ValueError): no DatetimeIndex, or a base column is missing.
     """
     if not isinstance(frame.index, pd.DatetimeIndex):
-        raise BadField("A recording frame needs a DatetimeIndex of hub timestamps.")
+        raise BadArgument("A recording frame needs a DatetimeIndex of hub timestamps.")
     missing = [name for name in BASE_COLUMNS[1:] if name not in frame.columns]
     if missing:
-        raise BadField(f"Not a recording frame: column(s) {', '.join(missing)} missing.")
+        raise BadArgument(f"Not a recording frame: column(s) {', '.join(missing)} missing.")
     index = frame.index if frame.index.tz is not None else frame.index.tz_localize("UTC")
     nanoseconds = index.tz_convert("UTC").as_unit("ns").asi8
     info = RecordingInfo.from_attrs(frame.attrs)
     topics = frame["topic"]
     topic_strings = topics.astype(object).tolist()
     if any(not isinstance(topic, str) for topic in topic_strings):
-        raise BadField("Every row of a recording frame needs a topic.")
+        raise BadArgument("Every row of a recording frame needs a topic.")
     arrays: dict[str, pa.Array] = {
         "time": pa.array(nanoseconds, type=TIME_TYPE),
         "topic": pa.array(topic_strings, type=pa.string()).dictionary_encode(),

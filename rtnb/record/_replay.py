@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import BadField, RtnbError, Timeout
+from ..core.errors import BadArgument, BadArgumentType, RtnbError, Timeout
 from ..core.topics import validate_topic
 from ._flatten import RESERVED_COLUMNS
 from ._layout import FRAME_ATTRIBUTE
@@ -78,7 +78,9 @@ def _load_frame(recording: Any) -> pd.DataFrame:
     to_frame = getattr(recording, "to_frame", None)
     if callable(to_frame):
         return to_frame()
-    raise BadField(f"replay() takes a recording frame, a Recorder or a file path, not {type(recording).__name__}.")
+    raise BadArgumentType(
+        f"replay() takes a recording frame, a Recorder or a file path, not {type(recording).__name__}."
+    )
 
 
 class _Schedule:
@@ -89,9 +91,9 @@ class _Schedule:
         import pandas as pd
 
         if not isinstance(frame.index, pd.DatetimeIndex):
-            raise BadField("A recording frame needs a DatetimeIndex of hub timestamps.")
+            raise BadArgument("A recording frame needs a DatetimeIndex of hub timestamps.")
         if "topic" not in frame.columns:
-            raise BadField("A recording frame needs a 'topic' column.")
+            raise BadArgument("A recording frame needs a 'topic' column.")
         nanoseconds = frame.index.as_unit("ns").asi8
         order = np.argsort(nanoseconds, kind="stable")
         self.frame = frame.iloc[order] if not np.array_equal(order, np.arange(len(order))) else frame
@@ -124,7 +126,7 @@ class _Schedule:
             elif callable(topic_map):
                 target = topic_map(topic)
             else:
-                raise BadField("topic_map must be a mapping or a function of the topic.")
+                raise BadArgumentType("topic_map must be a mapping or a function of the topic.")
             if target is not None:
                 validate_topic(target)
             targets[topic] = target
@@ -282,7 +284,7 @@ class Replay:
             return connect(url, **({"token": self._token} if self._token else {})), True
         publish = getattr(target, "publish", None)
         if publish is None or inspect.iscoroutinefunction(publish):
-            raise BadField("replay() publishes through a URL or a sync rtnb client (rtnb.connect(url)).")
+            raise BadArgumentType("replay() publishes through a URL or a sync rtnb client (rtnb.connect(url)).")
         return target, False
 
     def _run(self) -> None:
@@ -379,11 +381,11 @@ def replay(
         The :class:`Replay` handle: ``.progress``, ``.published``, ``.wait()``, ``.stop()``.
 
     Raises:
-        BadField: a bad speed, recording or topic map.
+        BadArgument / BadArgumentType (a ValueError / TypeError): a bad speed, recording or topic map.
         InvalidTopic: the topic map produces an invalid topic.
     """
     if speed is not None and not speed > 0:
-        raise BadField("speed must be > 0, or None for as fast as possible.")
+        raise BadArgument("speed must be > 0, or None for as fast as possible.")
     schedule = _Schedule(_load_frame(recording), topic_map)
     handle = Replay(schedule, target, speed, loop, progress, token=token)
     return handle.start() if start else handle

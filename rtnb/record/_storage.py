@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from ..core.errors import BadField
+from ..core.errors import BadArgument
 from ._buffer import TOPIC_TYPE, Chunk
 from ._layout import METADATA_KEY, RecordingInfo, conform_table, unify_tables
 
@@ -44,16 +44,16 @@ def file_format(path: str | os.PathLike[str], format: FileFormat | None = None) 
     """The format to use for ``path``: ``format`` if given, else from the suffix.
 
     Raises:
-        BadField: unknown format or suffix.
+        BadArgument (a ValueError): unknown format or suffix.
     """
     if format is not None:
         if format not in ("parquet", "csv"):
-            raise BadField(f"Unknown recording format {format!r}; use 'parquet' or 'csv'.")
+            raise BadArgument(f"Unknown recording format {format!r}; use 'parquet' or 'csv'.")
         return format
     suffix = Path(path).suffix.lower()
     found = _SUFFIXES.get(suffix)
     if found is None:
-        raise BadField(
+        raise BadArgument(
             f"Cannot tell the format of {str(path)!r} from its suffix; use .parquet or .csv, or pass format=."
         )
     return found
@@ -90,18 +90,18 @@ def read_table(path: str | os.PathLike[str], format: FileFormat | None = None) -
     """Read a recording table written by :func:`write_table` (or any Parquet/CSV with the base columns).
 
     Raises:
-        BadField: the file is missing, unreadable, or not a recording.
+        BadArgument (a ValueError): the file is missing, unreadable, or not a recording.
     """
     source = Path(path)
     kind = file_format(source, format)
     if not source.is_file():
-        raise BadField(f"No recording at {str(source)!r}.")
+        raise BadArgument(f"No recording at {str(source)!r}.")
     try:
         if kind == "parquet":
             return pq.read_table(source)
         return _read_csv(source)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as error:
-        raise BadField(f"Cannot read the recording {str(source)!r}: {error}.") from None
+        raise BadArgument(f"Cannot read the recording {str(source)!r}: {error}.") from None
 
 
 # -- CSV -----------------------------------------------------------------------------
@@ -122,12 +122,12 @@ def _read_csv(path: Path) -> pa.Table:
     with open(path, "rb") as stream:
         first = stream.readline()
     if not first.startswith(_CSV_MARK):
-        raise BadField(f"{str(path)!r} is not an rtnb CSV recording (no '#rtnb' first line).")
+        raise BadArgument(f"{str(path)!r} is not an rtnb CSV recording (no '#rtnb' first line).")
     try:
         document = orjson.loads(first[len(_CSV_MARK) :])
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(document.pop("schema"))))
     except (orjson.JSONDecodeError, KeyError, ValueError, pa.ArrowInvalid) as error:
-        raise BadField(f"The '#rtnb' line of {str(path)!r} cannot be read: {error}.") from None
+        raise BadArgument(f"The '#rtnb' line of {str(path)!r} cannot be read: {error}.") from None
     column_types = {
         column.name: (pa.string() if pa.types.is_dictionary(column.type) else column.type) for column in schema
     }
@@ -158,16 +158,16 @@ class SpillWriter:
         path: the final Parquet file.
 
     Raises:
-        BadField: ``path`` is not a Parquet path, or its parts directory is in use.
+        BadArgument (a ValueError): ``path`` is not a Parquet path, or its parts directory is in use.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if file_format(self.path) != "parquet":
-            raise BadField(f"Spill files are Parquet; {str(self.path)!r} does not end in .parquet.")
+            raise BadArgument(f"Spill files are Parquet; {str(self.path)!r} does not end in .parquet.")
         self.parts_directory = self.path.with_name(self.path.name + ".parts")
         if self.parts_directory.exists():
-            raise BadField(
+            raise BadArgument(
                 f"{str(self.parts_directory)!r} exists: another recording spills there, or one crashed (remove it)."
             )
         self.parts: list[tuple[Path, frozenset[str]]] = []

@@ -10,7 +10,7 @@ from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
 from ...bridge.options import MqttOptions
-from ...core.errors import BadField
+from ...core.errors import BadArgument, BadArgumentType
 
 __all__ = ["MQTT_COMPONENT", "RtnbExtension", "mqtt_options_from_settings"]
 
@@ -61,7 +61,7 @@ def mqtt_options_from_settings(settings: RtnbExtension) -> MqttOptions | None:
     together, checked as :class:`MqttOptions` does for ``rtnb serve --mqtt``.
 
     Raises:
-        BadField / InvalidPattern / InvalidTopic: invalid settings, named as in
+        BadArgument / InvalidPattern / InvalidTopic: invalid settings, named as in
             ``jupyter_server_config.py``.
     """
     inbound: list[str] = settings.mqtt_in
@@ -70,14 +70,14 @@ def mqtt_options_from_settings(settings: RtnbExtension) -> MqttOptions | None:
     more: dict[str, Any] = dict(settings.mqtt_options)
     if not settings.mqtt:
         if inbound or outbound or settings.mqtt_prefix or more:
-            raise BadField(
+            raise BadArgument(
                 "c.RtnbExtension.mqtt_in, mqtt_out, mqtt_prefix and mqtt_options need a broker: "
                 "set c.RtnbExtension.mqtt to a URL such as 'mqtt://127.0.0.1:1883'."
             )
         return None
     unknown = sorted(set(more) - _OTHER_FIELDS)
     if unknown:
-        raise BadField(
+        raise BadArgument(
             f"Unknown c.RtnbExtension.mqtt_options {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(_OTHER_FIELDS))}."
         )
@@ -90,7 +90,7 @@ def mqtt_options_from_settings(settings: RtnbExtension) -> MqttOptions | None:
             **more,
         )
     except TypeError as error:  # a value of the wrong type deep in the dataclass checks
-        raise BadField(f"Invalid MQTT bridge option: {error}.") from None
+        raise BadArgumentType(f"Invalid MQTT bridge option: {error}.") from None
     if importlib.util.find_spec("aiomqtt") is None:
-        raise BadField("c.RtnbExtension.mqtt needs the aiomqtt package: pip install 'rtnb[mqtt]'.")
+        raise BadArgument("c.RtnbExtension.mqtt needs the aiomqtt package: pip install 'rtnb[mqtt]'.")
     return options
