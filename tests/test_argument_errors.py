@@ -127,6 +127,9 @@ VALUE_ERRORS = {
     "MQTT topics without a broker": (_mqtt_options(None), "need a broker"),
     "MQTT unknown option": (_mqtt_options(more={"colour": "blue"}), "Unknown"),
     "replay speed": (lambda: _frame_replay(speed=0), "speed must be > 0"),
+    "recorder patterns": (lambda: _recorder(), "at least one topic pattern"),
+    "recorder max_rows": (lambda: _recorder("plant/#", max_rows=0), "max_rows must be at least 1"),
+    "simulation rate": (lambda: _simulation(rate=0), "'rate' must be"),
 }
 
 TYPE_ERRORS = {
@@ -136,7 +139,21 @@ TYPE_ERRORS = {
     "MQTT topic filters": (_mqtt_options(inbound=[1]), "must be a list of MQTT topic filters"),
     "replay recording": (_replay(42), r"replay\(\) takes a recording frame"),
     "replay topic map": (lambda: _frame_replay(topic_map=42), "topic_map must be a mapping"),
+    "recorder source": (lambda: _recorder("plant/#", source=42).start(), "records from a URL or a client"),
+    "simulation target": (lambda: _simulation(target=42), "Give the simulation a hub URL"),
 }
+
+
+def _recorder(*patterns: str, source: Any = "http://127.0.0.1:1", **options: Any) -> Any:
+    from rtnb.record import Recorder
+
+    return Recorder(source, *patterns, **options)
+
+
+def _simulation(target: Any = "http://127.0.0.1:1", rate: float = 1.0) -> object:
+    from rtnb import sim
+
+    return sim.sensors(target, ["plant/+/temp"], rate=rate)
 
 
 def _bad_url() -> object:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import BadField, RtnbError
+from ..core.errors import BadArgumentType, RtnbError
 from ..core.history import Gap
 from ..core.message import Message
 
@@ -71,7 +71,7 @@ class Feed:
         """Subscribe through a sync client (connecting one for a URL); on failure, close what opened.
 
         Raises:
-            BadField: the source is neither a URL nor a sync client.
+            BadArgumentType (a TypeError): the source is neither a URL nor a sync client.
             RtnbError: the hub refused or could not be reached.
         """
         try:
@@ -92,9 +92,9 @@ class Feed:
             return connect(url, **self._client_options()), True
         subscribe = getattr(self.source, "subscribe", None)
         if subscribe is None:
-            raise BadField(f"A recorder records from a URL or a client, not {type(self.source).__name__}.")
+            raise BadArgumentType(f"A recorder records from a URL or a client, not {type(self.source).__name__}.")
         if inspect.iscoroutinefunction(subscribe):
-            raise BadField("This is an AsyncClient: use 'await recorder.astart()' or 'async with recorder'.")
+            raise BadArgumentType("This is an AsyncClient: use 'await recorder.astart()' or 'async with recorder'.")
         return self.source, False
 
     async def aopen(self) -> None:

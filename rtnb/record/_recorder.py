@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import BadField, Timeout
+from ..core.errors import BadArgument, BadArgumentType, Timeout
 from ..core.history import Gap
 from ..core.message import Message
 from ..core.topics import validate_pattern
@@ -73,7 +73,7 @@ class Recorder:
 
     Raises:
         InvalidPattern: a pattern breaks the naming rules.
-        BadField: an argument is out of range.
+        BadArgument (a ValueError): an argument is out of range.
     """
 
     def __init__(
@@ -89,15 +89,15 @@ class Recorder:
         token: str | None = None,
     ) -> None:
         if source is not None and not patterns:
-            raise BadField("Give at least one topic pattern to record, e.g. Recorder(url, 'plant/#').")
+            raise BadArgument("Give at least one topic pattern to record, e.g. Recorder(url, 'plant/#').")
         for pattern in patterns:
             validate_pattern(pattern)
         if max_rows is not None and max_rows < 1:
-            raise BadField("max_rows must be at least 1 (or None for no limit).")
+            raise BadArgument("max_rows must be at least 1 (or None for no limit).")
         if chunk_rows < 1:
-            raise BadField("chunk_rows must be at least 1.")
+            raise BadArgument("chunk_rows must be at least 1.")
         if last is not None and last < 0:
-            raise BadField("last must be >= 0.")
+            raise BadArgument("last must be >= 0.")
         self.source = source
         self.patterns = tuple(patterns)
         self.max_rows = max_rows
@@ -148,7 +148,7 @@ class Recorder:
                 buffer.add_gap(item)
                 self._changed.notify_all()
             else:
-                raise BadField(f"A recorder takes messages and gaps, not {type(item).__name__}.")
+                raise BadArgumentType(f"A recorder takes messages and gaps, not {type(item).__name__}.")
 
     def add_many(self, items: Sequence[Message | Gap]) -> None:
         """Take many items at once (e.g. a batch drained from a subscription)."""
@@ -372,10 +372,10 @@ class Recorder:
             scalar topics travel in ``frame.attrs["rtnb"]``.
 
         Raises:
-            BadField: ``raw=True`` but the payloads were not kept.
+            BadArgument (a ValueError): ``raw=True`` but the payloads were not kept.
         """
         if raw and not self._buffer.keep_raw:
-            raise BadField("Raw payloads were not kept: record with Recorder(..., raw=True).")
+            raise BadArgument("Raw payloads were not kept: record with Recorder(..., raw=True).")
         if self.state is RecorderState.STOPPED:
             frame = self._final_frame()
             if raw is False and "data" in frame.columns:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..core.errors import BadField, RtnbError
+from ..core.errors import BadArgument, BadArgumentType, RtnbError
 from ..core.fanout import Batch
 from ..core.history import Gap
 from ..core.message import Message
@@ -72,7 +72,7 @@ class Simulation:
 
     def __init__(self, model: SensorModel, rate: float) -> None:
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0 < rate <= 10_000):
-            raise BadField("'rate' must be a number of steps per second in (0, 10000].")
+            raise BadArgument("'rate' must be a number of steps per second in (0, 10000].")
         self.model = model
         self.rate = float(rate)
         self.published = 0
@@ -267,7 +267,7 @@ def sensors(
             (``qos``, ``username``, ``password``, ``ca_file``).
 
     Raises:
-        InvalidTopic / BadField: bad patterns, device names or rate.
+        InvalidTopic / BadArgument: bad patterns, device names or rate (BadArgumentType: not a hub).
         Unavailable: the in-process hub is not running.
     """
     from ..core.errors import Unavailable
@@ -290,7 +290,7 @@ def sensors(
             asyncio.run_coroutine_threadsafe(simulation.run_in_hub(hub), loop)
         return simulation
     if not isinstance(url_or_hubserver, str):
-        raise BadField("Give the simulation a hub URL, a HubServer, an embedded hub or a Hub.")
+        raise BadArgumentType("Give the simulation a hub URL, a HubServer, an embedded hub or a Hub.")
     url = url_or_hubserver
     started = threading.Event()
 
