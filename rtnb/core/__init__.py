@@ -12,6 +12,7 @@ from .fanout import Batch, Fanout, Member, MemberState
 from .history import Gap, HistoryLimits, HistoryStore, TopicHistory
 from .limits import Limits, TokenBucket
 from .message import Message
+from .position import Position
 from .protocol import parse_request
 from .topics import Pattern, validate_pattern, validate_topic
 
@@ -26,6 +27,7 @@ __all__ = [
     "MemberState",
     "Message",
     "Pattern",
+    "Position",
     "RtnbError",
     "TokenBucket",
     "TopicHistory",

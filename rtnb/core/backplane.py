@@ -35,7 +35,8 @@ __all__ = ["Backplane", "Deliver", "HubLink", "LocalBackplane", "ReadResult", "T
 Deliver = Callable[[Message], object]
 
 
-#: (gaps, messages, position reached or None for an unknown topic)
+#: (gaps, messages, position reached or None for an unknown topic); the position is an
+#: ``(epoch, offset)`` :class:`~rtnb.core.position.Position` or a plain tuple of that shape
 ReadResult = tuple[list[Gap], list[Message], "tuple[int, int] | None"]
 
 

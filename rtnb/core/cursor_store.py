@@ -42,7 +42,9 @@ __all__ = ["MAX_CHAIN", "ChainHead", "CursorIssuer", "CursorMirror", "CursorStor
 #: records in one chain, full record included
 MAX_CHAIN = 32
 
-Positions = Mapping[str, tuple[int, int]]  # topic -> (epoch, last offset)
+#: topic -> (epoch, last offset): a :class:`~rtnb.core.position.Position`, or a plain tuple of that
+#: shape as the fan-out keeps them (positions pass through here uncopied)
+Positions = Mapping[str, tuple[int, int]]
 
 
 class CursorMirror(Protocol):

@@ -31,7 +31,8 @@ from .topics import Pattern
 
 __all__ = ["Batch", "Cursor", "Fanout", "Group", "Member", "MemberState"]
 
-#: topic -> (epoch, last offset delivered)
+#: topic -> (epoch, last offset delivered): a :class:`~rtnb.core.position.Position`'s shape, kept as
+#: plain tuples because the fan-out writes one per message and group
 Cursor = dict[str, tuple[int, int]]
 
 _member_ids = itertools.count(1)

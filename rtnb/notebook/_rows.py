@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.message import Message
+from ..core.position import Position
 from ._pump import Frame
 
 __all__ = ["RowBuffer"]
-
-Position = tuple[int, int]
 
 
 class RowBuffer:
@@ -46,14 +45,14 @@ class RowBuffer:
         return arrived
 
     def end(self) -> dict[str, Position]:
-        return {topic: (kept[-1].epoch, kept[-1].offset) for topic, kept in self.topics.items() if kept}
+        return {topic: Position(kept[-1].epoch, kept[-1].offset) for topic, kept in self.topics.items() if kept}
 
     def encode_since(self, since: dict[str, Position]) -> list[tuple[dict[str, Any], list[bytes]]]:
         rows = []
         for topic, kept in self.topics.items():
-            position = since.get(topic)
+            epoch, offset = since.get(topic) or (None, 0)  # a Position, or any (epoch, offset) pair
             for message in kept:
-                if position is not None and position[0] == message.epoch and message.offset <= position[1]:
+                if epoch == message.epoch and message.offset <= offset:
                     continue
                 row = {
                     "topic": topic,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..core.errors import BadArgument, RtnbError
+from ..core.position import Position
 from ._pump import Frame, Pump
 from ._static import StaticDisplay
 from ._widget import TRANSPORTS, ViewWidget, browser_access, display_widget
@@ -41,8 +42,6 @@ __all__ = ["Position", "View", "ViewState", "ViewStats", "default_client", "open
 
 log = logging.getLogger("rtnb.views")
 
-#: a topic's position as the browser reports it: ``(epoch, last offset seen)``
-Position = tuple[int, int]
 
 _default_client: Any = None
 _default_client_lock = threading.Lock()
@@ -387,5 +386,5 @@ def _positions(value: Any) -> dict[str, Position]:
                 and len(position) == 2
                 and all(isinstance(part, int) and not isinstance(part, bool) for part in position)
             ):
-                positions[topic] = (position[0], position[1])
+                positions[topic] = Position(position[0], position[1])
     return positions

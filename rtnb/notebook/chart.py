@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from ..core.errors import BadArgument
 from ..core.message import Message
+from ..core.position import Position
 from ..core.protocol import MAX_LAST
 from ._fields import MISSING, Field, extract, number, parse_window
 from ._pump import Frame
-from ._view import Position, View
+from ._view import View
 
 __all__ = ["DEFAULT_MAX_POINTS", "MAX_POINTS_PER_RELAY_MESSAGE", "LiveChart"]
 
@@ -71,9 +72,10 @@ class _Column:
 
     def start_after(self, position: Position | None) -> int:
         """Index of the first point after ``position`` (0 when it is of another epoch)."""
-        if position is None or position[0] != self.epoch:
+        if position is None:
             return 0
-        return bisect.bisect_right(self.offsets, position[1])
+        epoch, offset = position  # a Position, or any (epoch, offset) pair
+        return bisect.bisect_right(self.offsets, offset) if epoch == self.epoch else 0
 
 
 class LiveChart(View):
@@ -205,7 +207,7 @@ class LiveChart(View):
 
     def buffer_end(self) -> dict[str, Position]:
         return {
-            topic: (column.epoch, column.offsets[-1])
+            topic: Position(column.epoch, column.offsets[-1])
             for topic, column in self._columns.items()
             if column.epoch is not None and len(column)
         }

@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 
 from ..core.errors import BadArgument
+from ..core.position import Position
 from ._pump import Frame
 from ._rows import RowBuffer
-from ._view import Position, View
+from ._view import View
 
 __all__ = ["MAX_AUTO_COLUMNS", "LiveTable", "cell_text"]
 

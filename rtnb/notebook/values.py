@@ -15,10 +15,11 @@ from typing import Any
 
 from ..core.errors import BadArgument
 from ..core.message import Message
+from ..core.position import Position
 from ._fields import MISSING, Field, extract, number
 from ._pump import Frame
 from ._rows import RowBuffer
-from ._view import Position, View
+from ._view import View
 
 __all__ = ["Gauge", "LiveValue", "browser_can_format", "format_value"]
 
