@@ -215,6 +215,9 @@ async def test_devices_publish_to_a_url_through_the_async_client() -> None:
             finally:
                 await asyncio.to_thread(simulation.stop)
             assert not simulation.running
+            # its loop thread ends with it, its loop closed
+            await wait_until(lambda: not any(thread.name == "rtnb-sim" for thread in threading.enumerate()))
+            assert simulation._loop is not None and simulation._loop.is_closed()
 
 
 async def test_devices_talk_mqtt_to_a_broker(mqtt_url: str) -> None:

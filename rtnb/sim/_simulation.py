@@ -10,6 +10,7 @@ devices themselves are the model's (:mod:`rtnb.sim._model`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import threading
@@ -291,22 +292,21 @@ def sensors(
         return simulation
     if not isinstance(url_or_hubserver, str):
         raise BadArgumentType("Give the simulation a hub URL, a HubServer, an embedded hub or a Hub.")
+    from ..client._loop_thread import LoopThread  # the client layer, loaded only for a simulation over the network
+
     url = url_or_hubserver
-    started = threading.Event()
+    loop_thread = LoopThread("rtnb-sim").start()
+    simulation._loop, simulation._thread = loop_thread.loop, loop_thread.thread
+    if url.startswith(("mqtt://", "mqtts://")):  # devices on an MQTT broker, as in the field
+        publishing = simulation.run_over_mqtt(url, **client_options)
+    else:
+        publishing = simulation.run_over_client(url, **client_options)
 
-    def run() -> None:
-        async def main() -> None:
-            simulation._loop = asyncio.get_running_loop()
-            started.set()
-            if url.startswith(("mqtt://", "mqtts://")):  # devices on an MQTT broker, as in the field
-                await simulation.run_over_mqtt(url, **client_options)
-            else:
-                await simulation.run_over_client(url, **client_options)
+    def ended(done: concurrent.futures.Future[None]) -> None:
+        loop_thread.stop()  # the thread ends with the simulation
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            log.error("simulation failed", exc_info=error)
 
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, name="rtnb-sim", daemon=True)
-    simulation._thread = thread
-    thread.start()
-    started.wait(5.0)
+    loop_thread.submit(publishing).add_done_callback(ended)
     return simulation

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 
 import pytest
 
+from rtnb.client._loop_thread import LoopThread
 from rtnb.core.history import HistoryLimits
 from rtnb.server.hub import Hub, HubConfig
 from rtnb.server.runner import HubServer
@@ -19,32 +17,19 @@ class ThreadedHub:
 
     def __init__(self, config: HubConfig | None = None) -> None:
         self.server = HubServer(Hub(config))
-        self.loop = asyncio.new_event_loop()
-        self._ready: Future[None] = Future()
-        self.thread = threading.Thread(target=self._run, name="test-hub", daemon=True)
-        self.thread.start()
-        self._ready.result(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            await self.server.start()
-            self._ready.set_result(None)
-
-        self.loop.run_until_complete(start())
-        self.loop.run_forever()
-        self.loop.close()
+        self.loop_thread = LoopThread("test-hub").start()
+        self.loop = self.loop_thread.loop
+        self.thread = self.loop_thread.thread
+        self.loop_thread.run(self.server.start(), timeout=10)
 
     @property
     def url(self) -> str:
         return self.server.url
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        assert not self.thread.is_alive()
+        self.loop_thread.run(self.server.stop(), timeout=10)
+        self.loop_thread.stop(10)
+        assert not self.thread.is_alive() and self.loop.is_closed()
 
 
 @pytest.fixture
