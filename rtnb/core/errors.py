@@ -14,8 +14,8 @@ Tree::
     │   ├── UnknownOp              "unknown_op"      "op" missing or not one we know
     │   ├── MissingField           "missing_field"   a required field is absent
     │   ├── BadField               "bad_field"       a field has the wrong type or value
-    │   │   ├── BadArgument         (also ValueError) a Python caller's argument has a bad value
-    │   │   └── BadArgumentType     (also TypeError)  a Python caller's argument has the wrong type
+    │   │   ├── BadArgument        "bad_argument"    a Python caller's bad value (also a ValueError; never on the wire)
+    │   │   └── BadArgumentType    "bad_argument_type" a Python caller's wrong type (also a TypeError)
     │   ├── InvalidTopic           "invalid_topic"   a topic name breaks the naming rules
     │   ├── InvalidPattern         "invalid_pattern" a subscription pattern breaks the rules
     │   ├── WildcardPublish        "wildcard_publish" publishing to a pattern, not a topic
@@ -132,11 +132,16 @@ class BadArgument(BadField, ValueError):
     It is a :class:`ValueError`, as Python callers expect, and still a :class:`BadField`
     (and so an :class:`RtnbError` with ``message``), so ``except BadField`` and
     ``except RtnbError`` clauses written before it existed, the CLI's among them, still catch it.
+    Its code is its own, so a wire ``bad_field`` is never rebuilt as one (:func:`error_from_wire`).
     """
+
+    code = "bad_argument"
 
 
 class BadArgumentType(BadField, TypeError):
     """A Python caller passed an argument of the wrong type: a :class:`TypeError` that is also a :class:`BadField`."""
+
+    code = "bad_argument_type"
 
 
 class InvalidTopic(ProtocolError):

@@ -185,4 +185,4 @@ def test_a_server_told_to_fail_on_extension_errors_exits_on_a_bad_mqtt_setting(t
     )
     assert completed.returncode != 0
     log = completed.stderr.decode()
-    assert "BadField" in log and "set c.RtnbExtension.mqtt to a URL" in log, log[-3000:]
+    assert "BadArgument" in log and "set c.RtnbExtension.mqtt to a URL" in log, log[-3000:]
