@@ -15,10 +15,10 @@ offset) or its own :class:`~rtnb.core.errors.Unavailable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,26 +36,49 @@ __all__ = ["Publisher"]
 log = logging.getLogger("rtnb.backplane.redis")
 
 _SCRIPT = PUBLISH_SCRIPT.encode()
-_SHA = hashlib.sha1(_SCRIPT).hexdigest()
+_SHA = hashlib.sha1(_SCRIPT).hexdigest().encode()
 
 #: Messages per script call at most (a few hundred kB of arguments at 1 kB each).
 MAX_BATCH = 512
 #: Messages per round trip to one node at most, so no single batch holds Redis (or the hub) for long.
 MAX_ROUND = 2048
+#: Topics whose encoded key names are kept (a cache; cleared whole when full).
+MAX_CACHED_TOPICS = 10_000
+
+_dumps = orjson.dumps
 
 
-@dataclass(slots=True)
+def _bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
 class _Pending:
-    bucket: int
-    topic: str
-    data: Any
-    ts: float
-    data_json: bytes
-    future: asyncio.Future[Message]
+    """One queued publish (a plain slotted class: one is made per message)."""
+
+    __slots__ = ("bucket", "data", "data_json", "future", "topic", "ts")
+
+    def __init__(
+        self, bucket: int, topic: str, data: Any, ts: float, data_json: bytes, future: asyncio.Future[Message]
+    ) -> None:
+        self.bucket = bucket
+        self.topic = topic
+        self.data = data
+        self.ts = ts
+        self.data_json = data_json
+        self.future = future
 
 
 class Publisher:
     """Queues publishes per node and sends them in batches.
+
+    Each node gets one connection of its own for publishing (made by its
+    redis-py pool, so with every option of the URL: TLS, login, database),
+    on which the hub writes each batch as one buffer of script calls it
+    encoded itself, then reads one reply per call. redis-py's pipeline would
+    encode every argument of every message through several layers of Python;
+    here a message is one argument built with one format operation, and the
+    key names of each topic are encoded once and reused.
 
     Args:
         topology: where each bucket lives.
@@ -82,6 +105,12 @@ class Publisher:
         self._queues: dict[Node, list[_Pending]] = {}
         self._busy: set[Node] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: dict[Node, Any] = {}
+        self._buckets: dict[str, int] = {}
+        #: per topic: its three keys and its two arguments, as RESP bulk strings
+        self._topic_parts: dict[str, tuple[bytes, bytes]] = {}
+        max_age_ms = 0 if limits.max_age is None else int(limits.max_age * 1000)
+        self._limit_parts = _bulk(b"%d" % limits.max_messages) + _bulk(b"%d" % max_age_ms)
 
     def publish(self, topic: str, data: Any, ts: float, data_json: bytes) -> asyncio.Future[Message]:
         """Queue one message; the future gets it back with its offset and epoch.
@@ -89,7 +118,11 @@ class Publisher:
         Raises:
             Unavailable: the topology is not known (Redis never answered yet).
         """
-        bucket = bucket_of(topic)
+        bucket = self._buckets.get(topic)
+        if bucket is None:
+            if len(self._buckets) >= MAX_CACHED_TOPICS:
+                self._buckets.clear()
+            bucket = self._buckets[topic] = bucket_of(topic)
         try:
             node = self.topology.node_of(bucket)
         except LookupError as error:
@@ -100,11 +133,14 @@ class Publisher:
             queue = self._queues[node] = []
         queue.append(_Pending(bucket, topic, data, ts, data_json, future))
         if node not in self._busy:
-            self._busy.add(node)
-            task = asyncio.ensure_future(self._drain(node))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_draining(node)
         return future
+
+    def _start_draining(self, node: Node) -> None:
+        self._busy.add(node)
+        task = asyncio.ensure_future(self._drain(node))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, node: Node) -> None:
         """Send ``node``'s queue batch after batch, one in flight, until it is empty."""
@@ -113,50 +149,82 @@ class Publisher:
                 queue = self._queues.get(node)
                 if not queue:
                     return
-                batch, self._queues[node] = queue[:MAX_ROUND], queue[MAX_ROUND:]
+                if len(queue) > MAX_ROUND:
+                    batch, self._queues[node] = queue[:MAX_ROUND], queue[MAX_ROUND:]
+                else:
+                    batch = queue
+                    del self._queues[node]
                 try:
                     await self._send(node, batch)
                 except Exception as error:  # a bug or an unexpected reply: fail the batch, never leave it waiting
                     log.exception("publishing a batch to %s failed", node.name)
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(self.unavailable(error, "the message was not published."))
+                    self._fail(batch, self.unavailable(error, "the message was not published."))
         finally:
             self._busy.discard(node)
             if self._queues.get(node):  # arrived as the loop ended: go again
-                self._busy.add(node)
-                task = asyncio.ensure_future(self._drain(node))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_draining(node)
 
-    def _command(self, bucket: int, items: list[_Pending]) -> list[Any]:
+    def _topic(self, topic: str) -> tuple[bytes, bytes]:
+        """``topic``'s keys (epoch, offset, stream) and arguments (name, JSON name), encoded once."""
+        parts = self._topic_parts.get(topic)
+        if parts is None:
+            if len(self._topic_parts) >= MAX_CACHED_TOPICS:
+                self._topic_parts.clear()
+            keys = self.keys
+            parts = self._topic_parts[topic] = (
+                _bulk(keys.epoch(topic).encode())
+                + _bulk(keys.offset(topic).encode())
+                + _bulk(keys.stream(topic).encode()),
+                _bulk(topic.encode()) + _bulk(_dumps(topic)),
+            )
+        return parts
+
+    def _command(self, bucket: int, items: list[_Pending]) -> bytes:
+        """One ``EVALSHA`` of the publish script for ``items`` (all of ``bucket``), as RESP."""
         keys = self.keys
-        topics: dict[str, int] = {}
+        numbers: dict[str, int] = {}
         for item in items:
-            topics.setdefault(item.topic, len(topics) + 1)
-        key_names: list[str] = [keys.clock(bucket), keys.topics(bucket)]
-        arguments: list[Any] = [
-            keys.channel(bucket),
-            self.limits.max_messages,
-            0 if self.limits.max_age is None else int(self.limits.max_age * 1000),
-            self.clocks.get(bucket, 0),
-            "SPUBLISH" if self.topology.sharded else "PUBLISH",
-            len(topics),
+            if item.topic not in numbers:
+                numbers[item.topic] = len(numbers) + 1
+        key_parts = [_bulk(keys.clock(bucket).encode()), _bulk(keys.topics(bucket).encode())]
+        topic_parts = []
+        for topic in numbers:
+            topic_keys, topic_arguments = self._topic(topic)
+            key_parts.append(topic_keys)
+            topic_parts.append(topic_arguments)
+        key_count = 2 + 3 * len(numbers)
+        messages = [
+            b"$%d\r\n%s\r\n" % (len(packed), packed)
+            for packed in [b"%d %s %s" % (numbers[item.topic], _dumps(item.ts), item.data_json) for item in items]
         ]
-        for topic in topics:
-            key_names += (keys.epoch(topic), keys.offset(topic), keys.stream(topic))
-            arguments += (topic, orjson.dumps(topic))
-        for item in items:
-            arguments += (topics[item.topic], orjson.dumps(item.ts), item.data_json, int(item.ts * 1000))
-        return ["EVALSHA", _SHA, len(key_names), *key_names, *arguments]
+        header = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (
+            3 + key_count + 6 + 2 * len(numbers) + len(items),
+            _bulk(_SHA),
+            _bulk(b"%d" % key_count),
+        )
+        arguments = (
+            _bulk(keys.channel(bucket).encode())
+            + self._limit_parts
+            + _bulk(b"%d" % self.clocks.get(bucket, 0))
+            + (b"$8\r\nSPUBLISH\r\n" if self.topology.sharded else b"$7\r\nPUBLISH\r\n")
+            + _bulk(b"%d" % len(numbers))
+        )
+        return b"".join((header, *key_parts, arguments, *topic_parts, *messages))
 
     async def _send(self, node: Node, batch: list[_Pending]) -> None:
         groups: dict[int, list[_Pending]] = {}
         for item in batch:
-            groups.setdefault(item.bucket, []).append(item)
+            group = groups.get(item.bucket)
+            if group is None:
+                groups[item.bucket] = [item]
+            else:
+                group.append(item)
         calls: list[list[_Pending]] = []
         for items in groups.values():
-            calls += [items[start : start + MAX_BATCH] for start in range(0, len(items), MAX_BATCH)]
+            if len(items) <= MAX_BATCH:
+                calls.append(items)
+            else:
+                calls += [items[start : start + MAX_BATCH] for start in range(0, len(items), MAX_BATCH)]
         self.batches += 1
         import redis.exceptions
 
@@ -175,11 +243,9 @@ class Publisher:
                     for result in results
                 ]
         except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as error:
-            failure = self.unavailable(error, "the message was not published.")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(Unavailable(str(failure)))
+            self._fail(batch, self.unavailable(error, "the message was not published."))
             return
+        clocks = self.clocks
         for items, result in zip(calls, results, strict=True):
             if isinstance(result, BaseException):
                 if "MOVED" in str(result) or "ASK" in str(result):
@@ -187,43 +253,86 @@ class Publisher:
                     task = asyncio.ensure_future(self._rediscover())
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                failure = self.unavailable(result, "the message was not published.")
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(Unavailable(str(failure)))
+                self._fail(items, self.unavailable(result, "the message was not published."))
                 continue
             clock, epochs, offsets = result
             bucket = items[0].bucket
-            if int(clock) > self.clocks.get(bucket, 0):
-                self.clocks[bucket] = int(clock)
+            if clock > clocks.get(bucket, 0):
+                clocks[bucket] = clock
+            if len(epochs) == 1:
+                epoch = epochs[0]
+                for item, offset in zip(items, offsets, strict=True):
+                    future = item.future
+                    if not future.done():
+                        future.set_result(
+                            Message(item.topic, offset, epoch, item.ts, item.data, data_json=item.data_json)
+                        )
+                continue
             numbers: dict[str, int] = {}
             for item in items:
-                numbers.setdefault(item.topic, len(numbers))
+                if item.topic not in numbers:
+                    numbers[item.topic] = len(numbers)
             for item, offset in zip(items, offsets, strict=True):
-                message = Message(
-                    item.topic,
-                    int(offset),
-                    int(epochs[numbers[item.topic]]),
-                    item.ts,
-                    item.data,
-                    data_json=item.data_json,
-                )
-                if not item.future.done():
-                    item.future.set_result(message)
+                future = item.future
+                if not future.done():
+                    future.set_result(
+                        Message(
+                            item.topic,
+                            offset,
+                            epochs[numbers[item.topic]],
+                            item.ts,
+                            item.data,
+                            data_json=item.data_json,
+                        )
+                    )
+
+    @staticmethod
+    def _fail(items: list[_Pending], failure: Unavailable) -> None:
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(Unavailable(str(failure)))
 
     async def _run(self, node: Node, calls: list[list[_Pending]]) -> list[Any]:
-        """One round trip: every call of the batch pipelined on ``node``; errors come back per call."""
-        if len(calls) == 1:
-            import redis.exceptions
+        """One round trip: every call of the batch written at once on ``node``; errors come back per call.
 
-            try:
-                return [await execute_command(node.client, *self._command(calls[0][0].bucket, calls[0]))]
-            except redis.exceptions.ResponseError as error:
-                return [error]
-        async with node.client.pipeline(transaction=False) as pipe:
-            for items in calls:
-                pipe.execute_command(*self._command(items[0].bucket, items))
-            return list(await pipe.execute(raise_on_error=False))
+        Raises:
+            redis errors, OSError: the connection failed (it is dropped; the next batch opens another).
+        """
+        import redis.exceptions
+
+        connection = self._connections.get(node)
+        if connection is None:
+            connection = self._connections[node] = node.client.connection_pool.make_connection()
+        try:
+            await connection.send_packed_command(
+                b"".join([self._command(items[0].bucket, items) for items in calls]), check_health=False
+            )
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await connection.read_response())
+                except redis.exceptions.ResponseError as error:  # this call's error; the connection is fine
+                    results.append(error)
+            return results
+        except BaseException:
+            # Replies may still be on their way: this connection cannot be trusted any more.
+            if self._connections.get(node) is connection:
+                del self._connections[node]
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise
+
+    def forget(self, node: Node) -> None:
+        """``node`` was lost: drop its publishing connection, so the next batch opens a fresh one.
+
+        A connection to a Redis that went away (or restarted) would fail the
+        first batch sent after it returns.
+        """
+        connection = self._connections.pop(node, None)
+        if connection is not None:
+            task = asyncio.ensure_future(connection.disconnect())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _rediscover(self) -> None:
         try:
@@ -234,7 +343,9 @@ class Publisher:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         for queue in self._queues.values():
-            for item in queue:
-                if not item.future.done():
-                    item.future.set_exception(Unavailable("The Redis backplane stopped."))
+            self._fail(queue, Unavailable("The Redis backplane stopped."))
         self._queues.clear()
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()

@@ -54,7 +54,9 @@ end
 
 # KEYS: clock, topic index, then per topic: epoch, offset, stream
 # ARGV: channel, maxlen, max_age_ms ("0": none), seen clock, publish command, topic count,
-#       then per topic: topic, topic_json; then per message: topic number, ts_json, data_json, ts_ms
+#       then per topic: topic, topic_json; then one argument per message:
+#       "TOPIC_NUMBER TS_JSON DATA_JSON" (one argument, not four: packing arguments is most of
+#       what a publish costs the hub in Python, and splitting costs Redis less than a microsecond)
 # Returns: {clock, {epoch per topic}, {offset per message}}
 PUBLISH_SCRIPT = (
     _RENEW_BUCKET_IF_RESTORED
@@ -74,18 +76,24 @@ for i = 1, topic_count do
   epochs[i] = tonumber(epoch)
   offsets[i] = tonumber(redis.call('GET', KEYS[3 * i + 1]) or '0')
 end
-local first = 7 + 2 * topic_count
+local find, sub, floor = string.find, string.sub, math.floor
 local envelopes, assigned = {tostring(clock)}, {}
-for m = first, #ARGV, 4 do
-  local i = tonumber(ARGV[m])
+for m = 7 + 2 * topic_count, #ARGV do
+  local packed = ARGV[m]
+  local space = find(packed, ' ', 1, true)
+  local data_at = find(packed, ' ', space + 1, true)
+  local i = tonumber(sub(packed, 1, space - 1))
+  local ts_json = sub(packed, space + 1, data_at - 1)
   offsets[i] = offsets[i] + 1
   local offset = string.format('%.0f', offsets[i])
   local envelope = '{"op":"message","topic":' .. ARGV[6 + 2 * i] .. ',"offset":' .. offset ..
-    ',"epoch":' .. epoch_text[i] .. ',"ts":' .. ARGV[m + 1] .. ',"data":' .. ARGV[m + 2] .. '}'
-  redis.call('XADD', KEYS[3 * i + 2], 'MAXLEN', '~', maxlen, offset .. '-0', 'm', envelope, 't', ARGV[m + 3])
+    ',"epoch":' .. epoch_text[i] .. ',"ts":' .. ts_json .. ',"data":' .. sub(packed, data_at + 1) .. '}'
+  local ts_ms = floor(tonumber(ts_json) * 1000)
+  redis.call('XADD', KEYS[3 * i + 2], 'MAXLEN', '~', maxlen, offset .. '-0', 'm', envelope,
+    't', string.format('%.0f', ts_ms))
   envelopes[#envelopes + 1] = envelope
   assigned[#assigned + 1] = offsets[i]
-  last_ts[i] = tonumber(ARGV[m + 3])
+  last_ts[i] = ts_ms
 end
 for i = 1, topic_count do
   redis.call('SET', KEYS[3 * i + 1], string.format('%.0f', offsets[i]))

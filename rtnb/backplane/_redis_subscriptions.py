@@ -267,8 +267,21 @@ class Subscriptions:
             clock, _, envelopes = payload.partition(b"\n")
             if int(clock) > self.clocks.get(bucket, 0):
                 self.clocks[bucket] = int(clock)
+            # The common case runs without a coroutine per message: only a message that
+            # shows something was skipped waits (for its catch-up from the stream).
+            delivered, wanted = self.delivered, self.wanted
             for envelope in envelopes.split(b"\n"):
-                await self._arrived(node, envelope)
+                try:
+                    message = Message.from_envelope(orjson.loads(envelope), json=envelope)
+                except (orjson.JSONDecodeError, BadField) as error:
+                    log.warning("ignoring an unreadable message: %s", error)
+                    continue
+                if not wanted(message.topic):
+                    continue
+                if delivered.needs_catch_up(message):
+                    # Something between what we delivered and this: fetch it first, in order.
+                    await delivered.catch_up(node.client, message.topic, message.epoch, message.offset - 1)
+                delivered.accept(message)
         elif kind in (b"ssubscribe", b"subscribe"):
             future = self._confirmations.pop((node, item[1]), None)
             if future is not None and not future.done():
@@ -288,16 +301,3 @@ class Subscriptions:
             bucket = self.keys.bucket_of_channel(item[1])
             if kind == b"sunsubscribe" and bucket is not None and bucket in self._subscribed.get(node, set()):
                 raise ListenerLost(f"{node.name} no longer serves the slot of {item[1]!r}")
-
-    async def _arrived(self, node: Node, envelope: bytes) -> None:
-        try:
-            message = Message.from_envelope(orjson.loads(envelope), json=envelope)
-        except (orjson.JSONDecodeError, BadField) as error:
-            log.warning("ignoring an unreadable message: %s", error)
-            return
-        if not self.wanted(message.topic):
-            return
-        if self.delivered.needs_catch_up(message):
-            # Something between what we delivered and this: fetch it first, in order.
-            await self.delivered.catch_up(node.client, message.topic, message.epoch, message.offset - 1)
-        self.delivered.accept(message)

@@ -408,6 +408,8 @@ class RedisBackplane:
         self.last_error = str(error) or type(error).__name__
         was_live = node in self.subscriptions.live
         self.subscriptions.lost(node, self.last_error)
+        if self._publisher is not None:
+            self._publisher.forget(node)
         if self.state is BackplaneState.STOPPED:
             return
         if was_live or self.state is BackplaneState.CONNECTED:
