@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.errors import RtnbError
-
-if TYPE_CHECKING:
-    from .redis import RedisBackplane
+from ._redis_commands import KeyedCommands
+from ._redis_keys import RedisKeys
 
 __all__ = ["RedisCursorMirror"]
 
@@ -25,15 +24,22 @@ log = logging.getLogger("rtnb.backplane.redis")
 
 
 class RedisCursorMirror:
-    """A :class:`~rtnb.core.cursor_store.CursorMirror` on the backplane's Redis connection."""
+    """A :class:`~rtnb.core.cursor_store.CursorMirror` on the backplane's Redis connection.
 
-    def __init__(self, backplane: RedisBackplane, max_pending: int = 10_000) -> None:
-        self.backplane = backplane
+    Args:
+        keys: key names (the prefix).
+        commands: sends each command to the node holding its key.
+        max_pending: writes in flight at most; beyond, records stay on this hub only.
+    """
+
+    def __init__(self, keys: RedisKeys, commands: KeyedCommands, max_pending: int = 10_000) -> None:
+        self.keys = keys
+        self.commands = commands
         self.max_pending = max_pending
         self._pending: set[asyncio.Task[Any]] = set()
 
     def _key(self, record_id: str) -> str:
-        return f"{self.backplane.keys.prefix}cursor:{record_id}"
+        return f"{self.keys.prefix}cursor:{record_id}"
 
     def write(self, record_id: str, data: bytes, ttl: float) -> None:
         if len(self._pending) >= self.max_pending:
@@ -45,14 +51,14 @@ class RedisCursorMirror:
 
     async def _write(self, key: str, data: bytes, milliseconds: int) -> None:
         try:
-            await self.backplane._redis_call(key, lambda redis: redis.set(key, data, px=milliseconds))
+            await self.commands.call(key, lambda redis: redis.set(key, data, px=milliseconds))
         except RtnbError as error:
             log.debug("could not share a resume cursor through Redis: %s", error.message)
 
     async def read(self, record_id: str) -> bytes | None:
         try:
             key = self._key(record_id)
-            data = await self.backplane._redis_call(key, lambda redis: redis.get(key))
+            data = await self.commands.call(key, lambda redis: redis.get(key))
         except RtnbError:
             return None
         return data if isinstance(data, bytes) else None

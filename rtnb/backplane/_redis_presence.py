@@ -16,8 +16,9 @@ every hub hears them in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -114,6 +115,31 @@ class PresenceStore:
             self.outgoing.put_nowait(event)
         except asyncio.QueueFull:
             log.warning("presence events are backing up; dropping one (presence queries stay exact)")
+
+    async def refresh_forever(
+        self,
+        changed: asyncio.Event,
+        debounce: float,
+        live: Callable[[], bool],
+        refresh: Callable[[], Awaitable[None]],
+        errors: tuple[type[BaseException], ...],
+    ) -> None:
+        """Run ``refresh`` (write this hub's entry, expire silent hubs) while ``live()``.
+
+        At once (after ``debounce`` seconds, coalescing a burst) when ``changed``
+        is set, else every ttl/3 so the entry never expires while the hub lives.
+        """
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), self.ttl / 3)
+                await asyncio.sleep(debounce)
+            changed.clear()
+            if not live():
+                continue
+            try:
+                await refresh()
+            except errors as error:
+                log.info("presence refresh failed: %s", error)
 
     async def send_events_forever(self, errors: tuple[type[BaseException], ...]) -> None:
         """Publish queued events one at a time, so every hub hears them in order."""

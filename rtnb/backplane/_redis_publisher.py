@@ -56,7 +56,7 @@ def _bulk(value: bytes) -> bytes:
 class _Pending:
     """One queued publish (a plain slotted class: one is made per message)."""
 
-    __slots__ = ("bucket", "data", "data_json", "future", "topic", "ts")
+    __slots__ = ("bucket", "data", "data_json", "future", "outcome", "topic", "ts")
 
     def __init__(
         self, bucket: int, topic: str, data: Any, ts: float, data_json: bytes, future: asyncio.Future[Message]
@@ -67,6 +67,7 @@ class _Pending:
         self.ts = ts
         self.data_json = data_json
         self.future = future
+        self.outcome: Message | Unavailable | None = None
 
 
 class Publisher:
@@ -253,7 +254,9 @@ class Publisher:
                     task = asyncio.ensure_future(self._rediscover())
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                self._fail(items, self.unavailable(result, "the message was not published."))
+                failure = str(self.unavailable(result, "the message was not published."))
+                for item in items:
+                    item.outcome = Unavailable(failure)
                 continue
             clock, epochs, offsets = result
             bucket = items[0].bucket
@@ -262,29 +265,26 @@ class Publisher:
             if len(epochs) == 1:
                 epoch = epochs[0]
                 for item, offset in zip(items, offsets, strict=True):
-                    future = item.future
-                    if not future.done():
-                        future.set_result(
-                            Message(item.topic, offset, epoch, item.ts, item.data, data_json=item.data_json)
-                        )
+                    item.outcome = Message(item.topic, offset, epoch, item.ts, item.data, data_json=item.data_json)
                 continue
             numbers: dict[str, int] = {}
             for item in items:
                 if item.topic not in numbers:
                     numbers[item.topic] = len(numbers)
             for item, offset in zip(items, offsets, strict=True):
-                future = item.future
-                if not future.done():
-                    future.set_result(
-                        Message(
-                            item.topic,
-                            offset,
-                            epochs[numbers[item.topic]],
-                            item.ts,
-                            item.data,
-                            data_json=item.data_json,
-                        )
-                    )
+                item.outcome = Message(
+                    item.topic, offset, epochs[numbers[item.topic]], item.ts, item.data, data_json=item.data_json
+                )
+        # Answered in the order the publishes came, not bucket by bucket: a connection's
+        # publishes then finish in its request order, and its acks go out without waiting.
+        for item in batch:
+            future, outcome = item.future, item.outcome
+            if future.done():
+                continue
+            if isinstance(outcome, Message):
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome or Unavailable("Redis gave no answer for this message."))
 
     @staticmethod
     def _fail(items: list[_Pending], failure: Unavailable) -> None:
@@ -300,9 +300,10 @@ class Publisher:
         """
         import redis.exceptions
 
-        connection = self._connections.get(node)
+        connection: Any = self._connections.get(node)
         if connection is None:
-            connection = self._connections[node] = node.client.connection_pool.make_connection()
+            pool: Any = node.client.connection_pool  # make_connection is unannotated in redis-py
+            connection = self._connections[node] = pool.make_connection()
         try:
             await connection.send_packed_command(
                 b"".join([self._command(items[0].bucket, items) for items in calls]), check_health=False

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..core.errors import BadField
+from ..core.errors import BadField, Unavailable
 from ..core.message import Message
 from ..core.topics import Pattern
 from ._redis_history import Delivered, fetch_position
@@ -140,6 +140,38 @@ class Subscriptions:
             if added and self.live:
                 await self.discover(added, None, list(self.live))
             return added, missing
+
+    async def watch(
+        self,
+        wanted: set[Pattern],
+        nodes: Iterable[Node],
+        errors: tuple[type[BaseException], ...],
+        unavailable: Callable[[BaseException | str, str], Unavailable],
+    ) -> bool:
+        """:meth:`update` for the hub: a new pattern Redis cannot take now is refused, not half-watched.
+
+        Returns:
+            False when new patterns were refused: no live listener could take them.
+
+        Raises:
+            Unavailable: Redis failed while confirming a new pattern (made by ``unavailable``).
+        """
+        adding = wanted - self.patterns
+        try:
+            added, missing = await self.update(wanted, nodes)
+        except errors as error:
+            if adding:
+                # Not watched: a retried subscribe must be refused too until Redis is back,
+                # not go live on topics whose positions this hub never looked up.
+                self.refuse(adding)
+                raise unavailable(error, "subscribe again when it is back.") from None
+            log.info("could not unsubscribe in Redis (will resync on reconnect): %s", error)
+            return True
+        exact_missing = any(not pattern.is_wildcard and bucket_of(pattern.text) in missing for pattern in added)
+        if added and (not self.live or exact_missing):
+            self.refuse(added)
+            return False
+        return True
 
     def _expect(self, node: Node, channel: bytes) -> asyncio.Future[None]:
         future = self._confirmations.get((node, channel))

@@ -12,7 +12,11 @@ health-checked pub/sub listener per node (:mod:`~rtnb.backplane._redis_listener`
 subscribed (sharded, on Redis >= 7) only to the buckets its clients need, and
 filters what arrives exactly. What this hub has delivered per topic, and
 catching up from the streams, is in :mod:`~rtnb.backplane._redis_history`;
-presence in :mod:`~rtnb.backplane._redis_presence`.
+presence in :mod:`~rtnb.backplane._redis_presence`; history reads, resets and
+other keyed commands in :mod:`~rtnb.backplane._redis_commands`; the
+connection state and what the hub hears when a node goes down in
+:mod:`~rtnb.backplane._redis_state`. This module only assembles them behind
+the :class:`~rtnb.backplane.base.Backplane` interface.
 
 When a node goes away (killed, stalled past its ping timeout, or its listener
 cut): publishes to its buckets raise :class:`~rtnb.core.errors.Unavailable`
@@ -30,41 +34,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.errors import Unavailable
-from ..core.history import Gap, HistoryLimits
+from ..core.history import HistoryLimits
 from ..core.message import Message
 from ..core.topics import Pattern
+from ._redis_commands import KeyedCommands
 from ._redis_cursors import RedisCursorMirror
 from ._redis_history import Delivered
-from ._redis_keys import BUCKETS, RedisKeys, bucket_of
+from ._redis_keys import RedisKeys
 from ._redis_links import Links
 from ._redis_listener import Listener
 from ._redis_nodes import Node, Topology, redacted, redis_errors, split_prefix
 from ._redis_presence import PresenceStore
 from ._redis_publisher import Publisher
-from ._redis_scripts import RESET_SCRIPT
+from ._redis_state import BackplaneState, ConnectionState
 from ._redis_subscriptions import Subscriptions
 from ._tasks import cancel_and_wait
 from .base import HubLink, ReadResult, TopicPosition
 
-__all__ = ["BackplaneState", "RedisBackplane"]
+__all__ = ["BackplaneState", "RedisBackplane"]  # BackplaneState is re-exported from _redis_state
 
 log = logging.getLogger("rtnb.backplane.redis")
-
-
-class BackplaneState(enum.Enum):
-    """Lifecycle of the connection to Redis: ``CONNECTED`` when every node's listener is live."""
-
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
 
 
 class RedisBackplane:
@@ -116,9 +110,7 @@ class RedisBackplane:
         self.ping_timeout = ping_timeout
         self.presence_debounce = 0.02
         self.client_name = "rtnb-" + "".join(c if c.isalnum() else "-" for c in self.hub_id)
-        self.state = BackplaneState.STOPPED
-        self.reconnects = 0
-        self.last_error: str | None = None
+        self.connection = ConnectionState()
         self.delivered = Delivered(self.keys, self.limits)
         self.clocks: dict[int, int] = {}
         self._hub: HubLink | None = None
@@ -139,13 +131,32 @@ class RedisBackplane:
             self.presence_store.received,
             command_timeout,
         )
-        self._connected = asyncio.Event()
+        self.commands = KeyedCommands(
+            self.keys, self.delivered, lambda: self._topology, self._unavailable, command_timeout
+        )
         self._presence_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._links: Links | None = None
-        self._background: set[asyncio.Task[Any]] = set()
-        self._errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError, LookupError)
-        self._read_errors: tuple[type[BaseException], ...] = (*self._errors, Unavailable)
+        self._errors: tuple[type[BaseException], ...] = self.commands.errors
+
+    # The connection's state, as attributes of the backplane (tests and /healthz read them).
+
+    @property
+    def state(self) -> BackplaneState:
+        return self.connection.state
+
+    @property
+    def reconnects(self) -> int:
+        return self.connection.reconnects
+
+    @property
+    def last_error(self) -> str | None:
+        return self.connection.last_error
+
+    @property
+    def _background(self) -> set[asyncio.Task[Any]]:
+        """Background commands still in flight (topic resets)."""
+        return self.commands.pending
 
     @property
     def _sharded(self) -> bool:
@@ -163,10 +174,10 @@ class RedisBackplane:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        self.connection.starting()
+        self.commands.use_redis_errors()
         self._errors = redis_errors()
-        self._read_errors = (*self._errors, Unavailable)
         self._hub = self.delivered.link = self.presence_store.link = hub
-        self.state = BackplaneState.CONNECTING
         # No retries inside redis-py: a failure must surface at once as Unavailable,
         # and the reconnect loops own the backoff.
         options = {
@@ -185,17 +196,25 @@ class RedisBackplane:
             self._connect,
             self.subscriptions.handle,
             self._went_down,
-            lambda: self.state is not BackplaneState.STOPPED,
+            lambda: self.connection.running,
             self._errors,
             (self.reconnect_initial, self.reconnect_max),
         )
         self._tasks = [
             asyncio.ensure_future(self._links.discover_forever()),
-            asyncio.ensure_future(self._presence_forever()),
+            asyncio.ensure_future(
+                self.presence_store.refresh_forever(
+                    self._presence_dirty,
+                    self.presence_debounce,
+                    lambda: bool(self.subscriptions.live),
+                    self._refresh_presence,
+                    self._errors,
+                )
+            ),
             asyncio.ensure_future(self.presence_store.send_events_forever(self._errors)),
         ]
         try:
-            await asyncio.wait_for(self._connected.wait(), self.start_timeout)
+            await asyncio.wait_for(self.connection.connected.wait(), self.start_timeout)
         except asyncio.TimeoutError:
             log.warning(
                 "no Redis at %s after %ss; running degraded and retrying (%s)",
@@ -208,10 +227,9 @@ class RedisBackplane:
         """Withdraw this hub's presence, stop listening, close connections."""
         if self.state is BackplaneState.STOPPED:
             return
-        was_connected = self.state is BackplaneState.CONNECTED
-        self.state = BackplaneState.STOPPED
+        was_connected = self.connection.stopping()
         self._hub = self.delivered.link = self.presence_store.link = None
-        await cancel_and_wait([*self._tasks, *self._background])
+        await cancel_and_wait([*self._tasks, *self.commands.pending])
         self._tasks = []
         if self._links is not None:
             await self._links.stop()
@@ -226,16 +244,8 @@ class RedisBackplane:
             await self._topology.close()
 
     def _unavailable(self, error: BaseException | str, what: str) -> Unavailable:
-        self.last_error = str(error) or type(error).__name__
-        return Unavailable(f"Redis at {redacted(self.url)} is unreachable ({self.last_error}); {what}")
-
-    def _client_for(self, topic: str) -> Any:
-        if self._topology is None:
-            raise Unavailable("The Redis backplane is not running.")
-        try:
-            return self._topology.node_of(bucket_of(topic)).client
-        except LookupError as error:
-            raise self._unavailable(error, "try again when it is back.") from None
+        reason = self.connection.record(error)
+        return Unavailable(f"Redis at {redacted(self.url)} is unreachable ({reason}); {what}")
 
     def _presence_client(self) -> Any:
         if self._topology is None:
@@ -260,18 +270,7 @@ class RedisBackplane:
         When Redis cannot be read, the range comes back as a gap with reason
         ``unavailable`` so the subscriber knows, and can ask again.
         """
-        try:
-            return await self.delivered.read_since(lambda: self._client_for(topic), topic, offset, epoch)
-        except self._read_errors as error:
-            self.last_error = str(error)
-            tracked = self.delivered.tracked.get(topic)
-            if tracked is None:
-                return [Gap(topic, offset + 1, None, "unavailable")], [], None
-            return (
-                [Gap(topic, offset + 1, tracked.offset, "unavailable", tracked.epoch)],
-                [],
-                (tracked.epoch, tracked.offset),
-            )
+        return await self.commands.read_since(topic, offset, epoch)
 
     def positions(self, pattern: Pattern) -> dict[str, TopicPosition]:
         """Topics this hub tracks that ``pattern`` matches (it watched them first)."""
@@ -280,61 +279,18 @@ class RedisBackplane:
     async def lost_epochs(self, pattern: Pattern) -> dict[str, tuple[int, int]]:
         """Epochs reset topics matching ``pattern`` lost: topic -> (epoch, last offset).
 
-        Each bucket keeps its own ``lost`` hash (beside its topics, in its hash
-        slot, so the reset script stays one call on one shard); an exact pattern
-        reads one bucket, a wildcard every bucket.
-
         Raises:
             Unavailable: Redis cannot be read.
         """
-        buckets = [bucket_of(pattern.text)] if not pattern.is_wildcard else range(BUCKETS)
-        lost: dict[str, tuple[int, int]] = {}
-        for bucket in buckets:
-            key = self.keys.lost(bucket)
-            found = await self._redis_call(key, _hgetall(key))
-            for raw_topic, raw_place in found.items():
-                topic = raw_topic.decode() if isinstance(raw_topic, bytes) else str(raw_topic)
-                if pattern.matches(topic):
-                    place = raw_place.decode() if isinstance(raw_place, bytes) else str(raw_place)
-                    epoch, _, offset = place.partition(":")
-                    lost[topic] = (int(epoch), int(offset))
-        return lost
-
-    async def _redis_call(self, key: str, command: Callable[[Any], Awaitable[Any]]) -> Any:
-        """``command`` on the client of the node that holds ``key``.
-
-        Raises:
-            Unavailable: the backplane is not running, or that node cannot be reached.
-        """
-        if self._topology is None:
-            raise Unavailable("The Redis backplane is not running.")
-        try:
-            return await asyncio.wait_for(command(self._topology.node_for(key).client), self.command_timeout)
-        except self._errors as error:
-            raise self._unavailable(error, "try again when it is back.") from None
+        return await self.commands.lost_epochs(pattern)
 
     def cursor_mirror(self) -> RedisCursorMirror:
         """Stored resume cursors shared through this Redis, so every hub of the cluster reads them."""
-        return RedisCursorMirror(self)
+        return RedisCursorMirror(self.keys, self.commands)
 
     def reset_topic(self, topic: str) -> None:
         """Start a new epoch for ``topic`` in Redis (strictly greater than the old one)."""
-        self.delivered.forget(topic)
-        keys, bucket = self.keys, bucket_of(topic)
-        with contextlib.suppress(Unavailable):
-            client = self._client_for(topic)
-            self._spawn(
-                client.eval(
-                    RESET_SCRIPT,
-                    5,
-                    keys.epoch(topic),
-                    keys.offset(topic),
-                    keys.stream(topic),
-                    keys.topics(bucket),
-                    keys.lost(bucket),
-                    topic,
-                )
-            )
+        self.commands.reset_topic(topic)
 
     # -- watching: what this hub's clients need ---------------------------------------
 
@@ -349,21 +305,8 @@ class RedisBackplane:
         """
         try:
             wanted = set(patterns) | (self._hub.watched_patterns() if self._hub is not None else set())
-            adding = wanted - self.subscriptions.patterns
             nodes = self._topology.serving() if self._topology is not None else []
-            try:
-                added, missing = await self.subscriptions.update(wanted, nodes)
-            except self._errors as error:
-                if adding:
-                    # Not watched: a retried subscribe must be refused too until Redis is back,
-                    # not go live on topics whose positions this hub never looked up.
-                    self.subscriptions.refuse(adding)
-                    raise self._unavailable(error, "subscribe again when it is back.") from None
-                log.info("could not unsubscribe in Redis (will resync on reconnect): %s", error)
-                return
-            exact_missing = any(not pattern.is_wildcard and bucket_of(pattern.text) in missing for pattern in added)
-            if added and (not self.subscriptions.live or exact_missing):
-                self.subscriptions.refuse(added)
+            if not await self.subscriptions.watch(wanted, nodes, self._errors, self._unavailable):
                 raise Unavailable(f"Redis at {redacted(self.url)} is unreachable; subscribe again when it is back.")
         finally:
             self._presence_dirty.set()
@@ -393,60 +336,22 @@ class RedisBackplane:
         self._presence_dirty.set()
 
     def _update_state(self) -> None:
-        if self.state is BackplaneState.STOPPED or self._topology is None:
-            return
-        serving = self._topology.serving()
-        if serving and all(node in self.subscriptions.live for node in serving):
-            self.state = BackplaneState.CONNECTED
-            self.last_error = None
-            self._connected.set()
-        elif self.state is not BackplaneState.CONNECTING:
-            self.state = BackplaneState.DISCONNECTED
-            self._connected.clear()
+        if self._topology is not None:
+            self.connection.update(self._topology.serving(), self.subscriptions.live)
 
     def _went_down(self, node: Node, error: BaseException) -> None:
-        self.last_error = str(error) or type(error).__name__
+        reason = self.connection.record(error)
         was_live = node in self.subscriptions.live
-        self.subscriptions.lost(node, self.last_error)
+        self.subscriptions.lost(node, reason)
         if self._publisher is not None:
             self._publisher.forget(node)
-        if self.state is BackplaneState.STOPPED:
-            return
-        if was_live or self.state is BackplaneState.CONNECTED:
-            self.state = BackplaneState.DISCONNECTED
-            self._connected.clear()
-        self.reconnects += 1
-        if was_live and self._hub is not None:
-            log.warning("lost Redis at %s (%s); reconnecting", node.name, self.last_error)
-            lost = node.buckets
-
-            def affected(pattern: Pattern) -> bool:
-                return pattern.is_wildcard or bucket_of(pattern.text) in lost
-
-            self._hub.backplane_unavailable(
-                Unavailable(
-                    "The Redis backplane is unreachable: publishing fails and live messages pause; "
-                    "they resume, without loss, when it is back."
-                ),
-                affected,
-            )
+        self.connection.went_down(node, was_live, self._hub)
 
     # -- presence ----------------------------------------------------------------------
 
-    async def _presence_forever(self) -> None:
-        """Keep this hub's presence entry fresh: at once when it changes, else every ttl/3."""
-        while self.state is not BackplaneState.STOPPED:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._presence_dirty.wait(), self.presence_ttl / 3)
-                await asyncio.sleep(self.presence_debounce)  # coalesce a burst of changes
-            self._presence_dirty.clear()
-            if not self.subscriptions.live:
-                continue
-            try:
-                await self._write_presence()
-                await self._expire_silent_hubs()
-            except self._errors as error:
-                log.info("presence refresh failed: %s", error)
+    async def _refresh_presence(self) -> None:
+        await self._write_presence()
+        await self._expire_silent_hubs()
 
     async def _write_presence(self) -> None:
         await self.presence_store.write()
@@ -474,48 +379,16 @@ class RedisBackplane:
 
     # -- introspection -----------------------------------------------------------------
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("redis backplane task failed: %s", task.exception())
-
     def health(self) -> dict[str, Any]:
-        topology = self._topology
-        nodes = (
-            {}
-            if topology is None
-            else {
-                node.name: "connected" if node in self.subscriptions.live else "disconnected"
-                for node in topology.serving()
-            }
-        )
+        serving = [] if self._topology is None else self._topology.serving()
         return {
             "backplane": self.name,
-            "ok": self.state is BackplaneState.CONNECTED,
-            "state": self.state.value,
             "redis": redacted(self.url),
             "cluster": self.cluster,
-            "nodes": nodes,
+            **self.connection.health(serving, self.subscriptions.live),
             "prefix": self.keys.prefix,
             "hub_id": self.hub_id,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
             "topics": len(self.delivered.tracked),
             "history_bytes": self.delivered.cache.total_bytes,
             "watched_patterns": len(self.subscriptions.patterns),
         }
-
-
-def _hgetall(key: str) -> Callable[[Any], Awaitable[Any]]:
-    """A command reading hash ``key`` from a client (for :meth:`RedisBackplane._redis_call`)."""
-
-    def command(client: Any) -> Awaitable[Any]:
-        reply: Awaitable[Any] = client.hgetall(key)  # redis-py's asyncio client: an awaitable reply
-        return reply
-
-    return command
