@@ -32,6 +32,7 @@ class Links:
         connect: opens, subscribes and catches up a listener (raises on failure).
         handle: one push read from a live listener.
         went_down: a node's listener failed (or fell silent) with this error.
+        record_error: no node answered the topology discovery, with this error.
         running: False once the backplane stops.
         errors: the exceptions that mean "Redis is unreachable".
         backoff: (initial, maximum) seconds between reconnects.
@@ -44,6 +45,7 @@ class Links:
         connect: Callable[[Node, Listener], Awaitable[None]],
         handle: Callable[[Node, list[Any]], Awaitable[None]],
         went_down: Callable[[Node, BaseException], None],
+        record_error: Callable[[BaseException], object],
         running: Callable[[], bool],
         errors: tuple[type[BaseException], ...],
         backoff: tuple[float, float],
@@ -53,10 +55,10 @@ class Links:
         self.connect = connect
         self.handle = handle
         self.went_down = went_down
+        self.record_error = record_error
         self.running = running
         self.errors = errors
         self.initial, self.maximum = backoff
-        self.last_error: str | None = None
         self._tasks: dict[Node, asyncio.Task[None]] = {}
 
     async def discover_forever(self) -> None:
@@ -66,7 +68,7 @@ class Links:
             try:
                 await self.topology.discover()
             except self.errors as error:
-                self.last_error = str(error) or type(error).__name__
+                self.record_error(error)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.maximum)
                 continue

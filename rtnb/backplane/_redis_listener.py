@@ -41,10 +41,37 @@ class Endpoint:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    #: the URL's ``ssl_*`` parameters (``ssl_ca_certs``, ``ssl_cert_reqs``, ...), as redis-py reads them
+    tls_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of a ``rediss://`` URL, read as redis-py reads them for its own connections.
+
+        ``ssl_ca_certs`` (a CA file, e.g. for a self-signed server certificate),
+        ``ssl_cert_reqs`` (``required``, the default; ``optional``; ``none``),
+        ``ssl_check_hostname`` (``true``/``false``), ``ssl_certfile`` and
+        ``ssl_keyfile`` (a client certificate). None for a plain connection.
+        """
+        if not self.tls:
+            return None
+        options = dict(self.tls_options)
+        context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+        requirement = options.get("ssl_cert_reqs", "required").lower()
+        check_hostname = options.get("ssl_check_hostname")
+        if check_hostname is not None:
+            context.check_hostname = check_hostname.lower() in ("1", "true", "yes")
+        if requirement in ("none", "cert_none"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif requirement in ("optional", "cert_optional"):
+            context.verify_mode = ssl.CERT_OPTIONAL
+        if "ssl_certfile" in options:
+            context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+        return context
 
 
 def _command(*parts: str | bytes) -> bytes:
@@ -100,8 +127,8 @@ class Listener:
             ListenerLost: the node cannot be reached or refuses the login.
         """
         endpoint = self.endpoint
-        context = ssl.create_default_context() if endpoint.tls else None
         try:
+            context = endpoint.tls_context()
             self._reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(endpoint.host, endpoint.port, ssl=context), self.connect_timeout
             )

@@ -32,7 +32,7 @@ log = logging.getLogger("rtnb.backplane.redis")
 
 
 def endpoint_of(url: str) -> Endpoint:
-    """The host, port and login of a ``redis://`` or ``rediss://`` URL."""
+    """The host, port, login and TLS options (``ssl_*`` query parameters) of a ``redis://`` or ``rediss://`` URL."""
     parts = urlsplit(url)
     return Endpoint(
         host=parts.hostname or "127.0.0.1",
@@ -40,6 +40,7 @@ def endpoint_of(url: str) -> Endpoint:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         tls=parts.scheme == "rediss",
+        tls_options=tuple((name, value) for name, value in parse_qsl(parts.query) if name.startswith("ssl_")),
     )
 
 
@@ -105,11 +106,14 @@ class Topology:
     Args:
         url: the Redis URL given by the user (any node of a cluster).
         client_options: keyword arguments for every redis-py client.
+        sharded_pubsub: use sharded pub/sub where the server has it (Redis >= 7);
+            False keeps to classic ``PUBLISH``/``SUBSCRIBE`` everywhere.
     """
 
-    def __init__(self, url: str, client_options: dict[str, Any]) -> None:
+    def __init__(self, url: str, client_options: dict[str, Any], sharded_pubsub: bool = True) -> None:
         self.url = url
         self.client_options = client_options
+        self.sharded_pubsub = sharded_pubsub
         self.cluster = False
         self.sharded = False
         self.version = ""
@@ -187,7 +191,7 @@ class Topology:
         info = await seed.client.info("server")
         cluster_info = await seed.client.info("cluster")
         self.version = str(info.get("redis_version", ""))
-        self.sharded = int(self.version.split(".", 1)[0] or 0) >= 7
+        self.sharded = self.sharded_pubsub and int(self.version.split(".", 1)[0] or 0) >= 7
         cluster = bool(int(cluster_info.get("cluster_enabled", 0)))
         if cluster and not self.cluster:
             # The seed was made for a single Redis (it keeps the URL's database): remake it.

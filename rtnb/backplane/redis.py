@@ -77,6 +77,10 @@ class RedisBackplane:
         start_timeout: how long :meth:`start` waits for Redis before running degraded.
         ping_interval / ping_timeout: health pings on each pub/sub listener, and the
             silence after which it is declared lost (reconnected, caught up).
+        sharded_pubsub: use sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) where the
+            server has it (Redis >= 7, the default); False keeps to classic
+            ``PUBLISH``/``SUBSCRIBE``, as on Redis 6, e.g. behind a proxy that lacks
+            the sharded commands. Every hub of one deployment must use the same.
     """
 
     name = "redis"
@@ -96,6 +100,7 @@ class RedisBackplane:
         start_timeout: float = 5.0,
         ping_interval: float = 1.0,
         ping_timeout: float = 3.0,
+        sharded_pubsub: bool = True,
     ) -> None:
         self.url, url_prefix = split_prefix(url)
         self.keys = RedisKeys(prefix if prefix is not None else (url_prefix or "rtnb:"))
@@ -108,6 +113,7 @@ class RedisBackplane:
         self.start_timeout = start_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.sharded_pubsub = sharded_pubsub
         self.presence_debounce = 0.02
         self.client_name = "rtnb-" + "".join(c if c.isalnum() else "-" for c in self.hub_id)
         self.connection = ConnectionState()
@@ -188,7 +194,7 @@ class RedisBackplane:
             "health_check_interval": 0,
             "client_name": self.client_name,
         }
-        self._topology = Topology(self.url, options)
+        self._topology = Topology(self.url, options, self.sharded_pubsub)
         self._publisher = Publisher(self._topology, self.keys, self.limits, self.clocks, self._unavailable)
         self._links = Links(
             self._topology,
@@ -196,6 +202,7 @@ class RedisBackplane:
             self._connect,
             self.subscriptions.handle,
             self._went_down,
+            self.connection.record,
             lambda: self.connection.running,
             self._errors,
             (self.reconnect_initial, self.reconnect_max),
