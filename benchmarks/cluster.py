@@ -19,7 +19,13 @@ For each it prints:
 * ``p50``/``p99``: publish -> delivery latency at a fixed ``--latency-rate``
   (200 messages/s by default), every payload carrying its send time;
 * ``cmds/msg``: Redis commands per published message (``INFO commandstats``
-  delta over the deliver run, on every Redis node; Lua-internal calls included).
+  delta over the deliver run, on every Redis node; Lua-internal calls included);
+* ``cpu/pub`` and ``cpu/msg``: CPU time the server processes (all of them
+  together, Redis not included) spent per acknowledged publish in the
+  publish run, and per published message in the deliver run, in
+  microseconds. Rates move with whatever else runs on the machine; CPU per
+  message moves far less, so it is the column to compare between versions
+  on a busy machine (Linux only: read from ``/proc``).
 
 Messages are ~100-byte JSON payloads, round-robin over 8 topics (rtnb) or one
 room (socket.io; its deliver run sends a tenth of ``--messages``, as it is far
@@ -254,6 +260,18 @@ class Servers:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds used so far by the processes ``pids`` (None where ``/proc`` is absent)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def serve_socketio(port: int, redis_url: str) -> None:
@@ -506,14 +524,24 @@ async def run_setup(
             process.kill()
         return began, max(finished), float(result.value)
 
+    pids = [process.pid for process in servers.processes]
+
+    def cpu_per(count: int, before: float | None) -> float | None:
+        after = cpu_seconds(pids)
+        return None if before is None or after is None else (after - before) / count * 1e6
+
     try:
+        cpu = cpu_seconds(pids)
         _, _, publish_rate = await one_run(messages * 5, None, None, [])  # the publish path alone
+        cpu_per_publish = cpu_per(messages * 5, cpu)
         connections = await subscribe_all(servers.urls, setup, subscribers)
         if redis:
             await redis.commandstats(reset=True)
         if setup == "socketio":
             messages = max(100, messages // 10)  # about 100 times slower per delivery: keep the run short
+        cpu = cpu_seconds(pids)
         began, ended, _ = await one_run(messages, None, None, connections)
+        cpu_per_message = cpu_per(messages, cpu)
         calls = await redis.commandstats() if redis else {}
         latencies: list[float] = []
         _, latency_end, _ = await one_run(int(latency_rate * 3), latency_rate, latencies, connections, limit=60)
@@ -531,6 +559,8 @@ async def run_setup(
             "p50_ms": statistics.median(latencies) * 1000 if latencies else math.inf,
             "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000 if latencies else math.inf,
             "commands_per_message": commands / messages if redis else None,
+            "cpu_per_publish_us": cpu_per_publish,
+            "cpu_per_message_us": cpu_per_message,
             # not every message arrived within 60 s at the latency rate: the figures are a lower bound
             "saturated": latency_end == math.inf,
         }
@@ -565,16 +595,20 @@ def main() -> None:
             print(f"done: {setup}", file=sys.stderr)
     header = (
         f"{'setup':<9} {'servers':>7} {'subs':>5} {'publish/s':>10} {'deliver/s':>10} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'cmds/msg':>8}"
+        f"{'p99 ms':>8} {'cmds/msg':>8} {'cpu/pub':>8} {'cpu/msg':>8}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         commands = "-" if row["commands_per_message"] is None else f"{row['commands_per_message']:.2f}"
+        cpu_publish, cpu_message = (
+            "-" if row[name] is None else f"{row[name]:.0f}" for name in ("cpu_per_publish_us", "cpu_per_message_us")
+        )
         mark = "*" if row["saturated"] else " "
         print(
             f"{row['setup']:<9} {row['servers']:>7} {row['subscribers']:>5} {row['publish_per_s']:>10.0f} "
-            f"{row['delivered_per_s']:>10.0f} {row['p50_ms']:>7.1f}{mark} {row['p99_ms']:>7.1f}{mark} {commands:>8}"
+            f"{row['delivered_per_s']:>10.0f} {row['p50_ms']:>7.1f}{mark} {row['p99_ms']:>7.1f}{mark} {commands:>8} "
+            f"{cpu_publish:>8} {cpu_message:>8}"
         )
     if any(row["saturated"] for row in rows):
         print(
