@@ -146,6 +146,7 @@ class Publisher:
     async def _drain(self, node: Node) -> None:
         """Send ``node``'s queue batch after batch, one in flight, until it is empty."""
         try:
+            await self._drop_if_closed(node)
             while True:
                 queue = self._queues.get(node)
                 if not queue:
@@ -322,6 +323,33 @@ class Publisher:
             with contextlib.suppress(Exception):
                 await connection.disconnect()
             raise
+
+    async def _drop_if_closed(self, node: Node) -> None:
+        """Drop ``node``'s publishing connection if the server closed it while it sat idle.
+
+        Redis (``timeout``), a proxy or a restart may close an idle connection;
+        writing a batch on it would fail that batch, and a failed batch cannot be
+        sent again (Redis may have run part of it). redis-py's pool makes the
+        same check before lending a connection; here it runs once per drain, so
+        only when publishing resumes after a pause, never between the batches of
+        a busy hub.
+        """
+        import redis.exceptions
+
+        connection: Any = self._connections.get(node)
+        if connection is None or not connection.is_connected:
+            return
+        # redis-py 8 renamed the check (can_read_destructive is deprecated there); 5.x has only the old name.
+        unread = connection.can_read if hasattr(connection, "can_read") else connection.can_read_destructive
+        try:
+            if not await unread():
+                return  # open, and nothing unread: fit to use
+        except (redis.exceptions.ConnectionError, OSError):
+            pass  # closed by the server
+        if self._connections.get(node) is connection:
+            del self._connections[node]
+        with contextlib.suppress(Exception):
+            await connection.disconnect()
 
     def forget(self, node: Node) -> None:
         """``node`` was lost: drop its publishing connection, so the next batch opens a fresh one.

@@ -475,3 +475,24 @@ async def test_publishes_sent_without_waiting_share_round_trips_and_are_acknowle
         assert calls["spublish"] <= calls["evalsha"]
     finally:
         await admin.aclose()
+
+
+async def test_a_publish_after_redis_closed_the_idle_connections_is_acknowledged(private_redis: PrivateRedis) -> None:
+    import redis.asyncio
+
+    async with redis_hub(private_redis.url, "rtnb:idle:", "A") as hub_a, WirePeer(hub_a.ws_url) as publisher:
+        assert (await publish(publisher, "idle/t", 1))["offset"] == 1
+        # What Redis' idle `timeout`, a proxy or a restart does to the connections a quiet hub
+        # holds: closes them (the pub/sub listener is not touched here).
+        admin = redis.asyncio.Redis.from_url(private_redis.url)
+        try:
+            clients = await admin.client_list(_type="normal")
+            hub_connections = [client["id"] for client in clients if client.get("name") == "rtnb-A"]
+            assert hub_connections
+            for client_id in hub_connections:
+                await admin.client_kill_filter(_id=client_id)
+        finally:
+            await admin.aclose()
+        for n in range(2, 5):
+            ack = await publish(publisher, "idle/t", n)
+            assert (ack["op"], ack.get("offset")) == ("ack", n), ack
