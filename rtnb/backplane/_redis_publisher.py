@@ -9,7 +9,15 @@ to one script call (:data:`~rtnb.backplane._redis_scripts.PUBLISH_SCRIPT`) in
 arrival order, and only one batch per node is in flight, so offsets follow
 the order in which the hub accepted the publishes, exactly as one call per
 message did. Each caller gets its own acknowledgement (the message with its
-offset) or its own :class:`~rtnb.core.errors.Unavailable`.
+offset) or its own :class:`~rtnb.core.errors.Unavailable`, in the order the
+publishes came (so a connection's acks, which go out in request order, seldom
+wait for one another).
+
+The hub's own work per message is what limits a busy publisher, so a batch is
+encoded here, straight to RESP, and written as one buffer on a connection kept
+for publishing: one script argument per message (built with one format
+operation from the payload JSON the hub already has), each topic's key names
+encoded once and cached.
 """
 
 from __future__ import annotations
