@@ -6,17 +6,14 @@ keys share a hash tag (:mod:`~rtnb.backplane._redis_keys`), so on a cluster a
 topic lives on one shard; the same ``redis://host:port`` URL works for a
 single Redis and for any node of a cluster (:mod:`~rtnb.backplane._redis_nodes`).
 
-Publishing is batched per node, one script call per bucket and one round trip
-per batch (:mod:`~rtnb.backplane._redis_publisher`). Each hub holds one
-health-checked pub/sub listener per node (:mod:`~rtnb.backplane._redis_listener`),
-subscribed (sharded, on Redis >= 7) only to the buckets its clients need, and
-filters what arrives exactly. What this hub has delivered per topic, and
-catching up from the streams, is in :mod:`~rtnb.backplane._redis_history`;
-presence in :mod:`~rtnb.backplane._redis_presence`; history reads, resets and
-other keyed commands in :mod:`~rtnb.backplane._redis_commands`; the
-connection state and what the hub hears when a node goes down in
-:mod:`~rtnb.backplane._redis_state`. This module only assembles them behind
-the :class:`~rtnb.backplane.base.Backplane` interface.
+Publishing is batched per node (:mod:`~rtnb.backplane._redis_publisher`); each
+hub holds one health-checked pub/sub listener per node
+(:mod:`~rtnb.backplane._redis_listener`, :mod:`~rtnb.backplane._redis_links`),
+subscribed only to the buckets its clients need
+(:mod:`~rtnb.backplane._redis_subscriptions`). Delivery cursors and catch-up:
+:mod:`~rtnb.backplane._redis_history`; presence: :mod:`~rtnb.backplane._redis_presence`;
+keyed commands (history reads, resets): :mod:`~rtnb.backplane._redis_commands`;
+the connection state: :mod:`~rtnb.backplane._redis_state`. This module assembles them.
 
 When a node goes away (killed, stalled past its ping timeout, or its listener
 cut): publishes to its buckets raise :class:`~rtnb.core.errors.Unavailable`
