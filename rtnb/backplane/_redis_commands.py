@@ -39,6 +39,7 @@ class KeyedCommands:
         delivered: this hub's delivery cursors (they cap history reads).
         topology: the current topology, or None while the backplane is not running.
         unavailable: turns a Redis error into the error callers get (and records it).
+        record_error: records a Redis error as the last one (for ``/healthz``).
         command_timeout: seconds before a command is given up as failed.
     """
 
@@ -48,12 +49,14 @@ class KeyedCommands:
         delivered: Delivered,
         topology: Callable[[], Topology | None],
         unavailable: Callable[[BaseException | str, str], Unavailable],
+        record_error: Callable[[BaseException | str], object],
         command_timeout: float,
     ) -> None:
         self.keys = keys
         self.delivered = delivered
         self.topology = topology
         self.unavailable = unavailable
+        self.record_error = record_error
         self.command_timeout = command_timeout
         self.errors = _BASIC_ERRORS
         self._background: set[asyncio.Task[Any]] = set()
@@ -100,7 +103,7 @@ class KeyedCommands:
         try:
             return await self.delivered.read_since(lambda: self.client_for(topic), topic, offset, epoch)
         except failures as error:
-            self.unavailable(error, "")  # records it as the last error
+            self.record_error(error)
             tracked = self.delivered.tracked.get(topic)
             if tracked is None:
                 return [Gap(topic, offset + 1, None, "unavailable")], [], None

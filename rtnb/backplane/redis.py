@@ -135,7 +135,12 @@ class RedisBackplane:
             command_timeout,
         )
         self.commands = KeyedCommands(
-            self.keys, self.delivered, lambda: self._topology, self._unavailable, command_timeout
+            self.keys,
+            self.delivered,
+            lambda: self._topology,
+            self._unavailable,
+            self.connection.record,
+            command_timeout,
         )
         self._presence_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -155,11 +160,6 @@ class RedisBackplane:
     @property
     def last_error(self) -> str | None:
         return self.connection.last_error
-
-    @property
-    def _background(self) -> set[asyncio.Task[Any]]:
-        """Background commands still in flight (topic resets)."""
-        return self.commands.pending
 
     @property
     def _sharded(self) -> bool:

@@ -388,7 +388,7 @@ async def test_reset_topic_starts_a_newer_epoch(shared_redis_url: str, prefix: s
             hub_a.hub.backplane.reset_topic("reset/t")
             assert isinstance(hub_a.hub.backplane, RedisBackplane)
             backplane = hub_a.hub.backplane
-            await wait_until(lambda: not backplane._background)
+            await wait_until(lambda: not backplane.commands.pending)
             again = await publish(publisher, "reset/t", "new")
             assert again["offset"] == 1 and again["epoch"] > first["epoch"]
 
