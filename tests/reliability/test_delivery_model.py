@@ -148,6 +148,42 @@ def test_the_promise_holds_on_a_redis_hub(tmp_path: Path) -> None:
         redis.stop()
 
 
+def checkpoint_on_every_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WebSocket clients ask for a checkpoint whenever a topic moved (not past 256 topics, once
+    a second) and resume from it, and every cursor is a stored one (not inline below 2 KiB): the
+    model's few topics then exercise the bounded resume, on SSE and polling too."""
+    import rtnb.client._async
+    import rtnb.client._resume
+    import rtnb.core.cursor_store
+
+    monkeypatch.setattr(rtnb.core.cursor_store, "INLINE_CURSOR_LIMIT", 0)
+
+    monkeypatch.setattr(rtnb.client._resume, "CHECKPOINT_MIN_TOPICS", 1)
+    monkeypatch.setattr(rtnb.client._resume, "CHECKPOINT_RENEW_TOPICS", 1)
+    monkeypatch.setattr(rtnb.client._async, "CHECKPOINT_INTERVAL", 0.02)
+
+
+def test_the_promise_holds_with_websocket_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint_on_every_move(monkeypatch)
+    InMemoryDelivery.TestCase().runTest()
+
+
+def test_the_promise_holds_with_websocket_checkpoints_on_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint_on_every_move(monkeypatch)
+    redis = start_private_redis(tmp_path)
+    try:
+
+        @REDIS_RUNS
+        class RedisCheckpointDelivery(DeliveryMachine):
+            pass
+
+        RedisCheckpointDelivery.redis_url = redis.url
+        RedisCheckpointDelivery.redis = redis
+        RedisCheckpointDelivery.TestCase().runTest()
+    finally:
+        redis.stop()
+
+
 # -- runs that once failed, kept as plain regression tests ------------------------------
 
 
