@@ -18,9 +18,12 @@ from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
 from rtnb.client.sse import SSEClient
+from rtnb.core.cursor_store import CursorIssuer, CursorStore
+from rtnb.core.history import HistoryLimits
 from rtnb.core.message import Message
+from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
-from rtnb.testing import wait_until
+from rtnb.testing import running_hub, wait_until
 
 TOPICS = 10_000
 
@@ -174,3 +177,42 @@ async def test_websocket_resume_over_ten_thousand_topics_sends_a_bounded_frame(
     resumes = subscribe_frames.frames[1:]
     assert len(resumes) == 2 and all(str(frame["since"]).startswith("~") for frame in resumes)
     assert max(subscribe_frames.sizes[1:]) <= 4096, subscribe_frames.sizes
+
+
+async def test_a_checkpoint_the_hub_no_longer_holds_falls_back_to_the_full_map(
+    subscribe_frames: SubscribeFrames,
+) -> None:
+    """``cursor_expired``: the client sends its full ``since`` map instead, and loses nothing."""
+    topics = 300
+    now = [0.0]
+    async with running_hub(HubConfig(history=HistoryLimits(max_messages=100))) as server:
+        hub = server.hub
+        hub.cursors = CursorIssuer(CursorStore(ttl=60.0, clock=lambda: now[0]))
+        for index in range(topics):
+            hub.publish_now(f"x/{index}", 0)
+        assert server.port is not None
+        async with (
+            TcpProxy("127.0.0.1", server.port) as proxy,
+            AsyncClient(proxy.url, backoff=BackoffPolicy(**FAST_BACKOFF), ping_interval=None) as client,
+        ):
+            subscription = await client.subscribe("x/#")
+            received: list[tuple[str, int]] = []
+
+            async def read() -> None:
+                async for item in subscription:
+                    assert isinstance(item, Message), item
+                    received.append((item.topic, item.offset))
+
+            reader = asyncio.ensure_future(read())
+            await wait_until(lambda: client.status()["checkpoint"] is not None, timeout=10)
+            now[0] = 3600.0  # the hub's records expire
+            assert proxy.cut() >= 1
+            missed = [hub.publish_now(f"x/{index}", 1) for index in range(0, topics, 7)]
+            await wait_until(lambda: client.reconnects == 1 and client.state is ClientState.CONNECTED, timeout=10)
+            await wait_until(lambda: len(received) >= len(missed), timeout=20)
+            reader.cancel()
+            assert sorted(received) == sorted((message.topic, message.offset) for message in missed)
+            assert client.gaps_reported == 0
+    resumes = subscribe_frames.frames[1:]
+    assert [isinstance(frame["since"], str) for frame in resumes] == [True, False]
+    assert len(resumes[1]["since"]) == topics
