@@ -41,6 +41,8 @@ class KeyedCommands:
         unavailable: turns a Redis error into the error callers get (and records it).
         record_error: records a Redis error as the last one (for ``/healthz``).
         command_timeout: seconds before a command is given up as failed.
+        lost_limits: how long (seconds) and how many (per bucket) epochs lost by resets are
+            remembered; None disables either limit (see :data:`~rtnb.backplane._redis_scripts.RESET_SCRIPT`).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class KeyedCommands:
         unavailable: Callable[[BaseException | str, str], Unavailable],
         record_error: Callable[[BaseException | str], object],
         command_timeout: float,
+        lost_limits: tuple[float | None, int | None] = (None, None),
     ) -> None:
         self.keys = keys
         self.delivered = delivered
@@ -58,6 +61,8 @@ class KeyedCommands:
         self.unavailable = unavailable
         self.record_error = record_error
         self.command_timeout = command_timeout
+        retention, most = lost_limits
+        self._lost_arguments = (0 if retention is None else max(1, int(retention * 1000)), most or 0)
         self.errors = _BASIC_ERRORS
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -145,13 +150,15 @@ class KeyedCommands:
             task = asyncio.ensure_future(
                 client.eval(
                     RESET_SCRIPT,
-                    5,
+                    6,
                     keys.epoch(topic),
                     keys.offset(topic),
                     keys.stream(topic),
                     keys.topics(bucket),
                     keys.lost(bucket),
+                    keys.lost_at(bucket),
                     topic,
+                    *self._lost_arguments,
                 )
             )
             self._background.add(task)

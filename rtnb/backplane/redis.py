@@ -74,10 +74,12 @@ class RedisBackplane:
         start_timeout: how long :meth:`start` waits for Redis before running degraded.
         ping_interval / ping_timeout: health pings on each pub/sub listener, and the
             silence after which it is declared lost (reconnected, caught up).
-        sharded_pubsub: use sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) where the
-            server has it (Redis >= 7, the default); False keeps to classic
-            ``PUBLISH``/``SUBSCRIBE``, as on Redis 6, e.g. behind a proxy that lacks
-            the sharded commands. Every hub of one deployment must use the same.
+        sharded_pubsub: sharded pub/sub where the server has it (Redis >= 7, the default); False
+            keeps to classic PUBLISH/SUBSCRIBE, as on Redis 6 (every hub of a deployment alike).
+        lost_retention: seconds an epoch lost by a topic reset is remembered (so a subscriber
+            that never knew the topic hears of it when it resumes); ``None`` disables the limit.
+        max_lost_per_bucket: most such epochs remembered per bucket (64 buckets), oldest
+            dropped first; ``None`` disables the limit. Both are applied at each reset.
     """
 
     name = "redis"
@@ -98,6 +100,8 @@ class RedisBackplane:
         ping_interval: float = 1.0,
         ping_timeout: float = 3.0,
         sharded_pubsub: bool = True,
+        lost_retention: float | None = 86_400.0,
+        max_lost_per_bucket: int | None = 256,
     ) -> None:
         self.url, url_prefix = split_prefix(url)
         self.keys = RedisKeys(prefix if prefix is not None else (url_prefix or "rtnb:"))
@@ -111,6 +115,8 @@ class RedisBackplane:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.sharded_pubsub = sharded_pubsub
+        self.lost_retention = lost_retention
+        self.max_lost_per_bucket = max_lost_per_bucket
         self.presence_debounce = 0.02
         self.client_name = "rtnb-" + "".join(c if c.isalnum() else "-" for c in self.hub_id)
         self.connection = ConnectionState()
@@ -141,13 +147,12 @@ class RedisBackplane:
             self._unavailable,
             self.connection.record,
             command_timeout,
+            (lost_retention, max_lost_per_bucket),
         )
         self._presence_dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._links: Links | None = None
         self._errors: tuple[type[BaseException], ...] = self.commands.errors
-
-    # The connection's state, as attributes of the backplane (tests and /healthz read them).
 
     @property
     def state(self) -> BackplaneState:
@@ -220,12 +225,8 @@ class RedisBackplane:
         try:
             await asyncio.wait_for(self.connection.connected.wait(), self.start_timeout)
         except asyncio.TimeoutError:
-            log.warning(
-                "no Redis at %s after %ss; running degraded and retrying (%s)",
-                redacted(self.url),
-                self.start_timeout,
-                self.last_error,
-            )
+            url, after, error = redacted(self.url), self.start_timeout, self.last_error
+            log.warning("no Redis at %s after %ss; running degraded and retrying (%s)", url, after, error)
 
     async def stop(self) -> None:
         """Withdraw this hub's presence, stop listening, close connections."""
@@ -330,18 +331,16 @@ class RedisBackplane:
     async def _connect(self, node: Node, listener: Listener) -> None:
         """Open ``node``'s listener, subscribe, catch up, then go live (a hook tests gate)."""
         await listener.open()
-        if self._topology is not None:
+        topology = self._topology
+        if topology is not None:
             with contextlib.suppress(LookupError):
-                self.subscriptions.presence_node = self._topology.node_for(self.keys.hubs)
+                self.subscriptions.presence_node = topology.node_for(self.keys.hubs)
         await self.subscriptions.join(node, listener)
         if self.state is BackplaneState.DISCONNECTED:
             log.warning("Redis at %s is back; caught up and live again", node.name)
-        self._update_state()
+        if topology is not None:
+            self.connection.update(topology.serving(), self.subscriptions.live)
         self._presence_dirty.set()
-
-    def _update_state(self) -> None:
-        if self._topology is not None:
-            self.connection.update(self._topology.serving(), self.subscriptions.live)
 
     def _went_down(self, node: Node, error: BaseException) -> None:
         reason = self.connection.record(error)

@@ -7,16 +7,23 @@ the hub's ``Last-Event-ID``, which stays a few KiB whatever the topic count.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
+import pytest
 from conftest import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
 from rtnb.client.sse import SSEClient
+from rtnb.core.cursor_store import CursorIssuer, CursorStore
+from rtnb.core.history import HistoryLimits
 from rtnb.core.message import Message
+from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
-from rtnb.testing import wait_until
+from rtnb.testing import running_hub, wait_until
 
 TOPICS = 10_000
 
@@ -92,3 +99,120 @@ async def test_sse_client_resumes_ten_thousand_topics_with_a_bounded_last_event_
         assert sorted(received) == sorted(expected) and len(set(received)) == len(received)
         assert stream.gaps_reported == 0 and stream.reconnects >= 2
         assert max(len(text) for text in ids) <= 4096
+
+
+class SubscribeFrames(logging.Handler):
+    """Records the size of every subscribe frame the client sends (from its frame log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.sizes: list[int] = []
+        self.frames: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        direction, _client, data = record.args  # type: ignore[misc]  # ("->", client id, frame) as _log_frame logs it
+        if direction != "->":
+            return
+        frame = orjson.loads(data)
+        if frame.get("op") == "subscribe":
+            self.sizes.append(len(data))
+            self.frames.append(frame)
+
+
+@pytest.fixture
+def subscribe_frames() -> Iterator[SubscribeFrames]:
+    handler = SubscribeFrames()
+    logger = logging.getLogger("rtnb.client.frames")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_websocket_resume_over_ten_thousand_topics_sends_a_bounded_frame(
+    big_history_hub: HubServer, proxy: TcpProxy, subscribe_frames: SubscribeFrames
+) -> None:
+    """The resume frame carries the hub's checkpoint cursor and the few topics moved after it,
+    not the 10,000-topic map (about 600 KB), and nothing is lost or duplicated."""
+    hub = big_history_hub.hub
+    publish_round(hub, 0, 1)
+    async with AsyncClient(proxy.url, backoff=BackoffPolicy(**FAST_BACKOFF), ping_interval=None) as client:
+        subscription = await client.subscribe("wide/#")
+        received: list[tuple[str, int]] = []
+
+        async def read() -> None:
+            async for item in subscription:
+                assert isinstance(item, Message), item
+                received.append((item.topic, item.offset))
+
+        reader = asyncio.ensure_future(read())
+        await wait_until(lambda: client.status()["checkpoint"] is not None, timeout=10)
+        expected: list[tuple[str, int]] = []
+        # (published while connected, published while away, topics born while away)
+        for round_number, (live_every, away_every, born) in enumerate(((500, 700, 5), (1, 300, 3)), start=1):
+            expected += publish_round(hub, round_number, live_every)
+            count = len(expected)
+            await wait_until(lambda count=count: len(received) >= count, timeout=30)
+            # a round that moved every topic renews the checkpoint before the cut
+            await wait_until(lambda: client.status()["moved_since_checkpoint"] < 64, timeout=20)
+            assert proxy.cut() >= 1
+            expected += publish_round(hub, 10 + round_number, away_every)
+            for index in range(born):
+                message = hub.publish_now(f"wide/born/{round_number}/{index}", "new")
+                expected.append((message.topic, message.offset))
+            await wait_until(
+                lambda round_number=round_number: (
+                    client.reconnects == round_number and client.state is ClientState.CONNECTED
+                ),
+                timeout=10,
+            )
+        await wait_until(lambda: len(received) >= len(expected) or reader.done(), timeout=30)
+        reader.cancel()
+        assert sorted(received) == sorted(expected) and len(set(received)) == len(received)
+        assert client.gaps_reported == 0
+    resumes = subscribe_frames.frames[1:]
+    assert len(resumes) == 2 and all(str(frame["since"]).startswith("~") for frame in resumes)
+    assert max(subscribe_frames.sizes[1:]) <= 4096, subscribe_frames.sizes
+
+
+async def test_a_checkpoint_the_hub_no_longer_holds_falls_back_to_the_full_map(
+    subscribe_frames: SubscribeFrames,
+) -> None:
+    """``cursor_expired``: the client sends its full ``since`` map instead, and loses nothing."""
+    topics = 300
+    now = [0.0]
+    async with running_hub(HubConfig(history=HistoryLimits(max_messages=100))) as server:
+        hub = server.hub
+        hub.cursors = CursorIssuer(CursorStore(ttl=60.0, clock=lambda: now[0]))
+        for index in range(topics):
+            hub.publish_now(f"x/{index}", 0)
+        assert server.port is not None
+        async with (
+            TcpProxy("127.0.0.1", server.port) as proxy,
+            AsyncClient(proxy.url, backoff=BackoffPolicy(**FAST_BACKOFF), ping_interval=None) as client,
+        ):
+            subscription = await client.subscribe("x/#")
+            received: list[tuple[str, int]] = []
+
+            async def read() -> None:
+                async for item in subscription:
+                    assert isinstance(item, Message), item
+                    received.append((item.topic, item.offset))
+
+            reader = asyncio.ensure_future(read())
+            await wait_until(lambda: client.status()["checkpoint"] is not None, timeout=10)
+            now[0] = 3600.0  # the hub's records expire
+            assert proxy.cut() >= 1
+            missed = [hub.publish_now(f"x/{index}", 1) for index in range(0, topics, 7)]
+            await wait_until(lambda: client.reconnects == 1 and client.state is ClientState.CONNECTED, timeout=10)
+            await wait_until(lambda: len(received) >= len(missed), timeout=20)
+            reader.cancel()
+            assert sorted(received) == sorted((message.topic, message.offset) for message in missed)
+            assert client.gaps_reported == 0
+    resumes = subscribe_frames.frames[1:]
+    assert [isinstance(frame["since"], str) for frame in resumes] == [True, False]
+    assert len(resumes[1]["since"]) == topics

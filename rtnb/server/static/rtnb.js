@@ -80,6 +80,12 @@ export function decodeCursor(cursor) {
 
 /** Longest cursor this client builds itself; past it, it resumes from the hub's stored cursor. */
 const INLINE_CURSOR_LIMIT = 2048;
+/** Topics known before a WebSocket asks for checkpoints (below, the full `since` map is small). */
+const CHECKPOINT_MIN_TOPICS = 256;
+/** Topics moved after the last checkpoint that make a new one due. */
+const CHECKPOINT_RENEW_TOPICS = 64;
+/** Milliseconds between two checkpoint requests at most (each costs the hub a cursor record). */
+const CHECKPOINT_INTERVAL = 1000;
 
 function topicPath(topic) {
   return topic.split("/").map(encodeURIComponent).join("/");
@@ -105,6 +111,10 @@ class WebSocketTransport {
     this.retries = new Set(); // timers of refused subscriptions asked again
     this.nextId = 1;
     this.socket = null;
+    this.checkpointing = null; // id of the checkpoint request in flight
+    this.checkpointsRefused = false; // an older hub: resume with full maps
+    this.checkpointNotBefore = 0;
+    this.checkpointTimer = null; // a request due before checkpointNotBefore waits on it
   }
 
   start() {
@@ -141,11 +151,34 @@ class WebSocketTransport {
       case "subscribed":
         if (this.subscribing.delete(frame.id)) this.refusals.delete(frame.topic);
         client._received(frame);
+        this.checkpointIfDue();
+        return;
+      case "checkpoint":
+        // In stream order: the positions seen so far are exactly the cursor's.
+        if (frame.id === this.checkpointing) this.checkpointing = null;
+        if (typeof frame.cursor === "string") {
+          // Topics whose new epoch is not known yet stay in the delta: the cursor may name the old one.
+          const moved = new Set(client._epochUnknown);
+          client._checkpoint = { cursor: frame.cursor, patterns: new Set(frame.patterns || []), moved };
+        }
+        this.checkpointIfDue(); // still due (no cursor while catching up, or moved meanwhile): later
         return;
       case "error": {
+        if (frame.id !== undefined && frame.id === this.checkpointing) {
+          this.checkpointing = null;
+          if (frame.code === "unknown_op") this.checkpointsRefused = true;
+          return;
+        }
         if (frame.id !== undefined && this.subscribing.has(frame.id)) {
           const pattern = this.subscribing.get(frame.id);
           this.subscribing.delete(frame.id);
+          if (frame.code === "cursor_expired") {
+            // The hub no longer holds the checkpoint: ask again with the full map.
+            client._checkpoint = null;
+            const options = client.subscriptions.get(pattern);
+            if (options) this.sendSubscribe(pattern, options);
+            return;
+          }
           if (frame.code === "unavailable") {
             // The hub cannot take it now (e.g. its Redis is down): keep it and ask again
             // with backoff; it resumes from the positions seen, so nothing is lost.
@@ -159,9 +192,39 @@ class WebSocketTransport {
         else client._received(frame);
         return;
       }
+      case "message":
+      case "gap":
+        client._received(frame);
+        this.checkpointIfDue();
+        return;
       default:
         client._received(frame);
     }
+  }
+
+  /**
+   * Ask the hub for a checkpoint (a stored cursor of a few dozen bytes) when the full
+   * `since` map would be large and enough topics moved after the last one, so that a
+   * resume sends the cursor and only those topics.
+   */
+  checkpointIfDue() {
+    const client = this.client;
+    if (this.checkpointing !== null || this.checkpointsRefused || client.positions.size < CHECKPOINT_MIN_TOPICS) return;
+    const checkpoint = client._checkpoint;
+    if (checkpoint && checkpoint.moved.size < CHECKPOINT_RENEW_TOPICS) return;
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    const wait = this.checkpointNotBefore - Date.now();
+    if (wait > 0) {
+      // Due sooner than allowed: ask then, so that a burst which stops leaves no large delta.
+      this.checkpointTimer ??= setTimeout(() => {
+        this.checkpointTimer = null;
+        this.checkpointIfDue();
+      }, wait);
+      return;
+    }
+    this.checkpointNotBefore = Date.now() + CHECKPOINT_INTERVAL;
+    this.checkpointing = "c" + this.nextId++;
+    this.send({ op: "checkpoint", id: this.checkpointing });
   }
 
   send(frame) {
@@ -179,7 +242,21 @@ class WebSocketTransport {
     }
     const id = "s" + this.nextId++;
     const frame = { op: "subscribe", topic: pattern, id };
-    if (known) frame.since = since;
+    const checkpoint = this.client._checkpoint;
+    if (known && checkpoint && checkpoint.patterns.has(pattern)) {
+      // Bounded resume: the checkpoint's cursor plus the topics that moved after it.
+      const delta = {};
+      let moved = false;
+      for (const topic of checkpoint.moved) {
+        if (!topicMatches(pattern, topic)) continue;
+        const position = this.client.positions.get(topic);
+        // No position: a new epoch began, of unknown identity; from its start.
+        delta[topic] = position ? { offset: position[1], epoch: position[0] } : { offset: 0 };
+        moved = true;
+      }
+      frame.since = checkpoint.cursor;
+      if (moved) frame.delta = delta;
+    } else if (known) frame.since = since;
     else if (options.last) frame.last = options.last;
     this.subscribing.set(id, pattern);
     this.send(frame);
@@ -228,6 +305,9 @@ class WebSocketTransport {
   }
 
   ended() {
+    this.checkpointing = null;
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
     for (const timer of this.retries) clearTimeout(timer);
     this.retries.clear();
     this.subscribing.clear();
@@ -453,6 +533,8 @@ export class RtnbClient extends EventTarget {
     this.attempts = 0;                  // failed passes since the last open
     this.clientId = null;               // the hub's id for this connection (WebSocket), as presence names it
     this._serverCursor = null;          // the last cursor an SSE id or a poll gave
+    this._checkpoint = null;            // WebSocket: {cursor, patterns, moved} of the hub's last checkpoint
+    this._epochUnknown = new Set();     // topics reset (epoch_changed) whose new epoch is not known yet
     this._httpPublishes = Promise.resolve(); // HTTP publishes, chained to keep their order
     this._active = null;
     this._preferred = 0;
@@ -609,6 +691,9 @@ export class RtnbClient extends EventTarget {
         this.positions.delete(topic);
       }
     }
+    for (const topic of this._epochUnknown) {
+      if (![...this.subscriptions.keys()].some((p) => topicMatches(p, topic))) this._epochUnknown.delete(topic);
+    }
     if (this._active && this.status === STATUS.OPEN) this._active.resubscribe([], [pattern]);
     return this;
   }
@@ -663,6 +748,8 @@ export class RtnbClient extends EventTarget {
         const known = this.positions.get(frame.topic);
         if (known && known[0] === frame.epoch && frame.offset <= known[1]) return; // already delivered
         this.positions.set(frame.topic, [frame.epoch, frame.offset]);
+        this._epochUnknown.delete(frame.topic);
+        this._checkpoint?.moved.add(frame.topic);
         this._emit("message", frame);
         return;
       }
@@ -676,8 +763,14 @@ export class RtnbClient extends EventTarget {
           }
           return;
         }
-        if (frame.epoch === undefined) this.positions.delete(frame.topic);
-        else this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
+        if (frame.epoch === undefined) {
+          this.positions.delete(frame.topic);
+          this._epochUnknown.add(frame.topic);
+        } else {
+          this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
+          this._epochUnknown.delete(frame.topic);
+        }
+        this._checkpoint?.moved.add(frame.topic);
         this._emit("gap", frame);
         return;
       case "error": {
@@ -691,7 +784,11 @@ export class RtnbClient extends EventTarget {
         // resume also covers topics that have sent nothing yet.
         for (const [topic, { offset, epoch }] of Object.entries(frame.positions || {})) {
           const known = this.positions.get(topic);
-          if (!known || known[0] !== epoch || known[1] < offset) this.positions.set(topic, [epoch, offset]);
+          if (!known || known[0] !== epoch || known[1] < offset) {
+            this.positions.set(topic, [epoch, offset]);
+            this._epochUnknown.delete(topic);
+            this._checkpoint?.moved.add(topic);
+          }
         }
         this._emit("subscribed", frame);
         return;
