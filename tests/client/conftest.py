@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from client_helpers import ThreadedHub
 from tcp_proxy import TcpProxy
 
-from rtnb.client._loop_thread import LoopThread
 from rtnb.core.history import HistoryLimits
-from rtnb.server.hub import Hub, HubConfig
+from rtnb.server.hub import HubConfig
 from rtnb.server.runner import HubServer
 from rtnb.testing import running_hub
-
-#: reconnect fast in tests; the policy itself is tested with a fake clock
-FAST_BACKOFF = {"initial": 0.01, "cap": 0.05}
 
 
 @pytest.fixture
@@ -29,28 +26,6 @@ async def proxy(big_history_hub: HubServer) -> AsyncIterator[TcpProxy]:
     assert big_history_hub.port is not None
     async with TcpProxy("127.0.0.1", big_history_hub.port) as started:
         yield started
-
-
-class ThreadedHub:
-    """A HubServer running on its own thread and event loop (like a kernel's embedded hub)."""
-
-    def __init__(self) -> None:
-        self.loop_thread = LoopThread("test-hub")
-        self.loop = self.loop_thread.loop
-        self.server = HubServer(Hub(HubConfig(history=HistoryLimits(max_messages=10_000))))
-
-    def start(self) -> ThreadedHub:
-        self.loop_thread.start().run(self.server.start(), timeout=10)
-        return self
-
-    def stop(self) -> None:
-        self.loop_thread.run(self.server.stop(), timeout=10)
-        self.loop_thread.stop(10)
-        assert self.loop_thread.finished
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import logging
 import random
 
 import pytest
-from conftest import FAST_BACKOFF
+from client_helpers import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 from websockets.asyncio.server import ServerConnection, serve
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import FAST_BACKOFF
+from client_helpers import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState

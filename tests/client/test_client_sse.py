@@ -6,7 +6,7 @@ import asyncio
 import random
 
 import pytest
-from conftest import FAST_BACKOFF
+from client_helpers import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
 from rtnb.client import BackoffPolicy, ClientState

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ThreadedHub
+from client_helpers import ThreadedHub
 
 import rtnb
 from rtnb.client import Client, ClientState, connect

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import FAST_BACKOFF
+from client_helpers import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
 from rtnb.client import AsyncClient, BackoffPolicy, ClientState
