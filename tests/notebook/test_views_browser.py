@@ -102,7 +102,17 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
     # every point once: the new messages' offsets, in order, none of the first 40 again
     offsets = [o for content in later for s in content["series"] for o in range(s["first"], s["last"] + 1)]
     assert offsets == list(range(41, 66))
-    assert all(len(buffers[0]) == 4 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    # times as 16-bit steps (a steady stream), values as float32: 6 bytes a point
+    assert all(c.get("time_unit") for c, _buffers in sent[first:])
+    assert all(len(buffers[0]) == 2 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    assert all(len(buffers[1]) == 4 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    # the page decoded the times: its newest point is the hub's newest message's time, to 10 us
+    newest = max(m.ts for m in embedded.call(lambda: embedded.hub.backplane.store.lookup("vb-relay/a").last(1)))
+    page_newest = await view_page.page.evaluate(
+        "() => [...globalThis.__rtnb_view_feeds__.values()]"
+        ".find((f) => f.store.series?.has('vb-relay/a')).store.newestTime"
+    )
+    assert abs(page_newest - newest) < 2e-5
     assert await view_page.points(selector) == 65
     chart.close()
 

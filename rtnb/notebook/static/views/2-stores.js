@@ -111,7 +111,9 @@ class ChartStore {
 
   addPoints(content, buffers, positions) {
     const floats = (view, Type) => new Type(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
-    const times = floats(buffers[0], Float32Array);
+    // times: uint16 steps of time_unit seconds (each series' first after base), or float32 ms after base
+    const unit = content.time_unit || 0;
+    const times = floats(buffers[0], unit ? Uint16Array : Float32Array);
     const values = floats(buffers[1], Float32Array);
     let next = 2;
     const xs = content.has_x ? floats(buffers[next++], Float64Array) : null;
@@ -121,10 +123,12 @@ class ChartStore {
       const known = positions.get(part.topic);
       const seenUpTo = known && known[0] === part.epoch ? known[1] : -Infinity;
       const series = this.seriesFor(part.topic, part.epoch);
+      let ticks = 0;
       for (let k = 0; k < part.count; k++, index++) {
+        ticks += unit ? times[index] : 0;
         const offset = offsets ? offsets[index] : part.first + k;
         if (offset <= seenUpTo || !series) continue;
-        const time = content.base + times[index] / 1000;
+        const time = unit ? content.base + ticks * unit : content.base + times[index] / 1000;
         series.ring.push(xs ? xs[index] : time, values[index]);
         if (time > this.newestTime) this.noteNewest(time);
       }
