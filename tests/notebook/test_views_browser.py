@@ -331,3 +331,28 @@ async def test_views_say_when_a_limit_applies(embedded: EmbeddedHub, client: Any
     finally:
         table.close()
         chart.close()
+
+
+async def test_a_window_larger_than_the_hubs_history_says_it_came_back_partly(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    # the embedded hub keeps 1,000 messages per topic: offsets 1..500 of these 1,500 are gone
+    publish(embedded, "vb-history/a", 1500)
+    big = notebook.LiveChart("vb-history/+", window=5000, transport="direct", client=client)
+    relayed = notebook.LiveChart("vb-history/+", window=5000, transport="relay", client=client)
+    small = notebook.LiveChart("vb-history/+", window=200, transport="direct", client=client)
+    try:
+        selectors = [await view_page.show(view) for view in (big, relayed, small)]
+        for selector in selectors:
+            await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbFrames > 0", selector)
+        await view_page.wait_points(selectors[0], 1000)
+        await view_page.wait_points(selectors[1], 1000)
+        await view_page.wait_points(selectors[2], 200)
+        note = "(s) => document.querySelector(s + ' .rtnb-note').textContent"
+        expected = "vb-history/a: the hub's history held only part of the window (from offset 501;"
+        for selector in selectors[:2]:  # direct and relay alike
+            await view_page.wait_for(f"(s) => ({note})(s).includes({expected!r})", selector)
+        assert await view_page.page.evaluate(note, selectors[2]) == ""  # its window is whole: nothing to say
+    finally:
+        for view in (big, relayed, small):
+            view.close()
