@@ -507,6 +507,98 @@ async def measure_on_hub(
     return rows
 
 
+#: the browser alone at a given rate: a Web Worker (off the page's main thread, so not in its CPU) makes
+#: hub frames of ``{"op": "message", ...}`` lines every 10 ms and hands each to the direct view's own
+#: WebSocket ``onmessage``, as if the hub had sent it: the page parses, dedupes and draws them all
+SYNTHETIC_FEED = """([topic, rate]) => {
+    const feed = [...globalThis.__rtnb_view_feeds__.values()].find((f) => f.config.pattern === topic);
+    const socket = feed.client._active.socket;
+    const known = feed.client.positions.get(topic);
+    const source = `
+        let epoch = ${known ? known[0] : 1}, offset = ${known ? known[1] : 0}, sent = 0;
+        let rate = ${rate}, start = performance.now();
+        onmessage = (event) => { rate = event.data; start = performance.now(); sent = 0; };
+        setInterval(() => {
+            const due = Math.floor(rate * (performance.now() - start) / 1000) - sent;
+            if (due <= 0) return;
+            const now = Date.now() / 1000, lines = [];
+            for (let i = 0; i < due; i++) {
+                offset += 1;
+                const value = 50 + 40 * Math.sin(offset / 50) + (offset % 7);
+                lines.push('{"op":"message","topic":"${topic}","offset":' + offset + ',"epoch":' + epoch +
+                    ',"ts":' + (now - (due - i) / rate) + ',"data":{"value":' + value + ',"seq":' + offset + '}}');
+            }
+            sent += due;
+            postMessage(lines.join(String.fromCharCode(10)));
+        }, 10);`;
+    const worker = new Worker(URL.createObjectURL(new Blob([source], {type: "text/javascript"})));
+    worker.onmessage = (event) => socket.onmessage({data: event.data});
+    worker.onerror = (event) => { globalThis.rtnbSyntheticError = event.message; };
+    globalThis.rtnbSynthetic = worker;
+}"""
+
+
+async def measure_browser_only(
+    lab: Lab, browser: Any, rates: list[int], seconds: float, warmup: float, max_fps: float
+) -> list[Row]:
+    """The direct view's browser side alone at each rate (see :data:`SYNTHETIC_FEED`): no hub in the way."""
+    topic, notebook = "bench/synthetic", "bench-synthetic.ipynb"
+    write_notebook(lab, notebook, rtnb_cells("direct", max_fps, topic))
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    rows: list[Row] = []
+    try:
+        await open_notebook(page, lab, notebook, WAIT_MS)
+        await run_all_cells(page, WAIT_MS)
+        await page.wait_for_function(
+            "() => document.querySelector('.rtnb-view[data-rtnb-mode=\"direct\"]') !== null", timeout=WAIT_MS
+        )
+        await page.evaluate(COUNT_FRAMES, ".jp-OutputArea-output .rtnb-view")
+        await page.evaluate(SYNTHETIC_FEED, [topic, 10])
+        cdp = await context.new_cdp_session(page)
+        await cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
+        for rate in rates:
+            await page.evaluate("(rate) => globalThis.rtnbSynthetic.postMessage(rate)", rate)
+            await asyncio.sleep(warmup)
+            before_metrics, before_frames = await metrics(cdp), await page.evaluate(FRAMES)
+            before_received = int(await page.evaluate(RECEIVED))
+            start = time.monotonic()
+            await asyncio.sleep(seconds)
+            wall = time.monotonic() - start
+            after_metrics, after_frames = await metrics(cdp), await page.evaluate(FRAMES)
+            delivered = (int(await page.evaluate(RECEIVED)) - before_received) / wall
+            rows.append(
+                Row(
+                    "direct, browser only",
+                    rate,
+                    delivered,
+                    delivered,
+                    delivered,
+                    (after_metrics["TaskDuration"] - before_metrics["TaskDuration"]) / wall,
+                    (after_metrics["ScriptDuration"] - before_metrics["ScriptDuration"]) / wall,
+                    0.0,
+                    0.0,
+                    (after_frames[0] - before_frames[0]) / wall,
+                    (after_frames[1] - before_frames[1]) / wall,
+                    0.0,
+                    None,
+                    None,
+                )
+            )
+            print(format_row(rows[-1]), flush=True)
+            error = await page.evaluate("() => globalThis.rtnbSyntheticError || null")
+            if error:
+                raise RuntimeError(f"the synthetic feed failed: {error}")
+            await page.evaluate("() => globalThis.rtnbSynthetic.postMessage(10)")
+            await asyncio.sleep(1.0)
+    finally:
+        await context.close()
+        for session in lab.api("api/sessions"):
+            if session.get("path") == notebook:
+                lab.api(f"api/sessions/{session['id']}", method="DELETE")
+    return rows
+
+
 HEADER = (
     f"{'chart':<14}{'points/s':>10}{'offered':>10}{'accepted':>10}{'delivered':>11}{'browser CPU':>13}{'script':>8}"
     f"{'IOPub msg/s':>13}{'IOPub B/s':>12}{'frames/s':>10}{'rAF/s':>7}{'hub WS/s':>10}{'hub CPU':>12}"
@@ -544,7 +636,13 @@ def markdown(rows: list[Row]) -> str:
 
 
 async def run(
-    rates: list[int], seconds: float, warmup: float, variants: list[Variant], chromium: str, max_fps: float
+    rates: list[int],
+    seconds: float,
+    warmup: float,
+    variants: list[Variant],
+    chromium: str,
+    max_fps: float,
+    browser_only: bool = False,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -562,6 +660,8 @@ async def run(
                         rows += await measure_variant(lab, browser, variant, rates, seconds, warmup)
                     except Exception as error:  # one broken variant must not hide the others' numbers
                         print(f"{variant.label}: failed: {type(error).__name__}: {error}".splitlines()[0], flush=True)
+                if browser_only:
+                    rows += await measure_browser_only(lab, browser, rates, seconds, warmup, max_fps)
             finally:
                 await browser.close()
     print()
@@ -580,6 +680,11 @@ def main() -> None:
     )
     parser.add_argument("--max-fps", type=float, default=MAX_FPS, help=f"frames/s cap (default {MAX_FPS})")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--browser-only",
+        action="store_true",
+        help="also the direct view's browser side alone: frames made in a Web Worker, no hub (with --only: just that)",
+    )
     args = parser.parse_args()
     rates = [int(rate) for rate in (args.rates or ("1000,10000" if args.quick else "1000,10000,100000")).split(",")]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
@@ -589,7 +694,7 @@ def main() -> None:
         wanted = {name.strip().lower() for name in args.only.split(",")}
         keys = {"rtnb direct": "direct", "direct, own hub": "own-hub", "rtnb relay": "relay"}
         variants = [variant for variant in variants if keys.get(variant.label, "figurewidget") in wanted]
-    asyncio.run(run(rates, seconds, warmup, variants, args.chromium, args.max_fps))
+    asyncio.run(run(rates, seconds, warmup, variants, args.chromium, args.max_fps, args.browser_only))
 
 
 if __name__ == "__main__":
