@@ -45,7 +45,11 @@ class PublishHandler(HubRequestHandler):
         if content_type in _NDJSON_TYPES:
             values = self._ndjson_values(body)
             self._spend_rate(len(values))
-            messages = [await hub.publish(topic, value, trusted=True) for value in values]
+            if hub.backplane.is_local:
+                # the fast path: no coroutine per message (a tenth of the hub's cost of a small one)
+                messages = [hub.publish_now(topic, value, trusted=True) for value in values]
+            else:
+                messages = [await hub.publish(topic, value, trusted=True) for value in values]
             reply: dict[str, Any] = {
                 "topic": topic,
                 "offsets": [message.offset for message in messages],
@@ -71,19 +75,29 @@ class PublishHandler(HubRequestHandler):
             self.authenticator.check_http_publish(self.permissions, self.request.remote_ip or "unknown", count)
 
     def _ndjson_values(self, body: bytes) -> list[Any]:
-        """Every line's value, all checked before anything is published."""
+        """Every line's value, all checked before anything is published.
+
+        The common line (valid JSON) costs one ``orjson.loads`` and the payload
+        check; blank and bad lines take the slow path, which says what is wrong.
+        """
         limits = self.hub.limits
+        max_bytes, max_nesting = limits.max_frame_bytes, limits.max_nesting
         values: list[Any] = []
+        append, loads = values.append, orjson.loads
         for number, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
-                continue
-            if len(values) >= MAX_NDJSON_LINES:
+            # (blank lines are skipped, so the limits apply to lines with something on them)
+            if len(values) >= MAX_NDJSON_LINES and line.strip():
                 raise MessageTooBig(f"An ndjson request may carry at most {MAX_NDJSON_LINES} messages.")
-            if len(line) > limits.max_frame_bytes:
-                raise MessageTooBig(f"Line {number} is {len(line)} bytes; the limit is {limits.max_frame_bytes}.")
-            value = decode_json(line, f"Line {number}")
-            check_payload(value, limits.max_nesting)
-            values.append(value)
+            if len(line) > max_bytes and line.strip():
+                raise MessageTooBig(f"Line {number} is {len(line)} bytes; the limit is {max_bytes}.")
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError:
+                if not line.strip():
+                    continue
+                value = decode_json(line, f"Line {number}")  # raises BadJson or BadField, naming the line
+            check_payload(value, max_nesting)
+            append(value)
         if not values:
             raise BadJson("The ndjson body has no lines; send one JSON value per line.")
         return values

@@ -216,3 +216,35 @@ async def test_websocket_resubscribe_refused_during_a_redis_outage_is_retried(br
             assert record["gaps"] == []
     finally:
         redis.stop()
+
+
+async def test_on_handlers_and_event_listeners_both_get_each_message_and_a_throwing_one_stops_nobody(
+    browser: Any,
+) -> None:
+    # on() handlers are called directly (no CustomEvent a message); EventTarget listeners still get events
+    async with running_hub(HubConfig(ping_interval=0)) as server:
+        page = await browser.new_page()
+        await page.goto(server.url + "/static/demo.css")
+        await page.evaluate(
+            """async () => {
+                const { RtnbClient } = await import('/rtnb.js');
+                window.seen = { messages: [], events: [], after: [], errors: [] };
+                window.addEventListener('error', (event) => window.seen.errors.push(String(event.message)));
+                const client = (window.client = new RtnbClient(undefined, { transports: ['ws'] }));
+                client.on('message', () => { throw new Error('a bad handler'); });
+                client.on('message', (m) => window.seen.messages.push(m.offset));
+                const stop = client.on('message', (m) => window.seen.after.push(m.offset));
+                window.stopAfter = stop;
+                client.addEventListener('message', (event) => window.seen.events.push(event.detail.offset));
+                client.subscribe('e/x', {});
+            }"""
+        )
+        await wait_until(lambda: server.hub.fanout.subscription_count() == 1, timeout=20)
+        server.hub.publish_now("e/x", 1)
+        await wait_for(page, lambda record: record["messages"] == [1] and record["events"] == [1])
+        await page.evaluate("() => window.stopAfter()")
+        server.hub.publish_now("e/x", 2)
+        record = await wait_for(page, lambda record: record["messages"] == [1, 2] and record["events"] == [1, 2])
+        assert record["after"] == [1]  # its remover worked
+        assert any("a bad handler" in error for error in record["errors"])  # reported, as a listener's would be
+        await page.close()

@@ -373,6 +373,9 @@ async def test_no_view_overflows_its_output(lab: Lab, browser: Any, all_views: A
         overflowing = await page.evaluate(OVERFLOWING)
         await keep_screenshot(page, f"views_layout_{width}")
         assert not overflowing, f"at {width} px: {overflowing}"
+        # inside the views: chart labels whole and apart, gauges of a gauge's size, times on one line
+        problems = await page.evaluate(INSIDE_VIEWS)
+        assert not problems, f"at {width} px: {problems}"
     except BaseException:
         await keep_screenshot(page, f"views_layout_{width}_failure")
         raise
@@ -403,6 +406,41 @@ OVERFLOWING = """() => {
             found.push({view: view.className, problem: 'scrolls sideways',
                         scrollWidth: view.scrollWidth, clientWidth: view.clientWidth});
         }
+    }
+    return found;
+}"""
+
+
+#: what OVERFLOWING cannot see: tick labels drawn on a chart's canvas (each chart render keeps where
+#: it put them), a gauge grown to the width of a wide cell, a table's time broken over two lines
+INSIDE_VIEWS = """() => {
+    const found = [];
+    let charts = 0;
+    for (const feed of (globalThis.__rtnb_view_feeds__ || new Map()).values()) {
+        for (const render of feed.renders) {
+            if (!render.labels || !render.root.isConnected) continue;
+            charts += 1;
+            const {width, x, y, xTicks} = render.labels;
+            const chart = feed.config.pattern;
+            for (const [text, left, right] of [...x, ...y]) {
+                if (left < 0 || right > width) found.push({chart, clipped: text, left, right, width});
+            }
+            for (let i = 1; i < x.length; i++) {
+                if (x[i][1] < x[i - 1][2]) found.push({chart, overlapping: [x[i - 1][0], x[i][0]]});
+            }
+            if (xTicks >= 2 && x.length < 2) found.push({chart, xLabels: x.length, xTicks});
+        }
+    }
+    if (charts < 3) found.push({charts, problem: 'expected the 3 charts of the notebook'});
+    for (const svg of document.querySelectorAll('.rtnb-gauge-svg')) {
+        const box = svg.getBoundingClientRect();
+        if (box.width > 261 || box.height > 200) found.push({gauge: 'too large', width: box.width, height: box.height});
+    }
+    for (const cell of document.querySelectorAll('.rtnb-table td.rtnb-time')) {
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        const lines = new Set([...range.getClientRects()].map((rect) => Math.round(rect.top)));
+        if (lines.size > 1) found.push({time: cell.textContent, lines: lines.size});
     }
     return found;
 }"""

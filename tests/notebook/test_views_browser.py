@@ -102,7 +102,17 @@ async def test_relay_sends_only_new_points_as_typed_arrays(
     # every point once: the new messages' offsets, in order, none of the first 40 again
     offsets = [o for content in later for s in content["series"] for o in range(s["first"], s["last"] + 1)]
     assert offsets == list(range(41, 66))
-    assert all(len(buffers[0]) == 4 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    # times as 16-bit steps (a steady stream), values as float32: 6 bytes a point
+    assert all(c.get("time_unit") for c, _buffers in sent[first:])
+    assert all(len(buffers[0]) == 2 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    assert all(len(buffers[1]) == 4 * sum(s["count"] for s in c["series"]) for c, buffers in sent[first:])
+    # the page decoded the times: its newest point is the hub's newest message's time, to 10 us
+    newest = max(m.ts for m in embedded.call(lambda: embedded.hub.backplane.store.lookup("vb-relay/a").last(1)))
+    page_newest = await view_page.page.evaluate(
+        "() => [...globalThis.__rtnb_view_feeds__.values()]"
+        ".find((f) => f.store.series?.has('vb-relay/a')).store.newestTime"
+    )
+    assert abs(page_newest - newest) < 2e-5
     assert await view_page.points(selector) == 65
     chart.close()
 
@@ -321,3 +331,28 @@ async def test_views_say_when_a_limit_applies(embedded: EmbeddedHub, client: Any
     finally:
         table.close()
         chart.close()
+
+
+async def test_a_window_larger_than_the_hubs_history_says_it_came_back_partly(
+    embedded: EmbeddedHub, client: Any, view_page: ViewPage
+) -> None:
+    # the embedded hub keeps 1,000 messages per topic: offsets 1..500 of these 1,500 are gone
+    publish(embedded, "vb-history/a", 1500)
+    big = notebook.LiveChart("vb-history/+", window=5000, transport="direct", client=client)
+    relayed = notebook.LiveChart("vb-history/+", window=5000, transport="relay", client=client)
+    small = notebook.LiveChart("vb-history/+", window=200, transport="direct", client=client)
+    try:
+        selectors = [await view_page.show(view) for view in (big, relayed, small)]
+        for selector in selectors:
+            await view_page.wait_for("(s) => +document.querySelector(s).dataset.rtnbFrames > 0", selector)
+        await view_page.wait_points(selectors[0], 1000)
+        await view_page.wait_points(selectors[1], 1000)
+        await view_page.wait_points(selectors[2], 200)
+        note = "(s) => document.querySelector(s + ' .rtnb-note').textContent"
+        expected = "vb-history/a: the hub's history held only part of the window (from offset 501;"
+        for selector in selectors[:2]:  # direct and relay alike
+            await view_page.wait_for(f"(s) => ({note})(s).includes({expected!r})", selector)
+        assert await view_page.page.evaluate(note, selectors[2]) == ""  # its window is whole: nothing to say
+    finally:
+        for view in (big, relayed, small):
+            view.close()

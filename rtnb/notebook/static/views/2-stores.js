@@ -85,12 +85,36 @@ class ChartStore {
         return null;
       }
       series = { ring: new Ring(this.config.capacity), colour: PALETTE[this.series.size % PALETTE.length], epoch, hidden: false };
+      series.firstOffset = null; // offset of the first point this window got (its history's start)
+      series.trimmed = false; // points left the window by time: it spans its whole duration
       this.series.set(topic, series);
     } else if (series.epoch !== epoch) {
       series.ring.clear(); // the topic's history was reset: its old points are another story
       series.epoch = epoch;
+      series.firstOffset = null;
+      series.trimmed = false;
     }
     return series;
+  }
+
+  /** The first point of a series tells where the history it was rebuilt from began. */
+  noteFirst(series, offset) {
+    if (series.firstOffset === null) series.firstOffset = offset;
+  }
+
+  /**
+   * A window rebuilt (new view, reload, second tab) from a history that began after the window's start:
+   * the hub keeps at most its --history messages per topic, so such a window comes back partly filled
+   * until new points fill it. Never a silent cap: the view says so.
+   */
+  partial(series) {
+    const config = this.config;
+    if (!(series.firstOffset > 1) || !config.last) return false; // it has the topic's whole history, or asked for none
+    const ring = series.ring;
+    if (config.window_seconds && config.time_axis) {
+      return !series.trimmed && ring.size > 0 && this.newestTime - ring.x(0) < config.window_seconds * 0.99;
+    }
+    return ring.size < Math.min(config.last, config.window_count || config.capacity, config.capacity);
   }
 
   addMessage(message) {
@@ -104,6 +128,7 @@ class ChartStore {
     }
     const series = this.seriesFor(message.topic, message.epoch);
     if (!series) return;
+    this.noteFirst(series, message.offset);
     series.ring.push(x, y);
     if (message.ts > this.newestTime) this.noteNewest(message.ts);
     this.version += 1;
@@ -111,7 +136,9 @@ class ChartStore {
 
   addPoints(content, buffers, positions) {
     const floats = (view, Type) => new Type(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
-    const times = floats(buffers[0], Float32Array);
+    // times: uint16 steps of time_unit seconds (each series' first after base), or float32 ms after base
+    const unit = content.time_unit || 0;
+    const times = floats(buffers[0], unit ? Uint16Array : Float32Array);
     const values = floats(buffers[1], Float32Array);
     let next = 2;
     const xs = content.has_x ? floats(buffers[next++], Float64Array) : null;
@@ -121,10 +148,13 @@ class ChartStore {
       const known = positions.get(part.topic);
       const seenUpTo = known && known[0] === part.epoch ? known[1] : -Infinity;
       const series = this.seriesFor(part.topic, part.epoch);
+      let ticks = 0;
       for (let k = 0; k < part.count; k++, index++) {
+        ticks += unit ? times[index] : 0;
         const offset = offsets ? offsets[index] : part.first + k;
         if (offset <= seenUpTo || !series) continue;
-        const time = content.base + times[index] / 1000;
+        const time = unit ? content.base + ticks * unit : content.base + times[index] / 1000;
+        this.noteFirst(series, offset);
         series.ring.push(xs ? xs[index] : time, values[index]);
         if (time > this.newestTime) this.noteNewest(time);
       }
@@ -134,8 +164,13 @@ class ChartStore {
   }
 
   noteNewest(time) {
+    // when the newest time arrived, by the page's clock: read at most once per 5 ms of data time (the
+    // clock costs more than the rest of a message at 100k/s; liveEnd is then off by at most 5 ms)
+    if (!(time - this.notedTime < 0.005)) {
+      this.newestArrival = performance.now();
+      this.notedTime = time;
+    }
     this.newestTime = time;
-    this.newestArrival = performance.now();
   }
 
   /**
@@ -150,12 +185,24 @@ class ChartStore {
   trim() {
     const seconds = this.config.window_seconds;
     if (!seconds || !this.config.time_axis || this.newestTime === -Infinity) return;
-    for (const series of this.series.values()) series.ring.dropBefore(this.newestTime - seconds);
+    for (const series of this.series.values()) {
+      const size = series.ring.size;
+      series.ring.dropBefore(this.newestTime - seconds);
+      if (series.ring.size < size) series.trimmed = true;
+    }
   }
 
   notes() {
     const notes = [];
     if (this.refused.size) notes.push(`${this.refused.size} more topic(s) not drawn (max_traces=${this.config.max_traces})`);
+    for (const [topic, series] of this.series) {
+      if (this.partial(series)) {
+        notes.push(
+          `${topic}: the hub's history held only part of the window (from offset ${series.firstOffset.toLocaleString()}; ` +
+            "it keeps at most its --history messages per topic); new points fill it",
+        );
+      }
+    }
     const seconds = this.config.window_seconds;
     if (seconds) {
       for (const [topic, series] of this.series) {

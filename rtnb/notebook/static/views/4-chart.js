@@ -90,55 +90,28 @@ class ChartRender extends Render {
       context.fillText("waiting for data…", 12, height / 2);
       return;
     }
-    const left = 52;
     const right = 10;
     const top = 8;
     const bottom = 22;
-    const plotWidth = Math.max(10, width - left - right);
     const plotHeight = Math.max(10, height - top - bottom);
-    const columns = Math.max(1, Math.floor(plotWidth));
     const [x0, x1] = range;
+    // the left margin is as wide as the widest y label (never clipped). The y range does not depend on the
+    // number of columns, so binning with the last frame's margin tells the labels; a margin that must grow
+    // (or may shrink by more than 10 px: no jitter) bins once more.
+    let left = this.left || 40;
+    let plotWidth, columns, binned, yLow, yHigh, yTicks, yLabels;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      plotWidth = Math.max(10, width - left - right);
+      columns = Math.max(1, Math.floor(plotWidth));
+      ({ binned, yLow, yHigh } = binSeries(store, x0, x1, columns));
+      yTicks = niceTicks(yLow, yHigh, Math.max(2, Math.floor(plotHeight / 40)));
+      yLabels = yTicks.map((tick) => significant(tick));
+      const needed = Math.ceil(Math.max(24, ...yLabels.map((label) => context.measureText(label).width)) + 12);
+      if (needed <= left && needed >= left - 10) break;
+      left = needed;
+    }
+    this.left = left;
     const scale = columns / (x1 - x0);
-    // per-pixel min/max of every series: what a line through all the points would cover
-    const binned = [];
-    let yLow = Infinity;
-    let yHigh = -Infinity;
-    for (const series of store.series.values()) {
-      if (series.hidden || !series.ring.size) continue;
-      const mins = new Float64Array(columns).fill(Infinity);
-      const maxs = new Float64Array(columns).fill(-Infinity);
-      const ring = series.ring;
-      const length = ring.xs.length;
-      for (let i = 0; i < ring.size; i++) {
-        const index = (ring.head + i) % length;
-        const x = ring.xs[index];
-        if (x < x0 || x > x1) continue;
-        const column = Math.min(columns - 1, Math.floor((x - x0) * scale));
-        const y = ring.ys[index];
-        if (y < mins[column]) mins[column] = y;
-        if (y > maxs[column]) maxs[column] = y;
-      }
-      for (let c = 0; c < columns; c++) {
-        if (mins[c] < yLow) yLow = mins[c];
-        if (maxs[c] > yHigh) yHigh = maxs[c];
-      }
-      binned.push({ series, mins, maxs });
-    }
-    if (store.config.chart_kind === "bar") {
-      yLow = Math.min(0, yLow);
-      yHigh = Math.max(0, yHigh);
-    }
-    if (!(yHigh >= yLow)) {
-      yLow = 0;
-      yHigh = 1;
-    }
-    if (yHigh === yLow) {
-      yLow -= 1;
-      yHigh += 1;
-    }
-    const pad = (yHigh - yLow) * 0.05;
-    yLow -= pad;
-    yHigh += pad;
     const yOf = (y) => top + plotHeight - ((y - yLow) / (yHigh - yLow)) * plotHeight;
     // grid and ticks
     context.strokeStyle = colours.grid;
@@ -146,28 +119,40 @@ class ChartRender extends Render {
     context.lineWidth = 1;
     context.textAlign = "right";
     context.textBaseline = "middle";
-    for (const tick of niceTicks(yLow, yHigh, Math.max(2, Math.floor(plotHeight / 40)))) {
+    // where each tick label went, for tests: [text, left, right] in CSS pixels of the canvas
+    const drawn = { width, y: [], x: [], xTicks: 0 };
+    yTicks.forEach((tick, index) => {
       const y = Math.round(yOf(tick)) + 0.5;
       context.beginPath();
       context.moveTo(left, y);
       context.lineTo(left + plotWidth, y);
       context.stroke();
-      context.fillText(significant(tick), left - 6, y);
-    }
+      context.fillText(yLabels[index], left - 6, y);
+      drawn.y.push([yLabels[index], left - 6 - context.measureText(yLabels[index]).width, left - 6]);
+    });
     context.textAlign = "center";
     context.textBaseline = "top";
     const xTicks = store.config.time_axis
       ? timeTicks(x0, x1, Math.max(2, Math.floor(plotWidth / 90)), store.config.utc)
       : niceTicks(x0, x1, Math.max(2, Math.floor(plotWidth / 90))).map((value) => [value, significant(value)]);
+    let previousRight = -Infinity;
     for (const [value, label] of xTicks) {
       const x = Math.round(left + (value - x0) * scale) + 0.5;
+      if (x < left - 1 || x > left + plotWidth + 1) continue;
+      drawn.xTicks += 1;
       context.beginPath();
       context.moveTo(x, top);
       context.lineTo(x, top + plotHeight);
       context.stroke();
-      const half = context.measureText(label).width / 2;
-      if (x - half >= 0 && x + half <= width) context.fillText(label, x, top + plotHeight + 5); // never clipped
+      // centred under its tick, moved in at the canvas's edges so it is never clipped; never over the one before
+      const labelWidth = context.measureText(label).width;
+      const start = Math.min(Math.max(x - labelWidth / 2, 1), width - 1 - labelWidth);
+      if (start < previousRight + 6 || start < 0) continue;
+      context.fillText(label, start + labelWidth / 2, top + plotHeight + 5);
+      drawn.x.push([label, start, start + labelWidth]);
+      previousRight = start + labelWidth;
     }
+    this.labels = drawn;
     // the data
     context.save();
     context.beginPath();
@@ -224,6 +209,56 @@ class ChartRender extends Render {
     this.resizer.disconnect();
     super.destroy();
   }
+}
+
+/**
+ * Per-pixel min/max of every shown series over [x0, x1] in `columns` columns (what a line through all the
+ * points would cover), and the y range to draw (padded 5%; bars include 0).
+ */
+function binSeries(store, x0, x1, columns) {
+  const scale = columns / (x1 - x0);
+  const binned = [];
+  let yLow = Infinity;
+  let yHigh = -Infinity;
+  for (const series of store.series.values()) {
+    if (series.hidden || !series.ring.size) continue;
+    const mins = new Float64Array(columns).fill(Infinity);
+    const maxs = new Float64Array(columns).fill(-Infinity);
+    const { xs, ys, head, size } = series.ring;
+    const length = xs.length;
+    // the ring as (at most) two contiguous runs: no modulo per point
+    const runs = head + size <= length ? [[head, head + size]] : [[head, length], [0, head + size - length]];
+    for (const [from, to] of runs) {
+      for (let index = from; index < to; index++) {
+        const x = xs[index];
+        if (x < x0 || x > x1) continue;
+        let column = Math.floor((x - x0) * scale);
+        if (column >= columns) column = columns - 1;
+        const y = ys[index];
+        if (y < mins[column]) mins[column] = y;
+        if (y > maxs[column]) maxs[column] = y;
+      }
+    }
+    for (let c = 0; c < columns; c++) {
+      if (mins[c] < yLow) yLow = mins[c];
+      if (maxs[c] > yHigh) yHigh = maxs[c];
+    }
+    binned.push({ series, mins, maxs });
+  }
+  if (store.config.chart_kind === "bar") {
+    yLow = Math.min(0, yLow);
+    yHigh = Math.max(0, yHigh);
+  }
+  if (!(yHigh >= yLow)) {
+    yLow = 0;
+    yHigh = 1;
+  }
+  if (yHigh === yLow) {
+    yLow -= 1;
+    yHigh += 1;
+  }
+  const pad = (yHigh - yLow) * 0.05;
+  return { binned, yLow: yLow - pad, yHigh: yHigh + pad };
 }
 
 function niceTicks(low, high, count) {

@@ -156,7 +156,7 @@ class TableRender extends Render {
     const head = element("thead");
     const headRow = element("tr");
     for (const column of columns) {
-      const th = element("th", "rtnb-sortable", column);
+      const th = element("th", column === "time" ? "rtnb-sortable rtnb-time" : "rtnb-sortable", column);
       if (column === this.sortColumn) {
         th.classList.add(this.sortDescending ? "rtnb-sorted-desc" : "rtnb-sorted-asc");
         th.setAttribute("aria-sort", this.sortDescending ? "descending" : "ascending");
@@ -178,7 +178,7 @@ class TableRender extends Render {
       const tr = element("tr");
       for (const column of columns) {
         const value = cell(row, column);
-        tr.appendChild(element("td", "", column === "time" ? clockTime(value) : cellText(value)));
+        tr.appendChild(column === "time" ? element("td", "rtnb-time", clockTime(value)) : element("td", "", cellText(value)));
       }
       body.appendChild(tr);
     }
