@@ -4,6 +4,7 @@ every transport, unanswered pings. Every socket is real, on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -35,8 +36,8 @@ def open_fds() -> int:
 
 async def slowloris(port: int, kind: str) -> float:
     """One hostile client; returns seconds from connect to the hub closing the connection."""
+    started = time.monotonic()  # before connecting: the hub's clock cannot start earlier
     reader, writer = await open_tcp("127.0.0.1", port)
-    started = time.monotonic()
     try:
         if kind == "drip":  # a request head that never ends, one byte at a time
             writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
@@ -136,6 +137,10 @@ async def test_slow_reader_that_keeps_reading_is_not_cut() -> None:
         try:
             await peer.send(build_frame(0x1, orjson.dumps({"op": "subscribe", "topic": "slow/#"})))
             await wait_until(lambda: hub.fanout.subscription_count() == 1)
+            # the hub's side of the socket with a small send buffer, so that the kernel cannot
+            # absorb the backlog (loopback buffers grow to megabytes) and bytes wait in the hub
+            (member,) = hub.fanout.members.values()
+            member.sink._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
             count = 60  # ~4 MB: more than the kernel's buffers hold, so bytes wait in the hub
             for index in range(count):
                 hub.publish_now("slow/a", {"index": index, "blob": "y" * 65536})
