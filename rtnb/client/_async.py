@@ -52,6 +52,9 @@ __all__ = ["AsyncClient", "Overflow", "StateCallback"]
 log = logging.getLogger("rtnb.client")
 frame_log = logging.getLogger("rtnb.client.frames")
 
+#: seconds between two checkpoint requests at most (each costs the hub a cursor record)
+CHECKPOINT_INTERVAL = 1.0
+
 #: what a full offline queue does with one more publish
 Overflow = Literal["error", "drop_oldest"]
 #: called as ``callback(old_state, new_state)`` on every state change
@@ -206,6 +209,10 @@ class AsyncClient:
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._listeners: dict[int, list[Subscription]] = {}
         self._refusal_retry: asyncio.Task[None] | None = None
+        #: the checkpoint request in flight, and the connection whose hub does not know the op
+        self._checkpoint_request: asyncio.Task[None] | None = None
+        self._checkpoint_unsupported: Any = None
+        self._checkpoint_not_before = 0.0
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
@@ -256,6 +263,8 @@ class AsyncClient:
             "subscriptions": sorted(self._patterns),
             "refused_subscriptions": sorted(text for text, state in self._patterns.items() if state.refused),
             "positions": self.positions,
+            "checkpoint": self._tracker.checkpoint,
+            "moved_since_checkpoint": self._tracker.moved_since_checkpoint,
             "gaps_reported": self.gaps_reported,
             "duplicates_dropped": self.duplicates_dropped,
             "dropped_publishes": self.dropped_publishes,
@@ -514,6 +523,7 @@ class AsyncClient:
                 return
             self._backoff.connected()
             self._set_state(ClientState.CONNECTED)
+            self._request_checkpoint_if_due()
             sender = asyncio.ensure_future(self._send_outbox(connection))
             await asyncio.shield(reader)
         except _ConnectionLost:
@@ -521,9 +531,11 @@ class AsyncClient:
         finally:
             self._connection = None
             retry, self._refusal_retry = self._refusal_retry, None
-            if retry is not None:
-                retry.cancel()
-                await asyncio.gather(retry, return_exceptions=True)
+            checkpoint, self._checkpoint_request = self._checkpoint_request, None
+            for task in (retry, checkpoint):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             for task in (sender, reader):
                 if task is not None and not task.done():
                     task.cancel()
@@ -592,6 +604,12 @@ class AsyncClient:
                     if error.code == "unavailable":
                         self._refused(connection, state, error)
                         continue
+                    if error.code == "cursor_expired":
+                        # The hub no longer holds the checkpoint: ask again with the full map.
+                        log.info("the hub no longer holds this client's checkpoint; resuming with the full map")
+                        self._tracker.drop_checkpoint()
+                        state.sent_on = None
+                        continue
                     log.error("the hub refused the subscription %r: %s", state.compiled.text, error.message)
                     self._drop_pattern(state, error)
 
@@ -635,7 +653,7 @@ class AsyncClient:
         frame: dict[str, Any] = {"op": "subscribe", "topic": state.compiled.text}
         first = not state.established
         if state.established:
-            frame["since"] = self._tracker.since_for(state.compiled)
+            frame.update(self._tracker.resume_for(state.compiled))
         elif state.last is not None:
             frame["last"] = state.last
         elif state.since is not None:
@@ -743,9 +761,11 @@ class AsyncClient:
         try:
             if op == "message":
                 await self._on_message(Message.from_envelope(item))
+                self._request_checkpoint_if_due()
             elif op == "gap":
                 for gap in decode_gaps(item):
                     await self._on_gap(gap)
+                self._request_checkpoint_if_due()
             elif op == "ack":
                 self._on_ack(item)
             elif op == "error":
@@ -754,6 +774,9 @@ class AsyncClient:
                 self._seed(item)
                 self._start_listening(item)
                 self._resolve(item)
+                self._request_checkpoint_if_due()
+            elif op == "checkpoint":
+                self._on_checkpoint(item)
             elif "id" in item:
                 self._resolve(item)
             else:
@@ -822,6 +845,43 @@ class AsyncClient:
         )
         for subscription in subscriptions:
             await subscription._deliver(gap)
+
+    # -- checkpoints: a bounded resume over any number of topics ---------------------
+
+    def _request_checkpoint_if_due(self) -> None:
+        """Ask the hub for a checkpoint when the full ``since`` map would be large and
+        enough topics moved after the last one (at most one request at a time)."""
+        connection = self._connection
+        if (
+            connection is None
+            or self._state is not ClientState.CONNECTED
+            or connection is self._checkpoint_unsupported
+            or (self._checkpoint_request is not None and not self._checkpoint_request.done())
+            or not self._tracker.checkpoint_due()
+            or asyncio.get_running_loop().time() < self._checkpoint_not_before
+        ):
+            return
+        self._checkpoint_not_before = asyncio.get_running_loop().time() + CHECKPOINT_INTERVAL
+        self._checkpoint_request = asyncio.ensure_future(self._ask_checkpoint(connection))
+
+    async def _ask_checkpoint(self, connection: Any) -> None:
+        try:
+            reply = await self._start_request(connection, {"op": "checkpoint"})
+            await reply
+        except (_ConnectionLost, Timeout, ConnectionClosed):
+            return
+        except RtnbError as error:
+            if error.code == "unknown_op":
+                self._checkpoint_unsupported = connection  # an older hub: resume with full maps
+            else:
+                log.debug("checkpoint refused: %s %s", error.code, error.message)
+
+    def _on_checkpoint(self, item: dict[str, Any]) -> None:
+        """The hub's checkpoint reply, in stream order: the tracker stands exactly at its cursor."""
+        cursor, patterns = item.get("cursor"), item.get("patterns")
+        if isinstance(cursor, str) and isinstance(patterns, list):
+            self._tracker.set_checkpoint(cursor, (pattern for pattern in patterns if isinstance(pattern, str)))
+        self._resolve(item)
 
     def _seed(self, reply: dict[str, Any]) -> None:
         positions = reply.get("positions")

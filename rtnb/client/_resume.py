@@ -15,6 +15,13 @@ sends, whether to hand it on:
 It also builds the ``since`` object a subscribe request carries when the client
 reconnects: ``{TOPIC: {"offset": N, "epoch": E}}`` for every topic the pattern
 matches.
+
+Over thousands of topics that object is hundreds of KiB, so the tracker also
+keeps a **checkpoint**: a cursor the hub issued (``{"op": "checkpoint"}``,
+answered in order with the stream) and the set of topics that moved after it.
+A resume then sends ``since: CURSOR`` and a ``delta`` of those topics only,
+whose size depends on how much moved since the checkpoint, not on the number
+of topics (see docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from typing import Any
 from ..core.history import Gap
 from ..core.topics import Pattern
 
-__all__ = ["Position", "ResumeTracker"]
+__all__ = ["CHECKPOINT_MIN_TOPICS", "Position", "ResumeTracker"]
+
+#: topics tracked before checkpoints are worth it (below, the full map is small)
+CHECKPOINT_MIN_TOPICS = 256
+#: topics moved since the last checkpoint that make it due for renewal
+CHECKPOINT_RENEW_TOPICS = 64
 
 #: (epoch or None when only "a new epoch, from its start" is known, last offset served)
 Position = tuple["int | None", int]
@@ -37,6 +49,70 @@ class ResumeTracker:
     def __init__(self) -> None:
         self._cursor: dict[str, Position] = {}
         self._delivered: dict[str, tuple[int, int]] = {}
+        #: the hub's last checkpoint cursor, the patterns it covers, and the topics moved after it
+        self._checkpoint: str | None = None
+        self._checkpoint_patterns: frozenset[str] = frozenset()
+        self._moved: set[str] = set()
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The hub's last checkpoint cursor, or ``None``."""
+        return self._checkpoint
+
+    @property
+    def moved_since_checkpoint(self) -> int:
+        """How many topics moved after the checkpoint (the size of a resume's delta)."""
+        return len(self._moved)
+
+    def checkpoint_due(self) -> bool:
+        """True when asking the hub for a (new) checkpoint is worth it."""
+        if len(self._cursor) < CHECKPOINT_MIN_TOPICS:
+            return False
+        return self._checkpoint is None or len(self._moved) >= CHECKPOINT_RENEW_TOPICS
+
+    def set_checkpoint(self, cursor: str, patterns: Iterable[str]) -> None:
+        """The hub's checkpoint reply arrived: ``cursor`` stands where this tracker stands now.
+
+        Called in stream order (before any later message is accounted), so nothing
+        has moved after it yet. Topics whose epoch is unknown stay in the delta: the
+        hub's cursor may still name their old epoch.
+        """
+        self._checkpoint = cursor
+        self._checkpoint_patterns = frozenset(patterns)
+        self._moved = {topic for topic, (epoch, _offset) in self._cursor.items() if epoch is None}
+
+    def drop_checkpoint(self) -> None:
+        """Forget the checkpoint (the hub no longer holds it): resumes send the full map."""
+        self._checkpoint = None
+        self._checkpoint_patterns = frozenset()
+        self._moved = set()
+
+    def resume_for(self, pattern: Pattern) -> dict[str, Any]:
+        """The resume fields of a subscribe request for ``pattern``.
+
+        ``{"since": CURSOR, "delta": {...}}`` when a checkpoint covers the pattern
+        (the delta lists only topics that moved after it), else ``{"since": {...}}``.
+        """
+        if self._checkpoint is None or pattern.text not in self._checkpoint_patterns:
+            return {"since": self.since_for(pattern)}
+        delta: dict[str, dict[str, Any]] = {}
+        for topic in self._moved:
+            place = self._cursor.get(topic)
+            if place is not None and pattern.matches(topic):
+                epoch, offset = place
+                delta[topic] = {"offset": offset} if epoch is None else {"offset": offset, "epoch": epoch}
+        fields: dict[str, Any] = {"since": self._checkpoint}
+        if delta:
+            fields["delta"] = delta
+        return fields
+
+    def _moved_topic(self, topic: str) -> None:
+        if self._checkpoint is not None:
+            self._moved.add(topic)
+
+    # -- positions ----------------------------------------------------------------------
 
     @property
     def cursor(self) -> dict[str, Position]:
@@ -64,6 +140,7 @@ class ResumeTracker:
         if topic in self._cursor:
             return False
         self._cursor[topic] = (epoch, offset)
+        self._moved_topic(topic)
         return True
 
     def on_message(self, topic: str, epoch: int, offset: int) -> tuple[bool, list[Gap]]:
@@ -92,6 +169,7 @@ class ResumeTracker:
                     gaps.append(Gap(topic, 1, offset - 1, "missing", epoch))
         self._cursor[topic] = (epoch, offset)
         self._delivered[topic] = (epoch, offset)
+        self._moved_topic(topic)
         return True, gaps
 
     def on_gap(self, gap: Gap) -> list[Gap]:
@@ -108,11 +186,13 @@ class ResumeTracker:
             if known is not None and gap.epoch is not None and known[0] == gap.epoch:
                 return []  # already moved into that epoch
             self._cursor[topic] = (gap.epoch, 0)
+            self._moved_topic(topic)
             return [gap]
         if gap.to_offset is None:
             return [gap]
         if known is None:
             self._cursor[topic] = (gap.epoch, gap.to_offset)
+            self._moved_topic(topic)
             return [gap]
         known_epoch, known_offset = known
         epoch = known_epoch if gap.epoch is None else gap.epoch
@@ -123,6 +203,7 @@ class ResumeTracker:
         elif known_epoch is not None:
             handed.append(Gap(topic, known_offset + 1, None, "epoch_changed", epoch))
         self._cursor[topic] = (epoch, gap.to_offset)
+        self._moved_topic(topic)
         handed.append(gap)
         return handed
 
@@ -143,6 +224,7 @@ class ResumeTracker:
         for topic in dropped:
             del self._cursor[topic]
             self._delivered.pop(topic, None)
+            self._moved.discard(topic)
         return dropped
 
     def topics(self) -> Iterable[str]:

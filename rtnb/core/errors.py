@@ -21,6 +21,7 @@ Tree::
     │   ├── HeadTooLarge           "header_too_large" an HTTP request head over 64 KiB (HTTP 431)
     │   ├── TooDeep                "too_deep"        a payload nested deeper than allowed
     │   └── BadCursor              "bad_cursor"      a resume cursor that cannot be read
+    │       └── CursorExpired      "cursor_expired"  a stored cursor the hub no longer holds (WebSocket)
     ├── LimitExceeded              the peer is within the rules but over a limit
     │   ├── RateLimited            "rate_limited"
     │   ├── TooManySubscriptions   "too_many_subscriptions"
@@ -44,6 +45,7 @@ __all__ = [
     "BadField",
     "BadJson",
     "ConnectionClosed",
+    "CursorExpired",
     "Forbidden",
     "HeadTooLarge",
     "InvalidPattern",
@@ -150,6 +152,16 @@ class TooDeep(ProtocolError):
 
 class BadCursor(ProtocolError):
     code = "bad_cursor"
+
+
+class CursorExpired(BadCursor):
+    """A stored cursor (``"~ID"``) in a WebSocket ``since`` that the hub no longer holds.
+
+    The client still knows where it stands: it subscribes again with the full
+    ``since`` map (SSE and polling, which have no such map, get gaps instead).
+    """
+
+    code = "cursor_expired"
 
 
 class LimitExceeded(RtnbError):

@@ -9,18 +9,22 @@ I/O; adapters call :func:`parse_request` and act on the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadCursor, BadField, BadJson, MissingField, RtnbError, UnknownOp
 from .limits import Limits
 from .message import check_payload
 from .topics import Pattern, validate_pattern, validate_topic
 
+if TYPE_CHECKING:
+    from .cursor import ResumePoint
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
     "Auth",
+    "Checkpoint",
     "Ping",
     "Presence",
     "Publish",
@@ -49,10 +53,19 @@ SinceCursor = dict[str, tuple[int, int | None]]
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """``{"op":"subscribe","topic":PATTERN}``, with ``last``, or ``since`` to resume.
+
+    ``since`` is either a topic map, or a cursor text (``"~ID"`` from a
+    ``checkpoint`` reply, or an SSE/poll cursor) with an optional ``delta`` map
+    of topics that moved after it: then ``cursor`` holds the cursor as read
+    and ``since`` the delta (the adapter merges them once the cursor is loaded).
+    """
+
     pattern: Pattern
     last: int | None = None
     since: SinceCursor | None = None
     id: RequestId | None = None
+    cursor: ResumePoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +106,23 @@ class Presence:
     watch: bool | None = None
 
 
-Request = Subscribe | Unsubscribe | Publish | Ping | Auth | Presence
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """``{"op":"checkpoint"}``: a resume cursor of bounded size for everything sent so far.
 
-_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth", "presence")
+    Answered in order with the stream, ``{"op":"checkpoint","cursor":"~ID","patterns":[...]}``:
+    the cursor covers every message (and gap) sent on the connection before the
+    reply, so a client resubscribes with ``since: CURSOR`` plus a ``delta`` of
+    the topics that moved after it. No ``cursor`` while the connection is still
+    catching up (ask again later).
+    """
+
+    id: RequestId | None = None
+
+
+Request = Subscribe | Unsubscribe | Publish | Ping | Auth | Presence | Checkpoint
+
+_OPS = ("subscribe", "unsubscribe", "publish", "ping", "auth", "presence", "checkpoint")
 MAX_LAST = 100_000
 
 
@@ -180,10 +207,20 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
             if last is not None and (isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= MAX_LAST):
                 raise BadField(f"Field 'last' must be an integer from 0 to {MAX_LAST}.")
             since = frame.get("since")
-            cursor = parse_since(since, limits) if since is not None else None
+            delta = frame.get("delta")
+            if isinstance(since, str):
+                from .cursor import read_cursor  # cursor builds on this module
+
+                point = read_cursor(since)
+                cursor = parse_since(delta, limits) if delta is not None else {}
+            else:
+                if delta is not None:
+                    raise BadField("Field 'delta' goes with a cursor text in 'since', e.g. \"since\": \"~ID\".")
+                point = None
+                cursor = parse_since(since, limits) if since is not None else None
             if last is not None and cursor is not None:
                 raise BadField("Give either 'last' or 'since', not both.")
-            return Subscribe(Pattern.parse(text), last, cursor, request_id)
+            return Subscribe(Pattern.parse(text), last, cursor, request_id, point)
         if op == "unsubscribe":
             text = validate_pattern(
                 _required(frame, "topic", op),
@@ -206,6 +243,8 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
             if watch is not None and not isinstance(watch, bool):
                 raise BadField("Field 'watch' must be true or false.")
             return Presence(Pattern.parse(text), request_id, watch)
+        if op == "checkpoint":
+            return Checkpoint(request_id)
         return Ping(request_id)
     except RtnbError as error:
         if error.request_id is None:

@@ -19,19 +19,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..backplane import Backplane, MemoryBackplane
 from ..core.close_codes import CloseCode
 from ..core.cursor_store import CursorIssuer
-from ..core.errors import MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
+from ..core.errors import CursorExpired, MessageTooBig, RtnbError, SlowConsumer, TooManySubscriptions, Unavailable
 from ..core.fanout import Batch, Cursor, Fanout, Member, MemberState
 from ..core.history import Gap, HistoryLimits
 from ..core.limits import Limits
 from ..core.message import Message, check_payload, encode_json
 from ..core.presence import is_present
-from ..core.protocol import Subscribe
+from ..core.protocol import SinceCursor, Subscribe
 from ..core.topics import Pattern, validate_topic
 from .heartbeat import Heartbeat
 
@@ -466,6 +466,47 @@ class Hub:
             if member.state is MemberState.LAGGING:
                 self._spawn(self._recover(member))
         # Otherwise a recovery is already under way and will read the new cursor.
+
+    def checkpoint(self, member: Member) -> dict[str, Any]:
+        """A ``checkpoint`` reply: a resume cursor for everything written to ``member`` so far.
+
+        Pending batches are written first, so a live member stands exactly at its
+        group's position, and the reply goes out after them, in stream order. A
+        member still catching up (or lagging) gets no cursor: its position is
+        moving under a replay, and it may simply ask again later.
+        """
+        self.flush()
+        group = member.group
+        reply: dict[str, Any] = {"op": "checkpoint", "patterns": sorted(member.patterns)}
+        if member.state is MemberState.LIVE and group is not None:
+            reply["cursor"] = self.cursors.issue(group.cursor, group.key, member)
+        return reply
+
+    async def resume_from_cursor(self, request: Subscribe) -> Subscribe:
+        """``request`` with its cursor (``since: "~ID"`` plus ``delta``) turned into a ``since`` map.
+
+        The cursor's positions on topics ``request.pattern`` matches, overridden by the
+        delta. A topic the cursor does not list is new to the client (as with a full map).
+
+        Raises:
+            CursorExpired: a stored cursor this hub (and the backplane's mirror) no longer holds.
+        """
+        point = request.cursor
+        if point is None:
+            return request
+        positions: SinceCursor = dict(point.positions)
+        if point.stored_id is not None:
+            head = await self.cursors.load(point.stored_id)
+            if head is None:
+                raise CursorExpired(
+                    "The hub no longer holds this stored cursor; subscribe again with the full 'since' map.",
+                    request_id=request.id,
+                )
+            positions = {topic: (offset, epoch) for topic, (epoch, offset) in head.positions.items()}
+        pattern = request.pattern
+        since: SinceCursor = {topic: place for topic, place in positions.items() if pattern.matches(topic)}
+        since.update(request.since or {})
+        return replace(request, since=since, cursor=None)
 
     async def lost_epochs(self, pattern: Pattern, listed: Any) -> list[Gap]:
         """Gaps for epochs that reset topics lost, on topics a resuming client does not list.

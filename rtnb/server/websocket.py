@@ -36,6 +36,7 @@ from ..core.protocol import (
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
     Auth,
+    Checkpoint,
     Ping,
     Presence,
     Publish,
@@ -508,6 +509,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
                 self._reply({"op": "unsubscribed", "topic": request.pattern}, request.id)
             elif isinstance(request, Ping):
                 self._reply({"op": "pong"}, request.id)
+            elif isinstance(request, Checkpoint):
+                self._reply(self.hub.checkpoint(member), request.id)
         except RtnbError as error:
             self._report(error)
         return None
@@ -576,6 +579,10 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
 
     async def _subscribe(self, member: Member, request: Subscribe) -> None:
         try:
+            if request.cursor is not None:
+                request = await self.hub.resume_from_cursor(request)
+                if self.security is not None:
+                    self.security.check_subscribe(request.pattern, request.since, request.id)
             await self.hub.subscribe(member, request)
         except RtnbError as error:
             if error.request_id is None:

@@ -7,8 +7,12 @@ the hub's ``Last-Event-ID``, which stays a few KiB whatever the topic count.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
+import pytest
 from conftest import FAST_BACKOFF
 from tcp_proxy import TcpProxy
 
@@ -92,3 +96,80 @@ async def test_sse_client_resumes_ten_thousand_topics_with_a_bounded_last_event_
         assert sorted(received) == sorted(expected) and len(set(received)) == len(received)
         assert stream.gaps_reported == 0 and stream.reconnects >= 2
         assert max(len(text) for text in ids) <= 4096
+
+
+class SubscribeFrames(logging.Handler):
+    """Records the size of every subscribe frame the client sends (from its frame log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.sizes: list[int] = []
+        self.frames: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        direction, _client, data = record.args  # type: ignore[misc]  # ("->", client id, frame) as _log_frame logs it
+        if direction != "->":
+            return
+        frame = orjson.loads(data)
+        if frame.get("op") == "subscribe":
+            self.sizes.append(len(data))
+            self.frames.append(frame)
+
+
+@pytest.fixture
+def subscribe_frames() -> Iterator[SubscribeFrames]:
+    handler = SubscribeFrames()
+    logger = logging.getLogger("rtnb.client.frames")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_websocket_resume_over_ten_thousand_topics_sends_a_bounded_frame(
+    big_history_hub: HubServer, proxy: TcpProxy, subscribe_frames: SubscribeFrames
+) -> None:
+    """The resume frame carries the hub's checkpoint cursor and the few topics moved after it,
+    not the 10,000-topic map (about 600 KB), and nothing is lost or duplicated."""
+    hub = big_history_hub.hub
+    publish_round(hub, 0, 1)
+    async with AsyncClient(proxy.url, backoff=BackoffPolicy(**FAST_BACKOFF), ping_interval=None) as client:
+        subscription = await client.subscribe("wide/#")
+        received: list[tuple[str, int]] = []
+
+        async def read() -> None:
+            async for item in subscription:
+                assert isinstance(item, Message), item
+                received.append((item.topic, item.offset))
+
+        reader = asyncio.ensure_future(read())
+        await wait_until(lambda: client.status()["checkpoint"] is not None, timeout=10)
+        expected: list[tuple[str, int]] = []
+        # (published while connected, published while away, topics born while away)
+        for round_number, (live_every, away_every, born) in enumerate(((500, 700, 5), (1, 300, 3)), start=1):
+            expected += publish_round(hub, round_number, live_every)
+            await wait_until(lambda: len(received) >= len(expected), timeout=30)
+            # a round that moved every topic renews the checkpoint before the cut
+            await wait_until(lambda: client.status()["moved_since_checkpoint"] < 64, timeout=20)
+            assert proxy.cut() >= 1
+            expected += publish_round(hub, 10 + round_number, away_every)
+            for index in range(born):
+                message = hub.publish_now(f"wide/born/{round_number}/{index}", "new")
+                expected.append((message.topic, message.offset))
+            await wait_until(
+                lambda round_number=round_number: (
+                    client.reconnects == round_number and client.state is ClientState.CONNECTED
+                ),
+                timeout=10,
+            )
+        await wait_until(lambda: len(received) >= len(expected) or reader.done(), timeout=30)
+        reader.cancel()
+        assert sorted(received) == sorted(expected) and len(set(received)) == len(received)
+        assert client.gaps_reported == 0
+    resumes = subscribe_frames.frames[1:]
+    assert len(resumes) == 2 and all(str(frame["since"]).startswith("~") for frame in resumes)
+    assert max(subscribe_frames.sizes[1:]) <= 4096, subscribe_frames.sizes

@@ -53,6 +53,7 @@ export type ErrorCode =
   | "wildcard_publish"
   | "too_deep"
   | "bad_cursor"
+  | "cursor_expired"
   | "message_too_big"
   | "too_many_subscriptions"
   | "too_many_connections"

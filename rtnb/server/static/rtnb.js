@@ -80,6 +80,12 @@ export function decodeCursor(cursor) {
 
 /** Longest cursor this client builds itself; past it, it resumes from the hub's stored cursor. */
 const INLINE_CURSOR_LIMIT = 2048;
+/** Topics known before a WebSocket asks for checkpoints (below, the full `since` map is small). */
+const CHECKPOINT_MIN_TOPICS = 256;
+/** Topics moved after the last checkpoint that make a new one due. */
+const CHECKPOINT_RENEW_TOPICS = 64;
+/** Milliseconds between two checkpoint requests at most (each costs the hub a cursor record). */
+const CHECKPOINT_INTERVAL = 1000;
 
 function topicPath(topic) {
   return topic.split("/").map(encodeURIComponent).join("/");
@@ -105,6 +111,9 @@ class WebSocketTransport {
     this.retries = new Set(); // timers of refused subscriptions asked again
     this.nextId = 1;
     this.socket = null;
+    this.checkpointing = null; // id of the checkpoint request in flight
+    this.checkpointsRefused = false; // an older hub: resume with full maps
+    this.checkpointNotBefore = 0;
   }
 
   start() {
@@ -141,11 +150,31 @@ class WebSocketTransport {
       case "subscribed":
         if (this.subscribing.delete(frame.id)) this.refusals.delete(frame.topic);
         client._received(frame);
+        this.checkpointIfDue();
+        return;
+      case "checkpoint":
+        // In stream order: the positions seen so far are exactly the cursor's.
+        if (frame.id === this.checkpointing) this.checkpointing = null;
+        if (typeof frame.cursor === "string") {
+          client._checkpoint = { cursor: frame.cursor, patterns: new Set(frame.patterns || []), moved: new Set() };
+        }
         return;
       case "error": {
+        if (frame.id !== undefined && frame.id === this.checkpointing) {
+          this.checkpointing = null;
+          if (frame.code === "unknown_op") this.checkpointsRefused = true;
+          return;
+        }
         if (frame.id !== undefined && this.subscribing.has(frame.id)) {
           const pattern = this.subscribing.get(frame.id);
           this.subscribing.delete(frame.id);
+          if (frame.code === "cursor_expired") {
+            // The hub no longer holds the checkpoint: ask again with the full map.
+            client._checkpoint = null;
+            const options = client.subscriptions.get(pattern);
+            if (options) this.sendSubscribe(pattern, options);
+            return;
+          }
           if (frame.code === "unavailable") {
             // The hub cannot take it now (e.g. its Redis is down): keep it and ask again
             // with backoff; it resumes from the positions seen, so nothing is lost.
@@ -159,9 +188,30 @@ class WebSocketTransport {
         else client._received(frame);
         return;
       }
+      case "message":
+      case "gap":
+        client._received(frame);
+        this.checkpointIfDue();
+        return;
       default:
         client._received(frame);
     }
+  }
+
+  /**
+   * Ask the hub for a checkpoint (a stored cursor of a few dozen bytes) when the full
+   * `since` map would be large and enough topics moved after the last one, so that a
+   * resume sends the cursor and only those topics.
+   */
+  checkpointIfDue() {
+    const client = this.client;
+    if (this.checkpointing !== null || this.checkpointsRefused || client.positions.size < CHECKPOINT_MIN_TOPICS) return;
+    const checkpoint = client._checkpoint;
+    if (checkpoint && checkpoint.moved.size < CHECKPOINT_RENEW_TOPICS) return;
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || Date.now() < this.checkpointNotBefore) return;
+    this.checkpointNotBefore = Date.now() + CHECKPOINT_INTERVAL;
+    this.checkpointing = "c" + this.nextId++;
+    this.send({ op: "checkpoint", id: this.checkpointing });
   }
 
   send(frame) {
@@ -179,7 +229,21 @@ class WebSocketTransport {
     }
     const id = "s" + this.nextId++;
     const frame = { op: "subscribe", topic: pattern, id };
-    if (known) frame.since = since;
+    const checkpoint = this.client._checkpoint;
+    if (known && checkpoint && checkpoint.patterns.has(pattern)) {
+      // Bounded resume: the checkpoint's cursor plus the topics that moved after it.
+      const delta = {};
+      let moved = false;
+      for (const topic of checkpoint.moved) {
+        if (!topicMatches(pattern, topic)) continue;
+        const position = this.client.positions.get(topic);
+        // No position: a new epoch began, of unknown identity; from its start.
+        delta[topic] = position ? { offset: position[1], epoch: position[0] } : { offset: 0 };
+        moved = true;
+      }
+      frame.since = checkpoint.cursor;
+      if (moved) frame.delta = delta;
+    } else if (known) frame.since = since;
     else if (options.last) frame.last = options.last;
     this.subscribing.set(id, pattern);
     this.send(frame);
@@ -228,6 +292,7 @@ class WebSocketTransport {
   }
 
   ended() {
+    this.checkpointing = null;
     for (const timer of this.retries) clearTimeout(timer);
     this.retries.clear();
     this.subscribing.clear();
@@ -453,6 +518,7 @@ export class RtnbClient extends EventTarget {
     this.attempts = 0;                  // failed passes since the last open
     this.clientId = null;               // the hub's id for this connection (WebSocket), as presence names it
     this._serverCursor = null;          // the last cursor an SSE id or a poll gave
+    this._checkpoint = null;            // WebSocket: {cursor, patterns, moved} of the hub's last checkpoint
     this._httpPublishes = Promise.resolve(); // HTTP publishes, chained to keep their order
     this._active = null;
     this._preferred = 0;
@@ -663,6 +729,7 @@ export class RtnbClient extends EventTarget {
         const known = this.positions.get(frame.topic);
         if (known && known[0] === frame.epoch && frame.offset <= known[1]) return; // already delivered
         this.positions.set(frame.topic, [frame.epoch, frame.offset]);
+        this._checkpoint?.moved.add(frame.topic);
         this._emit("message", frame);
         return;
       }
@@ -678,6 +745,7 @@ export class RtnbClient extends EventTarget {
         }
         if (frame.epoch === undefined) this.positions.delete(frame.topic);
         else this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
+        this._checkpoint?.moved.add(frame.topic);
         this._emit("gap", frame);
         return;
       case "error": {
@@ -691,7 +759,10 @@ export class RtnbClient extends EventTarget {
         // resume also covers topics that have sent nothing yet.
         for (const [topic, { offset, epoch }] of Object.entries(frame.positions || {})) {
           const known = this.positions.get(topic);
-          if (!known || known[0] !== epoch || known[1] < offset) this.positions.set(topic, [epoch, offset]);
+          if (!known || known[0] !== epoch || known[1] < offset) {
+            this.positions.set(topic, [epoch, offset]);
+            this._checkpoint?.moved.add(topic);
+          }
         }
         this._emit("subscribed", frame);
         return;
