@@ -32,7 +32,7 @@ from typing import Any
 from ..core.history import Gap
 from ..core.topics import Pattern
 
-__all__ = ["CHECKPOINT_MIN_TOPICS", "Position", "ResumeTracker"]
+__all__ = ["CHECKPOINT_MIN_TOPICS", "CHECKPOINT_RENEW_TOPICS", "Position", "ResumeTracker"]
 
 #: topics tracked before checkpoints are worth it (below, the full map is small)
 CHECKPOINT_MIN_TOPICS = 256

@@ -212,7 +212,7 @@ def parse_request(frame: Any, limits: Limits | None = None) -> Request:
                 from .cursor import read_cursor  # cursor builds on this module
 
                 point = read_cursor(since)
-                cursor = parse_since(delta, limits) if delta is not None else {}
+                cursor: SinceCursor | None = parse_since(delta, limits) if delta is not None else {}
             else:
                 if delta is not None:
                     raise BadField("Field 'delta' goes with a cursor text in 'since', e.g. \"since\": \"~ID\".")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rtnb.client import ResumeTracker
+from rtnb.client._resume import CHECKPOINT_MIN_TOPICS, CHECKPOINT_RENEW_TOPICS
 from rtnb.core.history import Gap
 from rtnb.core.topics import Pattern
 
@@ -117,3 +118,50 @@ def test_forget_drops_topics_no_subscription_covers() -> None:
     assert tracker.forget(Pattern.parse("a/#").matches) == ["b/x"]
     assert list(tracker.topics()) == ["a/x"]
     assert "b/x" not in tracker.positions
+
+
+def test_checkpoint_resume_sends_the_cursor_and_only_topics_moved_after_it() -> None:
+    tracker = ResumeTracker()
+    for index in range(CHECKPOINT_MIN_TOPICS):
+        tracker.seed(f"w/{index}", 7, 1)
+    assert tracker.checkpoint_due() and tracker.resume_for(Pattern.parse("w/#")) == {
+        "since": tracker.since_for(Pattern.parse("w/#"))
+    }
+    tracker.on_message("w/1", 7, 2)  # before the checkpoint: covered by it
+    tracker.set_checkpoint("~abcdefgh12", ["w/#"])
+    assert not tracker.checkpoint_due()
+    tracker.on_message("w/2", 7, 2)
+    tracker.on_gap(Gap("w/3", 2, 5, "trimmed", 7))
+    tracker.seed("w/new", 7, 0)
+    assert tracker.resume_for(Pattern.parse("w/#")) == {
+        "since": "~abcdefgh12",
+        "delta": {
+            "w/2": {"offset": 2, "epoch": 7},
+            "w/3": {"offset": 5, "epoch": 7},
+            "w/new": {"offset": 0, "epoch": 7},
+        },
+    }
+    # a pattern the checkpoint does not cover resumes with its full map
+    assert "delta" not in tracker.resume_for(Pattern.parse("w/+"))
+    tracker.drop_checkpoint()
+    assert isinstance(tracker.resume_for(Pattern.parse("w/#"))["since"], dict)
+
+
+def test_a_topic_of_unknown_epoch_stays_in_the_delta_after_a_checkpoint() -> None:
+    tracker = ResumeTracker()
+    tracker.on_message("t", 3, 9)
+    tracker.on_gap(Gap("t", 10, None, "epoch_changed", None))  # a reset, new epoch unnamed
+    tracker.set_checkpoint("~abcdefgh12", ["t"])
+    assert tracker.resume_for(Pattern.parse("t")) == {"since": "~abcdefgh12", "delta": {"t": {"offset": 0}}}
+
+
+def test_checkpoints_renew_once_enough_topics_moved() -> None:
+    tracker = ResumeTracker()
+    for index in range(CHECKPOINT_MIN_TOPICS):
+        tracker.seed(f"w/{index}", 1, 0)
+    tracker.set_checkpoint("~abcdefgh12", ["w/#"])
+    for index in range(CHECKPOINT_RENEW_TOPICS - 1):
+        tracker.on_message(f"w/{index}", 1, 1)
+    assert not tracker.checkpoint_due()
+    tracker.on_message("w/200", 1, 1)
+    assert tracker.checkpoint_due() and tracker.moved_since_checkpoint == CHECKPOINT_RENEW_TOPICS

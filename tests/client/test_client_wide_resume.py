@@ -152,7 +152,8 @@ async def test_websocket_resume_over_ten_thousand_topics_sends_a_bounded_frame(
         # (published while connected, published while away, topics born while away)
         for round_number, (live_every, away_every, born) in enumerate(((500, 700, 5), (1, 300, 3)), start=1):
             expected += publish_round(hub, round_number, live_every)
-            await wait_until(lambda: len(received) >= len(expected), timeout=30)
+            count = len(expected)
+            await wait_until(lambda count=count: len(received) >= count, timeout=30)
             # a round that moved every topic renews the checkpoint before the cut
             await wait_until(lambda: client.status()["moved_since_checkpoint"] < 64, timeout=20)
             assert proxy.cut() >= 1
