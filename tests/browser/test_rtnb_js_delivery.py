@@ -140,6 +140,48 @@ async def test_ten_thousand_topics_resume_exactly(browser: Any, transport: str) 
         assert cursor.startswith("~") and len(cursor) < 4096
 
 
+async def test_websocket_resume_over_ten_thousand_topics_sends_a_small_frame(browser: Any) -> None:
+    """Over WebSocket rtnb.js resumes from the hub's checkpoint: the subscribe frame holds the
+    cursor and the few topics moved after it (not a 600 KB map), and nothing is lost or repeated."""
+    topics = 10_000
+    async with running_hub(HubConfig(ping_interval=0)) as server:
+        hub = server.hub
+        for index in range(topics):
+            hub.publish_now(f"w/{index}", 0)
+        page = await browser.new_page()
+        await page.goto(server.url + "/static/demo.css")
+        frames: list[str] = []
+        page.on("websocket", lambda socket: socket.on("framesent", lambda payload: frames.append(str(payload))))
+        await page.evaluate(START_CLIENT, ["w/#", client_options("ws")])
+        await wait_for(page, lambda record: record["opened"] >= 1)
+        await wait_until(lambda: any('"op":"checkpoint"' in frame for frame in frames), timeout=20)
+        expected = [(f"w/{index}", 2) for index in range(0, topics, 700)]
+        for topic, _ in expected:
+            hub.publish_now(topic, 1)
+        await wait_for(page, lambda record: len(record["messages"]) >= len(expected))
+        for _ in range(400):  # until the page holds the hub's checkpoint
+            if await page.evaluate("() => window.client._checkpoint !== null"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the page never got the hub's checkpoint")
+        for member in list(hub.fanout.members.values()):
+            member.sink.close(1011, "test: cut")
+        await wait_until(lambda: hub.connection_count == 0)
+        missed = [(f"w/{index}", 3 if index % 700 == 0 else 2) for index in range(0, topics, 900)]
+        for topic, _ in missed:
+            hub.publish_now(topic, 2)
+        born = hub.publish_now("w/born", "new")
+        total = len(expected) + len(missed) + 1
+        record = await wait_for(page, lambda record: len(record["messages"]) >= total and record["opened"] >= 2)
+        received = [(topic, offset) for topic, offset, _ in record["messages"]]
+        assert sorted(received) == sorted([*expected, *missed, (born.topic, born.offset)])
+        assert record["gaps"] == []
+        subscribes = [frame for frame in frames if '"op":"subscribe"' in frame]
+        assert len(subscribes) == 2 and '"since":"~' in subscribes[1]
+        assert len(subscribes[1]) < 4096, len(subscribes[1])
+
+
 async def test_websocket_resubscribe_refused_during_a_redis_outage_is_retried(browser: Any, tmp_path: Path) -> None:
     import sys
 
