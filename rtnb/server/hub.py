@@ -198,6 +198,8 @@ class Hub:
         self.components: dict[str, Component] = {}
         self._closing = False
         self._presence_watchers: dict[Member, set[Pattern]] = {}
+        #: patterns whose subscribe awaits the backplane (in no group yet), with how many
+        self._subscribing: Counter[Pattern] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -399,10 +401,18 @@ class Hub:
                 f"A connection may hold at most {self.limits.max_subscriptions} subscriptions.",
                 request_id=request.id,
             )
-        await self.backplane.watch({*self._all_patterns(), pattern})
-        # Read before the member joins its group: from there to its catch-up nothing may await,
-        # or live batches would reach it ahead of its replay.
-        lost_epochs = await self.lost_epochs(pattern, request.since) if request.since is not None else []
+        # While this awaits, the pattern is in no group yet: counted as subscribing, so that a
+        # watch made meanwhile (another connection leaving) keeps it watched.
+        self._subscribing[pattern] += 1
+        try:
+            await self.backplane.watch({*self._all_patterns(), pattern})
+            # Read before the member joins its group: from there to its catch-up nothing may await,
+            # or live batches would reach it ahead of its replay.
+            lost_epochs = await self.lost_epochs(pattern, request.since) if request.since is not None else []
+        finally:
+            self._subscribing[pattern] -= 1
+            if not self._subscribing[pattern]:
+                del self._subscribing[pattern]
         if member.state is MemberState.CLOSED:
             return
         self.flush()
@@ -549,7 +559,8 @@ class Hub:
         return True
 
     def _all_patterns(self) -> set[Any]:
-        return {pattern for group in self.fanout.groups.values() for pattern in group.patterns}
+        """Every pattern a group holds, and those whose subscribe is under way."""
+        return {pattern for group in self.fanout.groups.values() for pattern in group.patterns} | set(self._subscribing)
 
     def _watch_patterns(self) -> None:
         if not self.backplane.is_local and not self._closing:
