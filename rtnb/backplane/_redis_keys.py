@@ -15,6 +15,8 @@ For a topic ``T`` in bucket ``B`` (tag ``{t}``), under ``prefix`` (``rtnb:``):
 * ``{prefix}{t}:s:T``  the history: a stream whose entry ids are ``OFFSET-0``
 * ``{prefix}{t}:topics``  the bucket's topic names (sorted set, all scores 0, read by prefix)
 * ``{prefix}{t}:lost``  topics reset after holding messages, and the epoch each lost
+* ``{prefix}{t}:lostat``  when each of those was reset (sorted set, Redis milliseconds), to prune
+  the ``lost`` hash by age and count
 * ``{prefix}{t}:clock``  a counter every publish batch moves forward; it going
   backwards means Redis was restored from an older file (see the scripts)
 * ``{prefix}{t}:m``  the bucket's (sharded) pub/sub channel: one payload per
@@ -129,6 +131,10 @@ class RedisKeys:
     def lost(self, bucket: int) -> str:
         """The bucket's reset topics and the epoch each lost (hash: topic -> "EPOCH:OFFSET")."""
         return f"{self._bases[bucket]}lost"
+
+    def lost_at(self, bucket: int) -> str:
+        """When each topic of the bucket's ``lost`` hash was reset (sorted set: topic, score Redis ms)."""
+        return f"{self._bases[bucket]}lostat"
 
     def clock(self, bucket: int) -> str:
         return f"{self._bases[bucket]}clock"

@@ -122,21 +122,38 @@ return clock
 """
 )
 
-# KEYS: epoch, offset, stream, the bucket's topic index, the bucket's lost hash (one hash slot); ARGV: topic
+# KEYS: epoch, offset, stream, the bucket's topic index, the bucket's lost hash, the bucket's
+# lost-at sorted set (one hash slot); ARGV: topic, retention ms ("0": none), most entries ("0": no cap)
 # Starts a new epoch strictly greater than the old one, offsets from 1 again. The topic is
 # listed in the topics set too: a topic reset before its first publish must still be found
 # by pattern lookups (the publish script only lists topics whose epoch it creates). The epoch
 # it loses, if it had messages, is kept in the ``lost`` hash ("EPOCH:OFFSET"), so a subscriber
-# that never knew the topic hears of it when it resumes.
+# that never knew the topic hears of it when it resumes; when, in the lost-at set. Entries
+# older than the retention, and the oldest past the cap, are dropped here: the hash stays bounded.
 RESET_SCRIPT = """
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
+local now = redis.call('TIME')
+local epoch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local lost_epoch = redis.call('GET', KEYS[1])
 local lost_offset = redis.call('GET', KEYS[2])
 if lost_epoch and lost_offset and tonumber(lost_offset) > 0 then
   redis.call('HSET', KEYS[5], ARGV[1], lost_epoch .. ':' .. lost_offset)
+  redis.call('ZADD', KEYS[6], epoch, ARGV[1])
 end
-local now = redis.call('TIME')
-local epoch = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local function drop(topics)
+  for _, topic in ipairs(topics) do
+    redis.call('HDEL', KEYS[5], topic)
+    redis.call('ZREM', KEYS[6], topic)
+  end
+end
+local retention, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+if retention > 0 then
+  drop(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', '(' .. string.format('%.0f', epoch - retention)))
+end
+if cap > 0 then
+  local over = redis.call('ZCARD', KEYS[6]) - cap
+  if over > 0 then drop(redis.call('ZRANGE', KEYS[6], 0, over - 1)) end
+end
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if epoch <= old then epoch = old + 1 end
 redis.call('SET', KEYS[1], string.format('%.0f', epoch))

@@ -83,6 +83,10 @@ class RedisBackplane:
         start_timeout: how long :meth:`start` waits for Redis before running degraded.
         ping_interval / ping_timeout: health pings on each pub/sub listener, and the
             silence after which it is declared lost (reconnected, caught up).
+        lost_retention: seconds an epoch lost by a topic reset is remembered (so a subscriber
+            that never knew the topic hears of it when it resumes); ``None`` disables the limit.
+        max_lost_per_bucket: most such epochs remembered per bucket (64 buckets), oldest
+            dropped first; ``None`` disables the limit. Both are applied at each reset.
     """
 
     name = "redis"
@@ -102,6 +106,8 @@ class RedisBackplane:
         start_timeout: float = 5.0,
         ping_interval: float = 1.0,
         ping_timeout: float = 3.0,
+        lost_retention: float | None = 86_400.0,
+        max_lost_per_bucket: int | None = 256,
     ) -> None:
         self.url, url_prefix = split_prefix(url)
         self.keys = RedisKeys(prefix if prefix is not None else (url_prefix or "rtnb:"))
@@ -114,6 +120,8 @@ class RedisBackplane:
         self.start_timeout = start_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.lost_retention = lost_retention
+        self.max_lost_per_bucket = max_lost_per_bucket
         self.presence_debounce = 0.02
         self.client_name = "rtnb-" + "".join(c if c.isalnum() else "-" for c in self.hub_id)
         self.state = BackplaneState.STOPPED
@@ -323,16 +331,20 @@ class RedisBackplane:
         keys, bucket = self.keys, bucket_of(topic)
         with contextlib.suppress(Unavailable):
             client = self._client_for(topic)
+            retention_ms = 0 if self.lost_retention is None else max(1, int(self.lost_retention * 1000))
             self._spawn(
                 client.eval(
                     RESET_SCRIPT,
-                    5,
+                    6,
                     keys.epoch(topic),
                     keys.offset(topic),
                     keys.stream(topic),
                     keys.topics(bucket),
                     keys.lost(bucket),
+                    keys.lost_at(bucket),
                     topic,
+                    retention_ms,
+                    self.max_lost_per_bucket or 0,
                 )
             )
 
