@@ -123,10 +123,13 @@ def start_private_redis(tmp_path: Path) -> Any:
 
 
 #: The Redis model runs a fixed set of examples in CI (``RTNB_MODEL_RANDOM=1`` explores at random).
-#: OPEN: the random search found, twice in about six full runs, a run where a WebSocket on ``m/#``
-#: never got a new topic's messages nor a gap: subscribe(ws, m/#) · cut x4 · subscribe(poll, m/a,
-#: last=2) · publish(m/c/d) x4 · cut · subscribe(ws, m/a, last=0) · cut · subscribe(poll, m/+/+) ·
-#: cut x2. Replayed step by step outside Hypothesis (``run_steps``) it passes; not yet understood.
+#: The random search once found (twice in about six full runs) a WebSocket on ``m/#`` that never got
+#: a new topic's messages nor a gap; it depended on timing, so replaying its steps passed. Cause: a
+#: subscribe awaits Redis before its member joins a group, and a poll ending meanwhile made the hub
+#: watch only its groups' patterns, dropping the one being subscribed (Redis stopped sending it,
+#: its topics' positions were forgotten and later re-read from their current offset). Fixed in the
+#: hub (patterns being subscribed stay watched); the interleaving is made deterministic in
+#: ``tests/backplane/test_redis_watch_race.py``, and the steps are kept below as a regression run.
 REDIS_RUNS = settings(RUNS, derandomize=not os.environ.get("RTNB_MODEL_RANDOM"), database=None)
 
 
@@ -203,6 +206,26 @@ def test_regression_redis_an_epoch_lost_while_away_on_an_unknown_topic_is_report
             ("publish", ("m/b",)),
             ("cut", ()),
             ("reset", ("m/b",)),
+        ]
+        run_steps(redis.url, steps, repeat=2)
+    finally:
+        redis.stop()
+
+
+def test_regression_redis_a_new_topic_reaches_a_websocket_while_polls_come_and_go(tmp_path: Path) -> None:
+    """The random search's run: polls ending while the WebSocket resubscribed dropped ``m/#`` from Redis."""
+    redis = start_private_redis(tmp_path)
+    try:
+        steps: list[tuple[str, tuple[object, ...]]] = [
+            ("subscribe", ("ws", "m/#", None)),
+            *[("cut", ())] * 4,
+            ("subscribe", ("poll", "m/a", 2)),
+            *[("publish", ("m/c/d",))] * 4,
+            ("cut", ()),
+            ("subscribe", ("ws", "m/a", 0)),
+            ("cut", ()),
+            ("subscribe", ("poll", "m/+/+", None)),
+            *[("cut", ())] * 2,
         ]
         run_steps(redis.url, steps, repeat=2)
     finally:

@@ -156,7 +156,9 @@ class WebSocketTransport {
         // In stream order: the positions seen so far are exactly the cursor's.
         if (frame.id === this.checkpointing) this.checkpointing = null;
         if (typeof frame.cursor === "string") {
-          client._checkpoint = { cursor: frame.cursor, patterns: new Set(frame.patterns || []), moved: new Set() };
+          // Topics whose new epoch is not known yet stay in the delta: the cursor may name the old one.
+          const moved = new Set(client._epochUnknown);
+          client._checkpoint = { cursor: frame.cursor, patterns: new Set(frame.patterns || []), moved };
         }
         return;
       case "error": {
@@ -519,6 +521,7 @@ export class RtnbClient extends EventTarget {
     this.clientId = null;               // the hub's id for this connection (WebSocket), as presence names it
     this._serverCursor = null;          // the last cursor an SSE id or a poll gave
     this._checkpoint = null;            // WebSocket: {cursor, patterns, moved} of the hub's last checkpoint
+    this._epochUnknown = new Set();     // topics reset (epoch_changed) whose new epoch is not known yet
     this._httpPublishes = Promise.resolve(); // HTTP publishes, chained to keep their order
     this._active = null;
     this._preferred = 0;
@@ -675,6 +678,9 @@ export class RtnbClient extends EventTarget {
         this.positions.delete(topic);
       }
     }
+    for (const topic of this._epochUnknown) {
+      if (![...this.subscriptions.keys()].some((p) => topicMatches(p, topic))) this._epochUnknown.delete(topic);
+    }
     if (this._active && this.status === STATUS.OPEN) this._active.resubscribe([], [pattern]);
     return this;
   }
@@ -729,6 +735,7 @@ export class RtnbClient extends EventTarget {
         const known = this.positions.get(frame.topic);
         if (known && known[0] === frame.epoch && frame.offset <= known[1]) return; // already delivered
         this.positions.set(frame.topic, [frame.epoch, frame.offset]);
+        this._epochUnknown.delete(frame.topic);
         this._checkpoint?.moved.add(frame.topic);
         this._emit("message", frame);
         return;
@@ -743,8 +750,13 @@ export class RtnbClient extends EventTarget {
           }
           return;
         }
-        if (frame.epoch === undefined) this.positions.delete(frame.topic);
-        else this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
+        if (frame.epoch === undefined) {
+          this.positions.delete(frame.topic);
+          this._epochUnknown.add(frame.topic);
+        } else {
+          this.positions.set(frame.topic, [frame.epoch, frame.to ?? 0]);
+          this._epochUnknown.delete(frame.topic);
+        }
         this._checkpoint?.moved.add(frame.topic);
         this._emit("gap", frame);
         return;
@@ -761,6 +773,7 @@ export class RtnbClient extends EventTarget {
           const known = this.positions.get(topic);
           if (!known || known[0] !== epoch || known[1] < offset) {
             this.positions.set(topic, [epoch, offset]);
+            this._epochUnknown.delete(topic);
             this._checkpoint?.moved.add(topic);
           }
         }
