@@ -16,7 +16,7 @@ from rtnb.core.errors import (
     error_from_wire,
 )
 from rtnb.core.limits import Limits, TokenBucket
-from rtnb.core.protocol import Ping, Publish, Subscribe, Unsubscribe, parse_request
+from rtnb.core.protocol import Checkpoint, Ping, Publish, Subscribe, Unsubscribe, parse_request
 
 
 def test_publish() -> None:
@@ -96,3 +96,34 @@ def test_token_bucket() -> None:
     assert bucket.take(10.0) and bucket.take(10.0) and not bucket.take(10.0)
     with pytest.raises(ValueError):
         TokenBucket(rate=0, burst=1)
+
+
+def test_checkpoint_is_a_request_with_an_id() -> None:
+    assert parse_request({"op": "checkpoint", "id": 4}) == Checkpoint(4)
+
+
+def test_since_as_a_cursor_text_with_a_delta() -> None:
+    request = parse_request(
+        {"op": "subscribe", "topic": "w/#", "since": "~abcdefgh12", "delta": {"w/1": {"offset": 3, "epoch": 9}}}
+    )
+    assert isinstance(request, Subscribe)
+    assert request.cursor is not None and request.cursor.stored_id == "abcdefgh12"
+    assert request.since == {"w/1": (3, 9)}
+    bare = parse_request({"op": "subscribe", "topic": "w/#", "since": "~abcdefgh12"})
+    assert isinstance(bare, Subscribe) and bare.since == {} and bare.cursor is not None
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"op": "subscribe", "topic": "w/#", "since": "~!", "id": 1}, "bad_cursor"),
+        ({"op": "subscribe", "topic": "w/#", "since": "", "id": 1}, "bad_cursor"),
+        ({"op": "subscribe", "topic": "w/#", "delta": {"w/1": 1}, "id": 1}, "bad_field"),
+        ({"op": "subscribe", "topic": "w/#", "since": "~abcdefgh12", "delta": [], "id": 1}, "bad_cursor"),
+        ({"op": "subscribe", "topic": "w/#", "since": "~abcdefgh12", "last": 2, "id": 1}, "bad_field"),
+    ],
+)
+def test_bad_cursor_resumes_are_refused_with_the_request_id(frame: dict[str, object], code: str) -> None:
+    with pytest.raises(RtnbError) as refused:
+        parse_request(frame)
+    assert (refused.value.code, refused.value.request_id) == (code, 1)
