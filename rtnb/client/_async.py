@@ -213,6 +213,7 @@ class AsyncClient:
         self._checkpoint_request: asyncio.Task[None] | None = None
         self._checkpoint_unsupported: Any = None
         self._checkpoint_not_before = 0.0
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
@@ -532,6 +533,9 @@ class AsyncClient:
             self._connection = None
             retry, self._refusal_retry = self._refusal_retry, None
             checkpoint, self._checkpoint_request = self._checkpoint_request, None
+            if self._checkpoint_timer is not None:
+                self._checkpoint_timer.cancel()
+                self._checkpoint_timer = None
             for task in (retry, checkpoint):
                 if task is not None:
                     task.cancel()
@@ -850,19 +854,30 @@ class AsyncClient:
 
     def _request_checkpoint_if_due(self) -> None:
         """Ask the hub for a checkpoint when the full ``since`` map would be large and
-        enough topics moved after the last one (at most one request at a time)."""
+        enough topics moved after the last one: at most one request at a time and one per
+        ``CHECKPOINT_INTERVAL``; a request due sooner waits on a timer (a burst that then
+        stops must not leave a large delta behind)."""
         connection = self._connection
         if (
             connection is None
             or self._state is not ClientState.CONNECTED
             or connection is self._checkpoint_unsupported
-            or (self._checkpoint_request is not None and not self._checkpoint_request.done())
+            or self._checkpoint_request is not None
             or not self._tracker.checkpoint_due()
-            or asyncio.get_running_loop().time() < self._checkpoint_not_before
         ):
             return
-        self._checkpoint_not_before = asyncio.get_running_loop().time() + CHECKPOINT_INTERVAL
+        loop = asyncio.get_running_loop()
+        wait = self._checkpoint_not_before - loop.time()
+        if wait > 0:
+            if self._checkpoint_timer is None:
+                self._checkpoint_timer = loop.call_later(wait, self._checkpoint_timer_fired)
+            return
+        self._checkpoint_not_before = loop.time() + CHECKPOINT_INTERVAL
         self._checkpoint_request = asyncio.ensure_future(self._ask_checkpoint(connection))
+
+    def _checkpoint_timer_fired(self) -> None:
+        self._checkpoint_timer = None
+        self._request_checkpoint_if_due()
 
     async def _ask_checkpoint(self, connection: Any) -> None:
         try:
@@ -875,6 +890,12 @@ class AsyncClient:
                 self._checkpoint_unsupported = connection  # an older hub: resume with full maps
             else:
                 log.debug("checkpoint refused: %s %s", error.code, error.message)
+            return
+        finally:
+            if self._checkpoint_request is asyncio.current_task():
+                self._checkpoint_request = None
+        # Still due (a reply without cursor while catching up, or topics moved meanwhile): later.
+        self._request_checkpoint_if_due()
 
     def _on_checkpoint(self, item: dict[str, Any]) -> None:
         """The hub's checkpoint reply, in stream order: the tracker stands exactly at its cursor."""

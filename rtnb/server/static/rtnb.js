@@ -114,6 +114,7 @@ class WebSocketTransport {
     this.checkpointing = null; // id of the checkpoint request in flight
     this.checkpointsRefused = false; // an older hub: resume with full maps
     this.checkpointNotBefore = 0;
+    this.checkpointTimer = null; // a request due before checkpointNotBefore waits on it
   }
 
   start() {
@@ -160,6 +161,7 @@ class WebSocketTransport {
           const moved = new Set(client._epochUnknown);
           client._checkpoint = { cursor: frame.cursor, patterns: new Set(frame.patterns || []), moved };
         }
+        this.checkpointIfDue(); // still due (no cursor while catching up, or moved meanwhile): later
         return;
       case "error": {
         if (frame.id !== undefined && frame.id === this.checkpointing) {
@@ -210,7 +212,16 @@ class WebSocketTransport {
     if (this.checkpointing !== null || this.checkpointsRefused || client.positions.size < CHECKPOINT_MIN_TOPICS) return;
     const checkpoint = client._checkpoint;
     if (checkpoint && checkpoint.moved.size < CHECKPOINT_RENEW_TOPICS) return;
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || Date.now() < this.checkpointNotBefore) return;
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    const wait = this.checkpointNotBefore - Date.now();
+    if (wait > 0) {
+      // Due sooner than allowed: ask then, so that a burst which stops leaves no large delta.
+      this.checkpointTimer ??= setTimeout(() => {
+        this.checkpointTimer = null;
+        this.checkpointIfDue();
+      }, wait);
+      return;
+    }
     this.checkpointNotBefore = Date.now() + CHECKPOINT_INTERVAL;
     this.checkpointing = "c" + this.nextId++;
     this.send({ op: "checkpoint", id: this.checkpointing });
@@ -295,6 +306,8 @@ class WebSocketTransport {
 
   ended() {
     this.checkpointing = null;
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
     for (const timer of this.retries) clearTimeout(timer);
     this.retries.clear();
     this.subscribing.clear();
