@@ -42,14 +42,14 @@ from ..core.errors import (
 )
 from ..core.message import Format, Message
 from ..core.protocol import PROTOCOL_VERSION, SUBPROTOCOL_MSGPACK
-from ._backoff import Backoff, BackoffPolicy
+from ._backoff import BackoffPolicy
 from ._checkpoints import CheckpointRequests
-from ._first_connect import connect_with_retries
 from ._outbox import Outbox, _Publish
 from ._requests import _ConnectionLost
 from ._resume import ResumeTracker
 from ._routing import _PatternState
-from ._state import ClientState, check_transition
+from ._session import ReconnectingSession
+from ._state import ClientState
 from ._subscribing import Subscribing
 from ._subscription import Subscription
 from ._wire import decode_gaps, split_frame, to_http_url, to_ws_url
@@ -64,7 +64,7 @@ Overflow = Literal["error", "drop_oldest"]
 StateCallback = Callable[[ClientState, ClientState], None]
 
 
-class AsyncClient(Subscribing, CheckpointRequests, Outbox):
+class AsyncClient(Subscribing, CheckpointRequests, Outbox, ReconnectingSession[Any]):
     """A hub client for asyncio code: publish, subscribe, survive disconnections.
 
     Args:
@@ -140,9 +140,18 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
             raise BadField("max_pending and max_queue must be at least 1.")
         self.ws_url = to_ws_url(url)
         self.url = to_http_url(url)
+        super().__init__(
+            self.ws_url,
+            reconnect=reconnect,
+            backoff=backoff,
+            connect_timeout=connect_timeout,
+            fail_fast=fail_fast,
+            random=random,
+            clock=clock,
+            sleep=sleep,
+        )
         self.token = token
         self.format: Format = format
-        self.reconnect = reconnect
         self.headers = dict(headers or {})
         if token is not None:
             self.headers.setdefault("Authorization", f"Bearer {token}")
@@ -152,8 +161,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         self.ack_timeout = ack_timeout
         self.request_timeout = request_timeout
         self.open_timeout = open_timeout
-        self.connect_timeout = connect_timeout
-        self.fail_fast = fail_fast
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_frame_bytes = max_frame_bytes
@@ -162,10 +169,7 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         self.close_timeout = close_timeout
         self.on_state_change = on_state_change
         self.on_error = on_error
-        self._backoff = Backoff(backoff, random=random, clock=clock)
-        self._sleep = sleep
 
-        self._state = ClientState.NEW
         self._tracker = ResumeTracker()
         self._patterns: dict[str, _PatternState] = {}
         self._routes: dict[str, tuple[Subscription, ...]] = {}
@@ -182,15 +186,11 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         self._ids = itertools.count(1)
         self._connection: Any = None
         self._close_code: int | None = None
-        self._runner: asyncio.Task[None] | None = None
         self._outbox_ready = asyncio.Event()
         self._room = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._settled = asyncio.Event()  # set when CONNECTED or CLOSED
 
-        #: reconnections made since the first connection
-        self.reconnects = 0
         #: the hub's id for the current connection (from its ``welcome``)
         self.client_id: str | None = None
         #: publishes dropped by ``overflow="drop_oldest"``
@@ -199,14 +199,8 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         self.duplicates_dropped = 0
         #: gaps handed to subscriptions (from the hub or detected here)
         self.gaps_reported = 0
-        #: the last error that ended a connection or came unrequested from the hub
-        self.last_error: RtnbError | None = None
 
     # -- status ----------------------------------------------------------------------
-
-    @property
-    def state(self) -> ClientState:
-        return self._state
 
     @property
     def positions(self) -> dict[str, tuple[int, int]]:
@@ -235,22 +229,8 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
     def __repr__(self) -> str:
         return f"AsyncClient({self.ws_url!r}, {self._state.value})"
 
-    def _in_state(self, state: ClientState) -> bool:
-        """Whether the client is in ``state`` now (read after an await: other tasks move it)."""
-        return self._state is state
-
-    def _set_state(self, new: ClientState) -> None:
-        old = self._state
-        if old is new:
-            return
-        check_transition(old, new)
-        self._state = new
-        log.debug("%s: %s -> %s", self.ws_url, old.value, new.value)
+    def _state_changed(self, old: ClientState, new: ClientState) -> None:
         self._room.set()  # publishers waiting for room re-check what to do
-        if new in (ClientState.CONNECTED, ClientState.CLOSED):
-            self._settled.set()
-        else:
-            self._settled.clear()
         if self.on_state_change is not None:
             try:
                 self.on_state_change(old, new)
@@ -259,57 +239,7 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def connect(self) -> AsyncClient:
-        """Open the connection and subscribe what was subscribed before.
-
-        A hub that cannot be reached yet is retried with ``backoff`` for up to
-        ``connect_timeout`` seconds (a hub starting a second late does not fail a
-        script); ``fail_fast=True`` makes a single attempt. Later losses are
-        retried according to ``backoff``.
-
-        Raises:
-            Unavailable: the hub cannot be reached (after the retries).
-            Unauthorized / Forbidden: the hub refused the credentials.
-            ConnectionClosed: the client was closed.
-        """
-        if self._state is ClientState.CLOSED:
-            raise ConnectionClosed("This client is closed; create a new one.")
-        if self._state is not ClientState.NEW:
-            await self._settled.wait()
-            return self
-        self._set_state(ClientState.CONNECTING)
-        try:
-            connection = await connect_with_retries(
-                self._open,
-                self._backoff,
-                self._sleep,
-                fail_fast=self.fail_fast,
-                connect_timeout=self.connect_timeout,
-                target=self.ws_url,
-                still_wanted=lambda: self._state is ClientState.CONNECTING,
-            )
-        except RtnbError as error:
-            self.last_error = error
-            self._finish(error)
-            raise
-        self._runner = asyncio.ensure_future(self._run(connection))
-        await self._settled.wait()
-        if self._in_state(ClientState.CLOSED):  # the state moved while this waited
-            raise self.last_error or ConnectionClosed("The client closed while connecting.")
-        return self
-
-    async def close(self) -> None:
-        """Send what is queued (up to ``close_timeout``), then close for good.
-
-        Publishes still unsent or unacknowledged then fail with
-        :class:`ConnectionClosed`; subscriptions end. Safe to call twice.
-        """
-        if self._state in (ClientState.CLOSED, ClientState.CLOSING):
-            if self._runner is not None:
-                await asyncio.gather(self._runner, return_exceptions=True)
-            return
-        was_connected = self._state is ClientState.CONNECTED
-        self._set_state(ClientState.CLOSING)
+    async def _close_connection(self, was_connected: bool) -> None:
         if was_connected and self.pending:
             try:
                 await asyncio.wait_for(self._idle.wait(), self.close_timeout)
@@ -318,19 +248,9 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         connection = self._connection
         if connection is not None:
             await connection.close()
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-        self._finish(None)
 
-    async def __aenter__(self) -> AsyncClient:
-        return await self.connect()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    def _finish(self, error: RtnbError | None) -> None:
-        """Go to CLOSED: end subscriptions, fail everything still waiting."""
+    def _release(self, error: RtnbError | None) -> None:
+        """End subscriptions, fail everything still waiting."""
         reason = error or ConnectionClosed("The client is closed.")
         for publish in [*self._in_flight.values(), *self._outbox]:
             if publish.future is not None and not publish.future.done():
@@ -346,8 +266,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
         for state in self._patterns.values():
             for subscription in state.subscriptions:
                 subscription._end(error)
-        if self._state is not ClientState.CLOSED:
-            self._set_state(ClientState.CLOSED)
 
     async def _open(self) -> Any:
         """One connection attempt: handshake, welcome, authentication."""
@@ -419,60 +337,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
 
     # -- the connection loop -----------------------------------------------------------
 
-    async def _run(self, connection: Any) -> None:
-        """Serve connections until closed or given up, reconnecting in between."""
-        try:
-            while True:
-                await self._session(connection)
-                if self._state in (ClientState.CLOSING, ClientState.CLOSED):
-                    return
-                self._connection_lost()
-                if not self.reconnect:
-                    self._finish(self.last_error or ConnectionClosed("The connection was lost; reconnect is off."))
-                    return
-                reconnected = await self._reconnect()
-                if reconnected is None:
-                    return
-                connection = reconnected
-                self.reconnects += 1
-                log.info("reconnected to %s (reconnection %d)", self.ws_url, self.reconnects)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            # A bug here must not leave callers waiting forever: close loudly.
-            log.exception("client loop for %s failed", self.ws_url)
-            self.last_error = ConnectionClosed(f"The client failed: {error!r}.")
-            self._finish(self.last_error)
-
-    async def _reconnect(self) -> Any:
-        """Back off and retry until connected; ``None`` after giving up or on close."""
-        while True:
-            delay = self._backoff.next_delay()
-            if delay is None:
-                attempts = self._backoff.attempts
-                error = ConnectionClosed(
-                    f"Gave up reconnecting to {self.ws_url} after {attempts} attempts"
-                    f" (last error: {self.last_error.message if self.last_error else 'none'})."
-                )
-                log.error("%s", error.message)
-                self.last_error = error
-                self._finish(error)
-                return None
-            log.info("reconnecting to %s in %.3f s (attempt %d)", self.ws_url, delay, self._backoff.attempts)
-            await self._sleep(delay)
-            if self._state is not ClientState.DISCONNECTED:
-                return None
-            self._set_state(ClientState.CONNECTING)
-            try:
-                return await self._open()
-            except RtnbError as error:
-                self.last_error = error
-                log.info("reconnection to %s failed: %s", self.ws_url, error.message)
-                if self._in_state(ClientState.CONNECTING):  # _open may have moved it
-                    self._set_state(ClientState.DISCONNECTED)
-                else:
-                    return None
-
     async def _session(self, connection: Any) -> None:
         """Serve one connection: resubscribe, go live, send the outbox, read until it ends."""
         self._connection = connection
@@ -507,7 +371,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
             await connection.close()
 
     def _connection_lost(self) -> None:
-        self._backoff.disconnected()
         lost = [publish for publish in self._in_flight.values() if publish.future is not None]
         self._in_flight.clear()
         if self._close_code == CloseCode.MESSAGE_TOO_BIG and lost:
@@ -536,7 +399,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox):
             state.sent_on = None
             state.refused = False  # asked again on the next connection
         log.warning("lost the connection to %s; %d publishes waiting", self.ws_url, self.pending)
-        self._set_state(ClientState.DISCONNECTED)
 
     # -- reading -------------------------------------------------------------------------
 
