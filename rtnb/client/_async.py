@@ -11,8 +11,9 @@ only moves bytes between them and the socket.
 The client itself is split by job, each part a class it builds on: requests and
 replies (``_requests.py``), the patterns it holds and routing to subscriptions
 (``_routing.py``), checkpoints (``_checkpoints.py``), the outbox of publishes
-(``_outbox.py``) and subscribing (``_subscribing.py``); this module keeps the
-connection: opening it, the session and the reconnection loop.
+(``_outbox.py``), subscribing (``_subscribing.py``) and opening a connection
+(``_ws_open.py``), on the reconnecting-session skeleton both clients share
+(``_session.py``); this module keeps a connection's session: serve, read, lose.
 
 Delivery guarantees are stated in ``docs/guarantees.md``.
 """
@@ -35,13 +36,8 @@ from ..core.errors import (
     MessageTooBig,
     ProtocolError,
     RtnbError,
-    Timeout,
-    Unauthorized,
-    Unavailable,
-    error_from_wire,
 )
 from ..core.message import Format, Message
-from ..core.protocol import PROTOCOL_VERSION, SUBPROTOCOL_MSGPACK
 from ._backoff import BackoffPolicy
 from ._checkpoints import CheckpointRequests
 from ._outbox import Outbox, _Publish
@@ -53,6 +49,7 @@ from ._state import ClientState
 from ._subscribing import Subscribing
 from ._subscription import Subscription
 from ._wire import decode_gaps, split_frame, to_http_url, to_ws_url
+from ._ws_open import WebSocketOpening
 
 __all__ = ["AsyncClient", "Overflow", "StateCallback"]
 
@@ -64,7 +61,7 @@ Overflow = Literal["error", "drop_oldest"]
 StateCallback = Callable[[ClientState, ClientState], None]
 
 
-class AsyncClient(Subscribing, CheckpointRequests, Outbox, ReconnectingSession[Any]):
+class AsyncClient(Subscribing, CheckpointRequests, Outbox, WebSocketOpening, ReconnectingSession[Any]):
     """A hub client for asyncio code: publish, subscribe, survive disconnections.
 
     Args:
@@ -266,74 +263,6 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox, ReconnectingSession[A
         for state in self._patterns.values():
             for subscription in state.subscriptions:
                 subscription._end(error)
-
-    async def _open(self) -> Any:
-        """One connection attempt: handshake, welcome, authentication."""
-        import websockets
-        from websockets.asyncio.client import connect
-        from websockets.typing import Subprotocol
-
-        subprotocols = [Subprotocol(SUBPROTOCOL_MSGPACK)] if self.format == "msgpack" else None
-        try:
-            connection = await connect(
-                self.ws_url,
-                subprotocols=subprotocols,
-                additional_headers=self.headers or None,
-                open_timeout=self.open_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                max_size=self.max_frame_bytes,
-                compression=None,
-                close_timeout=2.0,
-            )
-        except websockets.InvalidStatus as error:
-            status = error.response.status_code
-            if status in (401, 403):
-                raise Unauthorized(f"The hub at {self.ws_url} refused the connection (HTTP {status}).") from None
-            raise Unavailable(f"The hub at {self.ws_url} answered HTTP {status} instead of a WebSocket.") from None
-        except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as error:
-            raise Unavailable(f"Cannot reach the hub at {self.ws_url}: {error or type(error).__name__}.") from None
-        try:
-            welcome = await self._receive_reply(connection, lambda item: item.get("op") == "welcome")
-            if welcome.get("version") != PROTOCOL_VERSION:
-                raise ProtocolError(
-                    f"The hub speaks protocol version {welcome.get('version')}; this client speaks {PROTOCOL_VERSION}."
-                )
-            self.client_id = welcome.get("client")
-            if self.token is not None:
-                request_id = next(self._ids)
-                await self._send(connection, {"op": "auth", "token": self.token, "id": request_id})
-                reply = await self._receive_reply(connection, lambda item: item.get("id") == request_id)
-                if reply.get("op") == "error":
-                    raise error_from_wire(str(reply.get("code")), str(reply.get("message")), request_id)
-        except BaseException:
-            await connection.close()
-            raise
-        log.debug("connected to %s as %s", self.ws_url, self.client_id)
-        return connection
-
-    async def _receive_reply(self, connection: Any, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Read frames before the reader runs, until an object ``wanted`` accepts."""
-        import websockets
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.open_timeout
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise asyncio.TimeoutError
-                frame = await asyncio.wait_for(connection.recv(), remaining)
-                self._log_frame("<-", frame)
-                for item in split_frame(frame):
-                    if isinstance(item, dict) and wanted(item):
-                        return item
-                    if isinstance(item, dict) and item.get("op") == "error":
-                        raise error_from_wire(str(item.get("code")), str(item.get("message")))
-        except asyncio.TimeoutError:
-            raise Timeout(f"The hub at {self.ws_url} did not answer within {self.open_timeout} s.") from None
-        except websockets.ConnectionClosed as error:
-            raise Unavailable(f"The hub at {self.ws_url} closed the connection: {error}.") from None
 
     # -- the connection loop -----------------------------------------------------------
 
