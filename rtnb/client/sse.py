@@ -28,14 +28,14 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ..core.errors import BadArgument, ConnectionClosed, RtnbError, error_from_wire
+from ..core.errors import BadArgument, RtnbError, error_from_wire
 from ..core.message import Message
 from ..core.topics import Pattern, validate_pattern
-from ._backoff import Backoff, BackoffPolicy
-from ._first_connect import connect_with_retries
+from ._backoff import BackoffPolicy
 from ._resume import ResumeTracker
+from ._session import ReconnectingSession
 from ._sse import EventStreamParser, ServerSentEvent
-from ._state import ClientState, check_transition
+from ._state import ClientState
 from ._stream import HttpStream, check_request_headers, open_stream
 from ._subscription import Item, Subscription
 from ._wire import decode_gaps, to_http_url
@@ -46,7 +46,7 @@ log = logging.getLogger("rtnb.client.sse")
 frame_log = logging.getLogger("rtnb.client.frames")
 
 
-class SSEClient:
+class SSEClient(ReconnectingSession[HttpStream]):
     """Listen to one or more patterns over Server-Sent Events.
 
     Args:
@@ -64,6 +64,10 @@ class SSEClient:
         max_queue: items queued for the application before reading pauses.
         random / clock / sleep: injectable for tests of the backoff schedule.
     """
+
+    _kind = "SSE client"
+    _ended_without_reconnect = "The SSE stream ended; reconnect is off."
+    _log = log
 
     def __init__(
         self,
@@ -91,37 +95,33 @@ class SSEClient:
         if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
             raise BadArgument("last must be a non-negative integer.")
         self.url = to_http_url(url)
+        super().__init__(
+            self.url,
+            reconnect=reconnect,
+            backoff=backoff,
+            connect_timeout=connect_timeout,
+            fail_fast=fail_fast,
+            random=random,
+            clock=clock,
+            sleep=sleep,
+        )
         self.last = last
         self.headers = dict(headers or {})
         if token is not None:
             self.headers.setdefault("Authorization", f"Bearer {token}")
         check_request_headers(self.headers)
-        self.reconnect = reconnect
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
-        self.connect_timeout = connect_timeout
-        self.fail_fast = fail_fast
-        self._backoff = Backoff(backoff, random=random, clock=clock)
-        self._sleep = sleep
         self._compiled = [Pattern.parse(text) for text in self.patterns]
         self._tracker = ResumeTracker()
         self._items = Subscription(self, self._compiled[0], max_queue=max_queue)
-        self._state = ClientState.NEW
-        self._runner: asyncio.Task[None] | None = None
         self._stream: HttpStream | None = None
-        self._settled = asyncio.Event()
         #: the id of the last event received: the resume cursor sent as ``Last-Event-ID``
         self.last_event_id: str | None = None
-        self.reconnects = 0
         self.duplicates_dropped = 0
         self.gaps_reported = 0
-        self.last_error: RtnbError | None = None
 
     # -- status ----------------------------------------------------------------------
-
-    @property
-    def state(self) -> ClientState:
-        return self._state
 
     @property
     def positions(self) -> dict[str, tuple[int, int]]:
@@ -131,16 +131,6 @@ class SSEClient:
     def __repr__(self) -> str:
         return f"SSEClient({self.url!r}, {self.patterns}, {self._state.value})"
 
-    def _set_state(self, new: ClientState) -> None:
-        old = self._state
-        if old is not new:
-            check_transition(old, new)
-            self._state = new
-            if new in (ClientState.CONNECTED, ClientState.CLOSED):
-                self._settled.set()
-            else:
-                self._settled.clear()
-
     def _stream_url(self) -> str:
         query: list[tuple[str, str]] = [("topic", text) for text in self.patterns]
         if self.last is not None and self.last_event_id is None:
@@ -149,62 +139,15 @@ class SSEClient:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def connect(self) -> SSEClient:
-        """Open the stream, retrying a hub that cannot be reached yet (see ``connect_timeout``).
-
-        Raises:
-            Unavailable: the hub cannot be reached (after the retries, or at once with ``fail_fast``).
-            RtnbError: the hub refused the request (e.g. ``InvalidPattern``, ``Unauthorized``).
-        """
-        if self._state is ClientState.CLOSED:
-            raise ConnectionClosed("This SSE client is closed; create a new one.")
-        if self._state is not ClientState.NEW:
-            await self._settled.wait()
-            return self
-        self._set_state(ClientState.CONNECTING)
-        try:
-            stream = await connect_with_retries(
-                self._open,
-                self._backoff,
-                self._sleep,
-                fail_fast=self.fail_fast,
-                connect_timeout=self.connect_timeout,
-                target=self.url,
-                still_wanted=lambda: self._state is ClientState.CONNECTING,
-            )
-        except RtnbError as error:
-            self._finish(error)
-            raise
-        self._set_state(ClientState.CONNECTED)
-        self._runner = asyncio.ensure_future(self._run(stream))
-        return self
-
-    async def close(self) -> None:
-        """Close the stream for good; iteration ends after queued items."""
-        if self._state is ClientState.CLOSED:
-            return
-        if self._state is not ClientState.CLOSING:
-            self._set_state(ClientState.CLOSING)
+    async def _close_connection(self, was_connected: bool) -> None:
         if self._stream is not None:
             self._stream.close()
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-        self._finish(None)
-
-    async def __aenter__(self) -> SSEClient:
-        return await self.connect()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _discard(self, subscription: Subscription) -> None:
         await self.close()
 
-    def _finish(self, error: RtnbError | None) -> None:
+    def _release(self, error: RtnbError | None) -> None:
         self._items._end(error)
-        if self._state is not ClientState.CLOSED:
-            self._set_state(ClientState.CLOSED)
 
     # -- reading by the application --------------------------------------------------
 
@@ -235,56 +178,17 @@ class SSEClient:
         self._stream = stream
         return stream
 
-    async def _run(self, stream: HttpStream) -> None:
-        try:
-            while True:
-                self._backoff.connected()
-                await self._consume(stream)
-                stream.close()
-                self._stream = None
-                if self._state in (ClientState.CLOSING, ClientState.CLOSED):
-                    return
-                self._backoff.disconnected()
-                self._set_state(ClientState.DISCONNECTED)
-                if not self.reconnect:
-                    self._finish(self.last_error or ConnectionClosed("The SSE stream ended; reconnect is off."))
-                    return
-                reopened = await self._reopen()
-                if reopened is None:
-                    return
-                stream = reopened
-                self.reconnects += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.exception("SSE client loop for %s failed", self.url)
-            self.last_error = ConnectionClosed(f"The SSE client failed: {error!r}.")
-            self._finish(self.last_error)
-
-    async def _reopen(self) -> HttpStream | None:
-        while True:
-            delay = self._backoff.next_delay()
-            if delay is None:
-                error = ConnectionClosed(
-                    f"Gave up reopening the event stream of {self.url} after {self._backoff.attempts} attempts."
-                )
-                self.last_error = error
-                self._finish(error)
-                return None
-            log.info("reopening the event stream of %s in %.3f s", self.url, delay)
-            await self._sleep(delay)
-            if self._state is not ClientState.DISCONNECTED:
-                return None
-            self._set_state(ClientState.CONNECTING)
-            try:
-                stream = await self._open()
-            except RtnbError as error:
-                self.last_error = error
-                log.info("reopening the event stream failed: %s", error.message)
-                self._set_state(ClientState.DISCONNECTED)
-                continue
-            self._set_state(ClientState.CONNECTED)
-            return stream
+    async def _session(self, stream: HttpStream) -> None:
+        """Read ``stream`` until it ends; the skeleton then reopens it with ``Last-Event-ID``."""
+        if not self._in_state(ClientState.CONNECTING):  # closed while it opened
+            stream.close()
+            self._stream = None
+            return
+        self._set_state(ClientState.CONNECTED)
+        self._backoff.connected()
+        await self._consume(stream)
+        stream.close()
+        self._stream = None
 
     async def _consume(self, stream: HttpStream) -> None:
         """Read events until the stream ends, goes idle, or the hub ends it."""

@@ -7,16 +7,19 @@ thousand subscribers of one group get the very same ``bytes`` object, instead
 of a thousand ``write_message`` calls each re-framing the payload (the classic
 Tornado broadcast loop). Compression is off by default, so pre-framed bytes
 are valid on every connection.
+
+Split by job: the frames built once per batch (``_wsoutgoing.py``), the memory
+savings of each handler (``_wsmemory.py``), the writes of a connection as the
+hub's sink (``_wssink.py``) and the dispatch of its requests (``_wsrequests.py``);
+this module keeps the handshake, the lifecycle and the heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import logging
-import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,191 +27,38 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
-from ..core.auth import Permissions, Verdict
+from ..core.auth import Permissions
 from ..core.close_codes import CloseCode
-from ..core.errors import ConnectionClosed, RtnbError
+from ..core.errors import RtnbError
 from ..core.fanout import Batch, Member
-from ..core.history import Gap, GapList, coalesce_gaps
-from ..core.message import Format, Message, decode_frame, encode_msgpack
+from ..core.message import Format
 from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
-    Auth,
-    Checkpoint,
-    Ping,
-    Presence,
-    Publish,
-    Subscribe,
-    Unsubscribe,
-    parse_request,
 )
 from ..core.topics import Pattern
 from ._tornado import (
     release_response_headers,
-    stream_bytes_sent,
-    stream_bytes_written,
     strict_framing_available,
     websocket_params,
 )
+from ._wsmemory import _RELEASED_HEADERS, _prime_attribute_table
+from ._wsoutgoing import _BINARY, _TEXT, _batch_builder, buffered_bytes, frame_bytes, split_frames
+from ._wsrequests import MAX_PUBLISHES_IN_FLIGHT, WebSocketRequests
 from .auth import Authenticator, ConnectionSecurity
 from .hub import Hub
 
-__all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
+__all__ = ["MAX_PUBLISHES_IN_FLIGHT", "HubWebSocket", "buffered_bytes", "frame_bytes", "split_frames"]
 
 log = logging.getLogger("rtnb.ws")
 
 #: what a view key may subscribe: every data topic, and the bridges' status (``$rtnb/bridge/mqtt``)
 VIEW_KEY_GRANTS = (Pattern.parse("#"), Pattern.parse("$rtnb/bridge/#"))
-frame_log = logging.getLogger("rtnb.frames")
-
-_TEXT = 0x1
-_BINARY = 0x2
-_SEPARATOR = {"json": b"\n", "msgpack": b""}
 
 
-def frame_bytes(payload: bytes, opcode: int) -> bytes:
-    """One unmasked, final WebSocket frame (server to client) around ``payload``."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x80 | opcode, length)
-    elif length <= 0xFFFF:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
-    return header + payload
-
-
-def split_frames(parts: Sequence[bytes], fmt: Format, max_frame: int) -> list[bytes]:
-    """Pack encoded objects into as few frames as fit in ``max_frame`` bytes each.
-
-    JSON objects are ``\\n``-separated in a text frame; MessagePack objects are
-    concatenated in a binary frame. An object larger than ``max_frame`` gets a
-    frame of its own.
-    """
-    opcode = _TEXT if fmt == "json" else _BINARY
-    if len(parts) == 1:
-        return [frame_bytes(parts[0], opcode)]
-    separator = _SEPARATOR[fmt]
-    frames: list[bytes] = []
-    chunk: list[bytes] = []
-    size = 0
-    for part in parts:
-        if chunk and size + len(part) + 1 > max_frame:
-            frames.append(frame_bytes(separator.join(chunk), opcode))
-            chunk, size = [], 0
-        chunk.append(part)
-        size += len(part) + 1
-    frames.append(frame_bytes(separator.join(chunk), opcode))
-    return frames
-
-
-def _encode_item(item: Message | Gap | GapList, fmt: Format) -> bytes:
-    if isinstance(item, Message):
-        return item.encoded(fmt)
-    return orjson.dumps(item.to_wire()) if fmt == "json" else encode_msgpack(item.to_wire())
-
-
-@functools.lru_cache(maxsize=64)
-def _batch_builder(fmt: Format, max_frame: int) -> Callable[[Batch], list[bytes]]:
-    """The function turning a batch into frames; one per (format, size), shared by connections."""
-    if fmt == "json":
-
-        def build(batch: Batch) -> list[bytes]:
-            return split_frames([message.json for message in batch.messages], "json", max_frame)
-
-    else:
-
-        def build(batch: Batch) -> list[bytes]:
-            return split_frames([message.msgpack for message in batch.messages], "msgpack", max_frame)
-
-    return build
-
-
-def buffered_bytes(stream: tornado.iostream.BaseIOStream) -> int:
-    """Bytes handed to ``stream`` that the socket has not taken yet.
-
-    Tornado keeps this as two private counters; reading them costs nothing,
-    where asking through futures would cost an allocation per write.
-    """
-    return stream_bytes_written(stream) - stream_bytes_sent(stream)
-
-
-class _ReleasedHeaders(tornado.httputil.HTTPHeaders):
-    """Stands for a connection's handshake headers once the socket is open.
-
-    Empty and read-only, so one instance serves every connection; changing it
-    raises, as Tornado's ``set_header`` already does after the upgrade.
-    """
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("The WebSocket handshake is over: its headers were released after open().")
-
-    add = __setitem__ = __delitem__ = parse_line = _refuse
-
-
-_RELEASED_HEADERS = _ReleasedHeaders()
-
-
-#: Attributes Tornado (6.x) gives a WebSocket handler over its life, from
-#: ``RequestHandler.__init__`` to ``_detach_stream`` after the upgrade.
-_TORNADO_HANDLER_ATTRIBUTES = (
-    "application",
-    "request",
-    "_headers_written",
-    "_finished",
-    "_auto_finish",
-    "_prepared_future",
-    "ui",
-    "_headers",
-    "_write_buffer",
-    "_status_code",
-    "_reason",
-    "ws_connection",
-    "close_code",
-    "close_reason",
-    "_on_close_called",
-    "_transforms",
-    "path_args",
-    "path_kwargs",
-    "open_args",
-    "open_kwargs",
-    "write",
-    "redirect",
-    "set_header",
-    "set_cookie",
-    "set_status",
-    "flush",
-    "finish",
-)
-
-
-def _prime_attribute_table(cls: type) -> None:
-    """Register Tornado's handler attribute names in ``cls``'s shared key table, once, up front.
-
-    CPython keeps an instance's attributes as a bare array of values against
-    a key table shared by its class (a few hundred bytes) instead of a dict of
-    its own (about 1.5 KiB for a handler), as long as every name fits in the
-    shared table. That table stops taking new names once many instances exist;
-    under a burst of connections (every dashboard reconnecting after a restart)
-    hundreds of handlers exist before the first one sets the attributes Tornado
-    adds late (``path_args``, ``open_args``, the methods replaced by
-    ``_detach_stream``), so those names never get in and every handler pays for
-    a dict. Setting each name once on a throw-away instance puts them all in
-    first. Names that are data descriptors on ``cls`` are left alone.
-    """
-    probe: Any = object.__new__(cls)
-    for name in _TORNADO_HANDLER_ATTRIBUTES:
-        if not hasattr(type(getattr(cls, name, None)), "__set__"):
-            setattr(probe, name, None)
-
-
-#: Publishes one WebSocket may have waiting on a shared backplane before reading pauses.
-MAX_PUBLISHES_IN_FLIGHT = 1024
-
-
-class HubWebSocket(tornado.websocket.WebSocketHandler):
+class HubWebSocket(WebSocketRequests):
     """One WebSocket client of the hub. Implements :class:`~rtnb.server.hub.Sink`."""
 
     transport = "ws"
@@ -444,8 +294,6 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._report(Unauthorized(f"Closing: {reason}."))
         self.close(code, reason)
 
-    # -- input -----------------------------------------------------------------------
-
     # -- heartbeat (see rtnb.server.heartbeat) -------------------------------------------
 
     def send_heartbeat(self) -> None:
@@ -461,225 +309,6 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
     def heartbeat_timed_out(self) -> None:
         log.info("client %s did not answer a ping in time; closing", self.member.id if self.member else "-")
         self.close(CloseCode.INTERNAL_ERROR, "ping timeout")
-
-    def on_message(self, frame: str | bytes) -> Any:
-        self.awaiting_pong_since = None  # any frame proves the peer is alive
-        member = self.member
-        if member is None:
-            return None
-        if frame_log.isEnabledFor(logging.DEBUG):
-            frame_log.debug("<- %s %r", member.id, frame)
-        try:
-            request = parse_request(decode_frame(frame, self.format), self.hub.limits)
-            security = self.security
-            if security is None:  # refused at open (connection limit); closing
-                return None
-            if isinstance(request, Auth):
-                return self._authenticate(security, request)
-            if not security.authenticated:
-                from ..core.errors import Unauthorized
-
-                self._report(
-                    Unauthorized('Authenticate first with {"op": "auth", "token": ...}.', request_id=request.id)
-                )
-                self.close(CloseCode.NOT_AUTHENTICATED, "not authenticated")
-                return None
-            if isinstance(request, Publish):
-                if security.check_publish(request.topic, request.id) is Verdict.CLOSE:
-                    self._report(security.rate_error(request.id))
-                    self.close(CloseCode.POLICY_VIOLATION, "persistently over the publish rate limit")
-                    return None
-            elif isinstance(request, Subscribe):
-                security.check_subscribe(request.pattern, request.since, request.id)
-            elif isinstance(request, Presence):
-                security.check_subscribe(request.pattern, None, request.id)
-            if isinstance(request, Publish):
-                if self.hub.backplane.is_local:
-                    message = self.hub.publish_now(request.topic, request.data, trusted=True)
-                    if request.id is not None:
-                        self._ack(request.id, message)
-                    return None
-                return self._publish_pipelined(request)
-            if isinstance(request, Subscribe):
-                return self._subscribe(member, request)
-            if isinstance(request, Presence):
-                return self._presence(member, request)
-            if isinstance(request, Unsubscribe):
-                self.hub.unsubscribe(member, request.pattern)
-                self._reply({"op": "unsubscribed", "topic": request.pattern}, request.id)
-            elif isinstance(request, Ping):
-                self._reply({"op": "pong"}, request.id)
-            elif isinstance(request, Checkpoint):
-                self._reply(self.hub.checkpoint(member), request.id)
-        except RtnbError as error:
-            self._report(error)
-        return None
-
-    def _authenticate(self, security: ConnectionSecurity, request: Auth) -> None:
-        """First authentication (a bad token closes 4002) or a refresh (a bad one keeps the old grant)."""
-        was_authenticated = security.authenticated
-        try:
-            permissions = security.authenticate(request.token)
-        except RtnbError as error:
-            error.request_id = request.id
-            self._report(error)
-            if not was_authenticated:
-                self.close(CloseCode.AUTH_INVALID, "invalid token")
-            return
-        reply: dict[str, Any] = {"op": "authenticated"}
-        if permissions.subject is not None:
-            reply["subject"] = permissions.subject
-        if permissions.expires_at is not None:
-            reply["expires"] = permissions.expires_at
-        self._reply(reply, request.id)
-
-    def _reply(self, frame: dict[str, Any], request_id: Any) -> None:
-        if request_id is not None:
-            frame["id"] = request_id
-        self.send_control(frame)
-
-    def _ack(self, request_id: Any, message: Message) -> None:
-        self.send_control(
-            {"op": "ack", "id": request_id, "topic": message.topic, "offset": message.offset, "epoch": message.epoch}
-        )
-
-    def _report(self, error: RtnbError) -> None:
-        self.hub.record_error(error.code)
-        self.send_control(error.to_wire())
-
-    def _publish_pipelined(self, request: Publish) -> asyncio.Future[None] | None:
-        """Start a publish on a shared backplane and read the next frame at once.
-
-        Publishes then reach the backplane in request order while earlier ones
-        are still in flight, so a busy connection's publishes share round trips
-        (the Redis backplane batches them); acknowledgements and errors still go
-        out in request order. At most ``MAX_PUBLISHES_IN_FLIGHT`` wait at a time:
-        beyond that, reading pauses until this one is acknowledged.
-        """
-        task = asyncio.ensure_future(self._publish_async(request, self._last_publish))
-        self._last_publish = task
-        self._publishes_in_flight += 1
-        return task if self._publishes_in_flight >= MAX_PUBLISHES_IN_FLIGHT else None
-
-    async def _publish_async(self, request: Publish, previous: asyncio.Future[None] | None) -> None:
-        try:
-            message: Message | None = await self.hub.publish(request.topic, request.data, trusted=True)
-            failure: RtnbError | None = None
-        except RtnbError as error:
-            message, failure = None, error
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # the ack of the publish before this one goes first
-        self._publishes_in_flight -= 1
-        if failure is not None:
-            if failure.request_id is None:
-                failure.request_id = request.id
-            self._report(failure)
-        elif request.id is not None and message is not None:
-            self._ack(request.id, message)
-
-    async def _subscribe(self, member: Member, request: Subscribe) -> None:
-        try:
-            if request.cursor is not None:
-                request = await self.hub.resume_from_cursor(request)
-                if self.security is not None:
-                    self.security.check_subscribe(request.pattern, request.since, request.id)
-            await self.hub.subscribe(member, request)
-        except RtnbError as error:
-            if error.request_id is None:
-                error.request_id = request.id
-            self._report(error)
-
-    async def _presence(self, member: Member, request: Presence) -> None:
-        if request.watch is not None:
-            self.hub.watch_presence(member, request.pattern, request.watch)
-        try:
-            members = await self.hub.presence(request.pattern)
-        except RtnbError as error:
-            if error.request_id is None:
-                error.request_id = request.id
-            self._report(error)
-            return
-        self._reply({"op": "presence", "topic": request.pattern.text, "members": members}, request.id)
-
-    # -- Sink ------------------------------------------------------------------------
-
-    def _write(self, data: bytes | memoryview) -> None:
-        stream = self._stream
-        if stream is None or self._closed:
-            return
-        if self._direct and stream_bytes_written(stream) == stream_bytes_sent(stream):
-            # Nothing is queued in Tornado: hand the bytes to the kernel here.
-            # IOStream.write would do the same send, plus a Future, a done
-            # callback and a loop callback per call, once per subscriber.
-            sock = stream.socket
-            if sock is not None:
-                try:
-                    sent = sock.send(data)
-                except OSError:
-                    sent = 0  # EAGAIN, or an error stream.write meets again and closes the stream on
-                if sent == len(data):
-                    return
-                if sent:
-                    data = memoryview(data)[sent:]
-        try:
-            stream.write(data)
-        except tornado.iostream.StreamClosedError:
-            self._closed = True
-
-    def send_batch(self, batch: Batch) -> bool:
-        stream = self._stream
-        if stream is None or self._closed:
-            return True
-        if buffered_bytes(stream) > self._max_queue_bytes:
-            return False
-        security = self.security
-        if security is not None and security.permissions is not None and security.token_ran_out():
-            return True  # closing with 4004; the client resumes from what it received
-        builder = self._builder
-        assert builder is not None  # open() sets it together with the stream
-        for frame in batch.encoded(self._batch_key, builder):
-            self._write(frame)
-        return True
-
-    def send_items(self, items: Sequence[Message | Gap]) -> None:
-        security = self.security
-        if security is not None and security.permissions is not None and security.token_ran_out():
-            return
-        fmt = self.format
-        parts = [_encode_item(item, fmt) for item in coalesce_gaps(items)]
-        if parts:
-            for frame in split_frames(parts, fmt, self.hub.limits.max_batch_bytes):
-                self._write(frame)
-
-    def send_control(self, frame: dict[str, Any]) -> None:
-        if frame_log.isEnabledFor(logging.DEBUG):
-            frame_log.debug("-> %s %r", self.member.id if self.member else "-", frame)
-        payload = orjson.dumps(frame) if self.format == "json" else encode_msgpack(frame)
-        self._write(frame_bytes(payload, self._opcode))
-
-    def buffered_bytes(self) -> int:
-        return 0 if self._stream is None else buffered_bytes(self._stream)
-
-    async def drained(self) -> None:
-        stream = self._stream
-        if stream is None or self._closed or stream.closed():
-            raise ConnectionClosed("The connection is closed.")
-        try:
-            # shield: a caller's timeout must not cancel Tornado's own future
-            await asyncio.shield(stream.write(b""))
-        except tornado.iostream.StreamClosedError:
-            raise ConnectionClosed("The connection is closed.") from None
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Start the closing handshake; drop the TCP connection if the peer does
-        not finish it within the hub's ``close_timeout`` (Tornado waits 5 s)."""
-        connection = self.ws_connection
-        if connection is None:
-            return
-        super().close(code, reason)
-        if self._abort_handle is None and self._stream is not None:
-            stream = self._stream
-            self._abort_handle = asyncio.get_running_loop().call_later(self.hub.config.close_timeout, stream.close)
 
 
 _prime_attribute_table(HubWebSocket)
