@@ -9,7 +9,8 @@ once per kernel, as the state of one :class:`ViewLibrary` widget that every
 view references; the loader evaluates it once per page and keeps the module on
 ``globalThis`` under its version (a content hash), so ten views, or a second
 kernel with the same rtnb, evaluate it once. Nothing is fetched from the hub:
-in relay mode the browser cannot reach it. No build step: plain ESM files.
+in relay mode the browser cannot reach it. Nothing is built here: plain ESM files, and
+rtnb.js is the committed bundle of ``server/static/src/rtnb/`` (docs/browser.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { FILE_CHUNK_BYTES, checkLevel, chunkRanges, isPolite, roomTopics } from "../../rtnb/server/static/rtnb-rtc.js";
+// From the source modules (rtnb/server/static/src/rtc/); see tests/js/bundles.test.mjs.
+import { FILE_CHUNK_BYTES, chunkRanges } from "../../rtnb/server/static/src/rtc/files.js";
+import { checkLevel, isPolite, roomTopics } from "../../rtnb/server/static/src/rtc/names.js";
 
 test("a room's signalling topics: one for all, one inbox per peer", () => {
   const topics = roomTopics("lab", "alice");

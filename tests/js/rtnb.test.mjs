@@ -4,7 +4,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { RtnbClient, backoffDelay, decodeCursor, encodeCursor, topicMatches } from "../../rtnb/server/static/rtnb.js";
+// Each from its source module (rtnb/server/static/src/rtnb/); tests/js/bundles.test.mjs checks
+// that the shipped bundle exports the same.
+import { backoffDelay } from "../../rtnb/server/static/src/rtnb/backoff.js";
+import { RtnbClient } from "../../rtnb/server/static/src/rtnb/client.js";
+import { decodeCursor, encodeCursor } from "../../rtnb/server/static/src/rtnb/cursor.js";
+import { topicMatches } from "../../rtnb/server/static/src/rtnb/topics.js";
 
 test("a concrete pattern matches only its own topic", () => {
   assert.equal(topicMatches("plant/boiler/temp", "plant/boiler/temp"), true);

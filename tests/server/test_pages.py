@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from rtnb.server.pages import TopicActivity, plotly_bundle_path
+from rtnb.server.pages import STATIC_DIRECTORY, TopicActivity, plotly_bundle_path
 from rtnb.server.runner import HubServer
 from rtnb.testing import WirePeer, running_hub
 
@@ -38,7 +39,9 @@ async def test_page_client_and_assets_are_served(hub_server: HubServer, http: As
     assert b"cdn" not in page.body.lower()
     script = await fetch(http, f"{hub_server.url}/rtnb.js")
     assert script.code == 200 and script.headers["Content-Type"].startswith("text/javascript")
-    assert b"export class RtnbClient" in script.body
+    # the committed bundle of server/static/src/rtnb/, as it is, exporting the client
+    assert script.body == (STATIC_DIRECTORY / "rtnb.js").read_bytes()
+    assert re.search(rb"^export \{[^}]*\bRtnbClient,", script.body, re.MULTILINE)
     for name in ("demo.js", "demo.css"):
         asset = await fetch(http, f"{hub_server.url}/static/{name}")
         assert asset.code == 200
