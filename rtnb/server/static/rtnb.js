@@ -503,11 +503,9 @@ var RtnbClient = class extends EventTarget {
   }
   /** Listen to "message", "gap", "error", "status"; returns a function that stops listening. */
   on(type, handler) {
-    // Called directly, not through a CustomEvent: at 100k messages/s an event per message costs the
-    // page more than parsing them. EventTarget listeners (addEventListener) still get events.
-    this._handlers ??= new Map();
+    this._handlers ??= /* @__PURE__ */ new Map();
     let handlers = this._handlers.get(type);
-    if (!handlers) this._handlers.set(type, (handlers = []));
+    if (!handlers) this._handlers.set(type, handlers = []);
     const entry = { handler };
     handlers.push(entry);
     return () => {
@@ -515,10 +513,9 @@ var RtnbClient = class extends EventTarget {
       if (index >= 0) handlers.splice(index, 1);
     };
   }
-
   addEventListener(type, listener, options) {
-    this._listening ??= new Map();
-    this._listening.set(type, (this._listening.get(type) || 0) + 1); // an upper bound: duplicates count too
+    this._listening ??= /* @__PURE__ */ new Map();
+    this._listening.set(type, (this._listening.get(type) || 0) + 1);
     super.addEventListener(type, listener, options);
   }
   _emit(type, detail) {
@@ -528,9 +525,10 @@ var RtnbClient = class extends EventTarget {
         try {
           handler(detail);
         } catch (error) {
-          // as an event listener's error would be: reported, and the other listeners still called
           if (typeof globalThis.reportError === "function") globalThis.reportError(error);
-          else setTimeout(() => { throw error; });
+          else setTimeout(() => {
+            throw error;
+          });
         }
       }
     }
