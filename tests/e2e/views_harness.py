@@ -44,6 +44,7 @@ import orjson
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPOSITORY / "tests" / "jupyter"))
+sys.path.insert(0, str(REPOSITORY / "tests"))  # chromium_support, when imported from benchmarks/
 
 from chromium_support import CHROMIUM_ARGUMENTS as CHROMIUM_ARGUMENTS  # noqa: E402  (re-exported)
 from rtnb_jupyter_fixture import JupyterServer, start_jupyter_server  # noqa: E402
