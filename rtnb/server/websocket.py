@@ -45,6 +45,7 @@ from ..core.protocol import (
     parse_request,
 )
 from ..core.topics import Pattern
+from ._publish_pipeline import MAX_PUBLISHES_IN_FLIGHT, PublishPipeline
 from ._tornado import (
     release_response_headers,
     stream_bytes_sent,
@@ -55,7 +56,7 @@ from ._tornado import (
 from .auth import Authenticator, ConnectionSecurity
 from .hub import Hub
 
-__all__ = ["HubWebSocket", "frame_bytes", "split_frames"]
+__all__ = ["MAX_PUBLISHES_IN_FLIGHT", "HubWebSocket", "frame_bytes", "split_frames"]
 
 log = logging.getLogger("rtnb.ws")
 
@@ -204,10 +205,6 @@ def _prime_attribute_table(cls: type) -> None:
             setattr(probe, name, None)
 
 
-#: Publishes one WebSocket may have waiting on a shared backplane before reading pauses.
-MAX_PUBLISHES_IN_FLIGHT = 1024
-
-
 class HubWebSocket(tornado.websocket.WebSocketHandler):
     """One WebSocket client of the hub. Implements :class:`~rtnb.server.hub.Sink`."""
 
@@ -228,6 +225,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         "_handshake_permissions",
         "_max_queue_bytes",
         "_opcode",
+        "_publishes",
         "_stream",
         "authenticator",
         "awaiting_pong_since",
@@ -271,9 +269,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         self._closed = False
         self._abort_handle: Any = None
         self.awaiting_pong_since: float | None = None
-        #: publishes on a shared backplane: the latest one (acks go out in order) and how many wait
-        self._last_publish: asyncio.Future[None] | None = None
-        self._publishes_in_flight = 0
+        #: what this connection owes for its publishes, in request order (see _publish_pipeline)
+        self._publishes = PublishPipeline(self.format, self._write_answers, hub.record_error)
 
     # -- settings taken from the hub, so mounting elsewhere keeps them ------------------
 
@@ -380,6 +377,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             self.format, self._opcode = "msgpack", _BINARY
         self._batch_key = "ws:msgpack" if self.format == "msgpack" else "ws:json"  # constants: no string per connection
         self._builder = _batch_builder(self.format, self.hub.limits.max_batch_bytes)
+        if self.format != "json":
+            self._publishes = PublishPipeline(self.format, self._write_answers, self.hub.record_error)
         try:
             self.member = self.hub.connect(self)
         except RtnbError as error:
@@ -496,10 +495,9 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             if isinstance(request, Publish):
                 if self.hub.backplane.is_local:
                     message = self.hub.publish_now(request.topic, request.data, trusted=True)
-                    if request.id is not None:
-                        self._ack(request.id, message)
+                    self._publishes.acknowledge(request.id, message)
                     return None
-                return self._publish_pipelined(request)
+                return self._publishes.publish(request.id, self.hub.publish(request.topic, request.data, trusted=True))
             if isinstance(request, Subscribe):
                 return self._subscribe(member, request)
             if isinstance(request, Presence):
@@ -512,7 +510,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             elif isinstance(request, Checkpoint):
                 self._reply(self.hub.checkpoint(member), request.id)
         except RtnbError as error:
-            self._report(error)
+            self._publishes.refuse(error)  # in request order, after the answers of earlier publishes
         return None
 
     def _authenticate(self, security: ConnectionSecurity, request: Auth) -> None:
@@ -538,44 +536,16 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
             frame["id"] = request_id
         self.send_control(frame)
 
-    def _ack(self, request_id: Any, message: Message) -> None:
-        self.send_control(
-            {"op": "ack", "id": request_id, "topic": message.topic, "offset": message.offset, "epoch": message.epoch}
-        )
-
     def _report(self, error: RtnbError) -> None:
         self.hub.record_error(error.code)
         self.send_control(error.to_wire())
 
-    def _publish_pipelined(self, request: Publish) -> asyncio.Future[None] | None:
-        """Start a publish on a shared backplane and read the next frame at once.
-
-        Publishes then reach the backplane in request order while earlier ones
-        are still in flight, so a busy connection's publishes share round trips
-        (the Redis backplane batches them); acknowledgements and errors still go
-        out in request order. At most ``MAX_PUBLISHES_IN_FLIGHT`` wait at a time:
-        beyond that, reading pauses until this one is acknowledged.
-        """
-        task = asyncio.ensure_future(self._publish_async(request, self._last_publish))
-        self._last_publish = task
-        self._publishes_in_flight += 1
-        return task if self._publishes_in_flight >= MAX_PUBLISHES_IN_FLIGHT else None
-
-    async def _publish_async(self, request: Publish, previous: asyncio.Future[None] | None) -> None:
-        try:
-            message: Message | None = await self.hub.publish(request.topic, request.data, trusted=True)
-            failure: RtnbError | None = None
-        except RtnbError as error:
-            message, failure = None, error
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # the ack of the publish before this one goes first
-        self._publishes_in_flight -= 1
-        if failure is not None:
-            if failure.request_id is None:
-                failure.request_id = request.id
-            self._report(failure)
-        elif request.id is not None and message is not None:
-            self._ack(request.id, message)
+    def _write_answers(self, parts: list[bytes]) -> None:
+        """Publish answers (acks, errors) ready together: one write, as few frames as fit."""
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("-> %s %r", self.member.id if self.member else "-", parts)
+        frames = split_frames(parts, self.format, self.hub.limits.max_batch_bytes)
+        self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def _subscribe(self, member: Member, request: Subscribe) -> None:
         try:
@@ -607,6 +577,8 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         stream = self._stream
         if stream is None or self._closed:
             return
+        if self._publishes.ready:  # publish answers go first: they came before whatever this is
+            self._publishes.flush()
         if self._direct and stream_bytes_written(stream) == stream_bytes_sent(stream):
             # Nothing is queued in Tornado: hand the bytes to the kernel here.
             # IOStream.write would do the same send, plus a Future, a done
@@ -676,6 +648,7 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         if connection is None:
             return
+        self._publishes.flush()
         super().close(code, reason)
         if self._abort_handle is None and self._stream is not None:
             stream = self._stream
