@@ -111,6 +111,11 @@ class HubWebSocketProtocol(CallbackFrameReader):
         waiting = self._waiting
         if reason is not None:
             reason = truncate_reason(reason)
+        if not already_sent and self.stream is not None and not self.stream.closed():
+            # the handler's last chance to write data frames (answers it holds back to batch them)
+            on_closing = getattr(self.handler, "on_closing", None)
+            if on_closing is not None:
+                on_closing()
         super().close(code, reason)
         if not already_sent:
             on_close_sent = getattr(self.handler, "on_close_frame_sent", None)

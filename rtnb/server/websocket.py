@@ -319,6 +319,10 @@ class HubWebSocket(tornado.websocket.WebSocketHandler):
         )
         self._report(error)
 
+    def on_closing(self) -> None:
+        """Called by the protocol just before its close frame goes out: answers held back go first."""
+        self._publishes.flush()
+
     def on_close_frame_sent(self) -> None:
         """Called by the protocol once a close frame is out: no data frame may follow it."""
         self._closed = True
