@@ -85,8 +85,10 @@ PROTOCOL_ATTRIBUTES = (
 )
 #: Methods of WebSocketProtocol13 that the strict reader calls or overrides.
 PROTOCOL_METHODS = ("_abort", "_run_callback", "_write_frame", "_receive_frame_loop", "close")
-#: Write counters of an IOStream: bytes handed to it, and bytes the socket took.
-STREAM_ATTRIBUTES = ("_total_write_index", "_total_write_done_index")
+#: Write counters of an IOStream (bytes handed to it, and bytes the socket took), and its read buffer.
+STREAM_ATTRIBUTES = ("_total_write_index", "_total_write_done_index", "_read_buffer", "_read_buffer_size")
+#: Methods of an IOStream that the strict reader calls.
+STREAM_METHODS = ("_consume",)
 
 _MODULE_NAMES = {
     tornado.websocket: ("_WebSocketParams", "_DecompressTooLargeError"),
@@ -139,6 +141,20 @@ def stream_bytes_sent(stream: tornado.iostream.BaseIOStream) -> int:
     return stream._total_write_done_index
 
 
+def buffered_input(stream: tornado.iostream.BaseIOStream) -> tuple[bytearray, int]:
+    """The bytes ``stream`` read from its socket that no read took yet, and how many there are.
+
+    The buffer is Tornado's own: look, do not change it; take bytes with :func:`take_input`.
+    """
+    return stream._read_buffer, stream._read_buffer_size
+
+
+def take_input(stream: tornado.iostream.BaseIOStream, count: int) -> bytes:
+    """Remove the first ``count`` buffered bytes of ``stream`` (at most what :func:`buffered_input` shows)."""
+    taken: bytes = stream._consume(count)
+    return taken
+
+
 def release_response_headers(handler: tornado.web.RequestHandler, headers: Any) -> None:
     """Replace a handler's response headers (Tornado keeps them for the socket's life)."""
     handler._headers = headers
@@ -177,6 +193,7 @@ def missing_internals() -> list[str]:
     missing += [f"WebSocketProtocol13.{name}" for name in PROTOCOL_METHODS if not hasattr(WebSocketProtocol13, name)]
     stream_init = inspect.getsource(tornado.iostream.BaseIOStream.__init__)
     missing += [f"IOStream().{name}" for name in STREAM_ATTRIBUTES if f"self.{name} =" not in stream_init]
+    missing += [f"IOStream.{name}" for name in STREAM_METHODS if not hasattr(tornado.iostream.BaseIOStream, name)]
     if "tornado.websocket._WebSocketParams" in missing:
         return missing
     try:

@@ -40,8 +40,9 @@ import struct
 from typing import Any
 
 from ..core.close_codes import CloseCode
-from ._tornado import DecompressTooLargeError, send_pong, websocket_mask
+from ._tornado import DecompressTooLargeError, buffered_input, send_pong, take_input, websocket_mask
 from ._wsframes import (
+    BINARY,
     CLOSE,
     CONTINUATION,
     CONTROL_OPCODES,
@@ -70,6 +71,9 @@ log = logging.getLogger("rtnb.ws")
 _CHUNK = 64 * 1024
 #: the reason a connection is failed with on text that is not UTF-8
 _NOT_UTF8 = "text is not valid UTF-8"
+#: first bytes of a final, uncompressed text or binary frame (FIN set, no reserved bit)
+_WHOLE_TEXT = 0x80 | TEXT
+_WHOLE_BINARY = 0x80 | BINARY
 
 
 class HubWebSocketProtocol(CallbackFrameReader):
@@ -107,6 +111,11 @@ class HubWebSocketProtocol(CallbackFrameReader):
         waiting = self._waiting
         if reason is not None:
             reason = truncate_reason(reason)
+        if not already_sent and self.stream is not None and not self.stream.closed():
+            # the handler's last chance to write data frames (answers it holds back to batch them)
+            on_closing = getattr(self.handler, "on_closing", None)
+            if on_closing is not None:
+                on_closing()
         super().close(code, reason)
         if not already_sent:
             on_close_sent = getattr(self.handler, "on_close_frame_sent", None)
@@ -131,6 +140,55 @@ class HubWebSocketProtocol(CallbackFrameReader):
         self.close(code, reason)
 
     # -- reading ---------------------------------------------------------------------
+
+    def _take_buffered_message(self) -> Any:
+        """The fast path for what a busy client sends most: small, whole, masked data frames.
+
+        When the next frame is a final, uncompressed text or binary frame of at
+        most 64 KiB and the stream already holds all of it, it is taken from the
+        buffer in one piece and handed to the handler here: no read futures, no
+        coroutine. Everything else (fragments, control frames, compression, a
+        frame not yet complete, anything :func:`check_frame_header` would refuse,
+        text that is not UTF-8) goes the usual way, which applies every rule.
+        """
+        if self.failed or self._fragmented_message_buffer is not None:
+            return False
+        stream = self.stream
+        buffer, size = buffered_input(stream)
+        if size < 6:
+            return False
+        first = buffer[0]
+        second = buffer[1]
+        if (first != _WHOLE_TEXT and first != _WHOLE_BINARY) or second < 0x80:
+            return False
+        length = second & 0x7F
+        if length < 126:
+            start = 2
+        elif length == 126 and size >= 8:
+            length = (buffer[2] << 8) | buffer[3]
+            start = 4
+        else:
+            return False
+        end = start + 4 + length
+        if end > size or length > self.params.max_message_size:
+            return False
+        frame = take_input(stream, end)
+        payload = websocket_mask(frame[start : start + 4], frame[start + 4 :]) if length else b""
+        message: str | bytes = payload
+        if first == _WHOLE_TEXT:
+            try:
+                message = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self._wire_bytes_in += end
+                self._fail(CloseCode.INVALID_PAYLOAD, _NOT_UTF8)
+                return True
+        self._wire_bytes_in += end
+        self._message_bytes_in += length
+        self._frame_compressed = False
+        if self.client_terminated:
+            return True
+        handled = self._run_callback(self.handler.on_message, message)
+        return True if handled is None else handled
 
     async def _frame(self, header: bytes) -> None:
         """One frame, after its first two bytes: check it, read its payload, hand it on."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, cast
 
 from tornado.iostream import StreamClosedError
@@ -68,6 +68,16 @@ class CallbackFrameReader(WebSocketProtocol13):
         work = 0
         while not self.client_terminated:
             start = self._wire_bytes_in
+            handled = self._take_buffered_message()
+            if handled is not False:
+                # a whole small message was already buffered: handled without a read or a coroutine
+                if handled is not True and not self._step(_waiting_for(handled)):
+                    return  # the handler returned an awaitable: the next frame is read once it is done
+                work += FRAME_YIELD_COST + self._wire_bytes_in - start
+                if work >= YIELD_THRESHOLD:
+                    stream.io_loop.add_callback(self._read_frames)
+                    return
+                continue
             try:
                 # Tornado returns a Future here (typed as Awaitable): polling it and adding a
                 # callback is what lets an idle connection hold no coroutine at all.
@@ -133,3 +143,17 @@ class CallbackFrameReader(WebSocketProtocol13):
     async def _frame(self, header: bytes) -> None:
         """One frame, after its first two bytes; the subclass's job."""
         raise NotImplementedError
+
+    def _take_buffered_message(self) -> Any:
+        """Handle the next message at once if it is small and already buffered whole (the subclass's fast path).
+
+        Returns:
+            ``False`` when it did not (the frame is then read as usual), ``True``
+            when the message was handled, or the awaitable its handler returned
+            (the next frame is read once it is done).
+        """
+        return False
+
+
+async def _waiting_for(handled: Awaitable[Any]) -> None:
+    await handled

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -10,23 +9,21 @@ from ..core.auth import Verdict
 from ..core.close_codes import CloseCode
 from ..core.errors import RtnbError
 from ..core.fanout import Member
-from ..core.message import Message, decode_frame
+from ..core.message import decode_frame
 from ..core.protocol import Auth, Checkpoint, Ping, Presence, Publish, Subscribe, Unsubscribe, parse_request
+from ._publish_pipeline import MAX_PUBLISHES_IN_FLIGHT, PublishPipeline
+from ._wsoutgoing import split_frames
 from ._wssink import WebSocketSink, frame_log
 from .auth import ConnectionSecurity
 
 __all__ = ["MAX_PUBLISHES_IN_FLIGHT", "WebSocketRequests"]
-
-#: Publishes one WebSocket may have waiting on a shared backplane before reading pauses.
-MAX_PUBLISHES_IN_FLIGHT = 1024
 
 
 class WebSocketRequests(WebSocketSink):
     """The reading half of :class:`~rtnb.server.websocket.HubWebSocket`: one request per frame."""
 
     awaiting_pong_since: float | None
-    _last_publish: asyncio.Future[None] | None
-    _publishes_in_flight: int
+    _publishes: PublishPipeline
 
     def on_message(self, frame: str | bytes) -> Any:
         self.awaiting_pong_since = None  # any frame proves the peer is alive
@@ -62,10 +59,9 @@ class WebSocketRequests(WebSocketSink):
             if isinstance(request, Publish):
                 if self.hub.backplane.is_local:
                     message = self.hub.publish_now(request.topic, request.data, trusted=True)
-                    if request.id is not None:
-                        self._ack(request.id, message)
+                    self._publishes.acknowledge(request.id, message)
                     return None
-                return self._publish_pipelined(request)
+                return self._publishes.publish(request.id, self.hub.publish(request.topic, request.data, trusted=True))
             if isinstance(request, Subscribe):
                 return self._subscribe(member, request)
             if isinstance(request, Presence):
@@ -78,7 +74,7 @@ class WebSocketRequests(WebSocketSink):
             elif isinstance(request, Checkpoint):
                 self._reply(self.hub.checkpoint(member), request.id)
         except RtnbError as error:
-            self._report(error)
+            self._publishes.refuse(error)  # in request order, after the answers of earlier publishes
         return None
 
     def _authenticate(self, security: ConnectionSecurity, request: Auth) -> None:
@@ -104,44 +100,16 @@ class WebSocketRequests(WebSocketSink):
             frame["id"] = request_id
         self.send_control(frame)
 
-    def _ack(self, request_id: Any, message: Message) -> None:
-        self.send_control(
-            {"op": "ack", "id": request_id, "topic": message.topic, "offset": message.offset, "epoch": message.epoch}
-        )
-
     def _report(self, error: RtnbError) -> None:
         self.hub.record_error(error.code)
         self.send_control(error.to_wire())
 
-    def _publish_pipelined(self, request: Publish) -> asyncio.Future[None] | None:
-        """Start a publish on a shared backplane and read the next frame at once.
-
-        Publishes then reach the backplane in request order while earlier ones
-        are still in flight, so a busy connection's publishes share round trips
-        (the Redis backplane batches them); acknowledgements and errors still go
-        out in request order. At most ``MAX_PUBLISHES_IN_FLIGHT`` wait at a time:
-        beyond that, reading pauses until this one is acknowledged.
-        """
-        task = asyncio.ensure_future(self._publish_async(request, self._last_publish))
-        self._last_publish = task
-        self._publishes_in_flight += 1
-        return task if self._publishes_in_flight >= MAX_PUBLISHES_IN_FLIGHT else None
-
-    async def _publish_async(self, request: Publish, previous: asyncio.Future[None] | None) -> None:
-        try:
-            message: Message | None = await self.hub.publish(request.topic, request.data, trusted=True)
-            failure: RtnbError | None = None
-        except RtnbError as error:
-            message, failure = None, error
-        if previous is not None and not previous.done():
-            await asyncio.wait([previous])  # the ack of the publish before this one goes first
-        self._publishes_in_flight -= 1
-        if failure is not None:
-            if failure.request_id is None:
-                failure.request_id = request.id
-            self._report(failure)
-        elif request.id is not None and message is not None:
-            self._ack(request.id, message)
+    def _write_answers(self, parts: list[bytes]) -> None:
+        """Publish answers (acks, errors) ready together: one write, as few frames as fit."""
+        if frame_log.isEnabledFor(logging.DEBUG):
+            frame_log.debug("-> %s %r", self.member.id if self.member else "-", parts)
+        frames = split_frames(parts, self.format, self.hub.limits.max_batch_bytes)
+        self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def _subscribe(self, member: Member, request: Subscribe) -> None:
         try:

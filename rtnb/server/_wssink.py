@@ -15,6 +15,7 @@ from ..core.errors import ConnectionClosed
 from ..core.fanout import Batch, Member
 from ..core.history import Gap, coalesce_gaps
 from ..core.message import Format, Message, encode_msgpack
+from ._publish_pipeline import PublishPipeline
 from ._tornado import stream_bytes_sent, stream_bytes_written
 from ._wsoutgoing import _encode_item, buffered_bytes, frame_bytes, split_frames
 from .auth import ConnectionSecurity
@@ -40,11 +41,14 @@ class WebSocketSink(tornado.websocket.WebSocketHandler):
     _opcode: int
     _closed: bool
     _abort_handle: Any
+    _publishes: PublishPipeline
 
     def _write(self, data: bytes | memoryview) -> None:
         stream = self._stream
         if stream is None or self._closed:
             return
+        if self._publishes.ready:  # publish answers go first: they came before whatever this is
+            self._publishes.flush()
         if self._direct and stream_bytes_written(stream) == stream_bytes_sent(stream):
             # Nothing is queued in Tornado: hand the bytes to the kernel here.
             # IOStream.write would do the same send, plus a Future, a done
@@ -114,6 +118,7 @@ class WebSocketSink(tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         if connection is None:
             return
+        self._publishes.flush()
         super().close(code, reason)
         if self._abort_handle is None and self._stream is not None:
             stream = self._stream

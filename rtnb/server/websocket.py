@@ -16,7 +16,6 @@ this module keeps the handshake, the lifecycle and the heartbeat.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from ..core.protocol import (
     SUBPROTOCOL_MSGPACK,
 )
 from ..core.topics import Pattern
+from ._publish_pipeline import MAX_PUBLISHES_IN_FLIGHT, PublishPipeline
 from ._tornado import (
     release_response_headers,
     strict_framing_available,
@@ -46,7 +46,7 @@ from ._tornado import (
 )
 from ._wsmemory import _RELEASED_HEADERS, _prime_attribute_table
 from ._wsoutgoing import _BINARY, _TEXT, _batch_builder, buffered_bytes, frame_bytes, split_frames
-from ._wsrequests import MAX_PUBLISHES_IN_FLIGHT, WebSocketRequests
+from ._wsrequests import WebSocketRequests
 from .auth import Authenticator, ConnectionSecurity
 from .hub import Hub
 
@@ -78,6 +78,7 @@ class HubWebSocket(WebSocketRequests):
         "_handshake_permissions",
         "_max_queue_bytes",
         "_opcode",
+        "_publishes",
         "_stream",
         "authenticator",
         "awaiting_pong_since",
@@ -121,9 +122,8 @@ class HubWebSocket(WebSocketRequests):
         self._closed = False
         self._abort_handle: Any = None
         self.awaiting_pong_since: float | None = None
-        #: publishes on a shared backplane: the latest one (acks go out in order) and how many wait
-        self._last_publish: asyncio.Future[None] | None = None
-        self._publishes_in_flight = 0
+        #: what this connection owes for its publishes, in request order (see _publish_pipeline)
+        self._publishes = PublishPipeline(self.format, self._write_answers, hub.record_error)
 
     # -- settings taken from the hub, so mounting elsewhere keeps them ------------------
 
@@ -171,6 +171,10 @@ class HubWebSocket(WebSocketRequests):
             else BadJson(f"Closing (1007): {reason}.")
         )
         self._report(error)
+
+    def on_closing(self) -> None:
+        """Called by the protocol just before its close frame goes out: answers held back go first."""
+        self._publishes.flush()
 
     def on_close_frame_sent(self) -> None:
         """Called by the protocol once a close frame is out: no data frame may follow it."""
@@ -230,6 +234,8 @@ class HubWebSocket(WebSocketRequests):
             self.format, self._opcode = "msgpack", _BINARY
         self._batch_key = "ws:msgpack" if self.format == "msgpack" else "ws:json"  # constants: no string per connection
         self._builder = _batch_builder(self.format, self.hub.limits.max_batch_bytes)
+        if self.format != "json":
+            self._publishes = PublishPipeline(self.format, self._write_answers, self.hub.record_error)
         try:
             self.member = self.hub.connect(self)
         except RtnbError as error:
