@@ -152,7 +152,7 @@ def checkpoint_on_every_move(monkeypatch: pytest.MonkeyPatch) -> None:
     """WebSocket clients ask for a checkpoint whenever a topic moved (not past 256 topics, once
     a second) and resume from it, and every cursor is a stored one (not inline below 2 KiB): the
     model's few topics then exercise the bounded resume, on SSE and polling too."""
-    import rtnb.client._async
+    import rtnb.client._checkpoints
     import rtnb.client._resume
     import rtnb.core.cursor_store
 
@@ -160,7 +160,7 @@ def checkpoint_on_every_move(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(rtnb.client._resume, "CHECKPOINT_MIN_TOPICS", 1)
     monkeypatch.setattr(rtnb.client._resume, "CHECKPOINT_RENEW_TOPICS", 1)
-    monkeypatch.setattr(rtnb.client._async, "CHECKPOINT_INTERVAL", 0.02)
+    monkeypatch.setattr(rtnb.client._checkpoints, "CHECKPOINT_INTERVAL", 0.02)
 
 
 def test_the_promise_holds_with_websocket_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
