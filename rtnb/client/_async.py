@@ -48,7 +48,7 @@ from ._session import ReconnectingSession
 from ._state import ClientState
 from ._subscribing import Subscribing
 from ._subscription import Subscription
-from ._wire import decode_gaps, split_frame, to_http_url, to_ws_url
+from ._wire import decode_gaps, frame_items, to_http_url, to_ws_url
 from ._ws_open import WebSocketOpening
 
 __all__ = ["AsyncClient", "Overflow", "StateCallback"]
@@ -338,7 +338,7 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox, WebSocketOpening, Rec
             async for frame in connection:
                 self._log_frame("<-", frame)
                 try:
-                    items = split_frame(frame)
+                    items = frame_items(frame)
                 except RtnbError as error:
                     self._report(error)
                     continue

@@ -2,7 +2,7 @@
 
 A hub frame may carry several objects: ``\\n``-separated JSON in a text frame,
 or back-to-back MessagePack objects in a binary frame (subprotocol
-``rtnb.msgpack``). :func:`split_frame` turns either into a list of objects.
+``rtnb.msgpack``). :func:`frame_items` turns either into a list of objects.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import orjson
 
 from ..core.errors import BadArgument, BadField, BadJson
 from ..core.history import Gap
-from ..core.message import Format, Message
+from ..core.message import Format
 
-__all__ = ["decode_gap", "decode_gaps", "encode_request", "split_frame", "to_http_url", "to_ws_url"]
+__all__ = ["decode_gap", "decode_gaps", "encode_request", "frame_items", "to_http_url", "to_ws_url"]
 
 _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _HTTP_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
@@ -54,7 +54,7 @@ def to_http_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def split_frame(frame: str | bytes) -> list[Any]:
+def frame_items(frame: str | bytes) -> list[Any]:
     """Every object in one hub frame.
 
     Raises:
@@ -81,15 +81,6 @@ def encode_request(frame: dict[str, Any], fmt: Format) -> str | bytes:
         packed: bytes = msgpack.packb(frame, use_bin_type=True)
         return packed
     return orjson.dumps(frame).decode()
-
-
-def decode_message(item: dict[str, Any]) -> Message:
-    """A ``message`` object from the hub as a :class:`Message`.
-
-    Raises:
-        BadField: a required field is missing or mistyped.
-    """
-    return Message.from_envelope(item)
 
 
 def decode_gap(item: dict[str, Any]) -> Gap:

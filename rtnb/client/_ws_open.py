@@ -16,7 +16,7 @@ from ..core.errors import (
 )
 from ..core.protocol import PROTOCOL_VERSION, SUBPROTOCOL_MSGPACK
 from ._requests import ClientRequests
-from ._wire import split_frame
+from ._wire import frame_items
 
 __all__ = ["WebSocketOpening"]
 
@@ -89,7 +89,7 @@ class WebSocketOpening(ClientRequests):
                     raise asyncio.TimeoutError
                 frame = await asyncio.wait_for(connection.recv(), remaining)
                 self._log_frame("<-", frame)
-                for item in split_frame(frame):
+                for item in frame_items(frame):
                     if isinstance(item, dict) and wanted(item):
                         return item
                     if isinstance(item, dict) and item.get("op") == "error":

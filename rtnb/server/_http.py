@@ -37,12 +37,12 @@ from ..core.topics import Pattern, validate_pattern
 from .auth import Authenticator
 from .hub import Hub
 
-__all__ = ["HubRequestHandler", "load_cursor", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
+__all__ = ["HttpRouteHandler", "load_cursor", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
 
 log = logging.getLogger("rtnb.http")
 
 
-class HubRequestHandler(tornado.web.RequestHandler):
+class HttpRouteHandler(tornado.web.RequestHandler):
     """Base of the hub's HTTP handlers: the hub passed in, errors as typed JSON."""
 
     def initialize(

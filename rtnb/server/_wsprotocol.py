@@ -5,7 +5,7 @@ code a peer sends (RFC 6455 section 7.4 requires a peer sending an invalid
 one to be failed with 1002), drops the TCP connection without a word on
 protocol errors and on invalid UTF-8, validates UTF-8 only once a whole
 message has arrived, accepts unmasked client frames, and waits a fixed 5 s for
-the closing handshake. :class:`HubWebSocketProtocol` reads frames itself so that:
+the closing handshake. :class:`StrictWebSocketProtocol` reads frames itself so that:
 
 * every protocol error *fails the connection* (section 7.1.7): a close frame
   with 1002 (protocol error), 1007 (invalid UTF-8) or 1009 (too big) goes out
@@ -60,7 +60,7 @@ from ._wsframes import (
 from ._wsreader import CallbackFrameReader
 
 __all__ = [
-    "HubWebSocketProtocol",
+    "StrictWebSocketProtocol",
     "truncate_reason",
 ]
 
@@ -76,7 +76,7 @@ _WHOLE_TEXT = 0x80 | TEXT
 _WHOLE_BINARY = 0x80 | BINARY
 
 
-class HubWebSocketProtocol(CallbackFrameReader):
+class StrictWebSocketProtocol(CallbackFrameReader):
     """Tornado's protocol-13 implementation with strict frame reading (see the module doc).
 
     Args:

@@ -7,7 +7,7 @@ chain of suspended coroutines for its whole life (about 4 KiB when idle).
 two bytes with a callback and drives the frame's own coroutine
 (:meth:`CallbackFrameReader._frame`, supplied by the subclass) without a Task.
 What a frame means, and the RFC 6455 rules, are the subclass's
-(:class:`~rtnb.server._wsprotocol.HubWebSocketProtocol`); this module only
+(:class:`~rtnb.server._wsprotocol.StrictWebSocketProtocol`); this module only
 decides when the next frame is read.
 """
 
@@ -33,7 +33,7 @@ class CallbackFrameReader(WebSocketProtocol13):
     """
 
     # No state of its own: the subclass's slots stay the only additions to
-    # Tornado's attributes (see HubWebSocketProtocol).
+    # Tornado's attributes (see StrictWebSocketProtocol).
     __slots__ = ()
 
     async def _receive_frame_loop(self) -> None:

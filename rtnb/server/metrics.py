@@ -15,13 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._http import HubRequestHandler
+from ._http import HttpRouteHandler
 from .hub import Hub
 
-__all__ = ["HealthHandler", "HubCollector", "MetricsHandler", "render_metrics"]
+__all__ = ["HealthHandler", "MetricsCollector", "MetricsHandler", "render_metrics"]
 
 
-class HubCollector(Collector):
+class MetricsCollector(Collector):
     """Reads a hub's counters at scrape time."""
 
     def __init__(self, hub: Hub) -> None:
@@ -90,11 +90,11 @@ class HubCollector(Collector):
 
 def render_metrics(hub: Hub) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(hub))
+    registry.register(MetricsCollector(hub))
     return generate_latest(registry)
 
 
-class MetricsHandler(HubRequestHandler):
+class MetricsHandler(HttpRouteHandler):
     """The hub's counters in Prometheus text format (after the hub's ``Host`` check)."""
 
     def get(self) -> None:
@@ -102,7 +102,7 @@ class MetricsHandler(HubRequestHandler):
         self.write(render_metrics(self.hub))
 
 
-class HealthHandler(HubRequestHandler):
+class HealthHandler(HttpRouteHandler):
     """200 with the hub's state when healthy, 503 with the same body when not."""
 
     def get(self) -> None:

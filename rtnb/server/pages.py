@@ -34,7 +34,7 @@ import tornado.web
 from ..core.errors import RtnbError
 from ..core.origins import RequestGuard
 from ..core.topics import Pattern
-from ._http import HubRequestHandler
+from ._http import HttpRouteHandler
 from .auth import Authenticator
 from .hub import Hub
 
@@ -98,7 +98,7 @@ class TopicActivity:
             del self._samples[topic]
 
 
-class TopicsHandler(HubRequestHandler):
+class TopicsHandler(HttpRouteHandler):
     """``GET /topics[?pattern=P]`` -> ``{"topics": [{topic, epoch, offset, retained, rate, subscribers}]}``."""
 
     def initialize(
@@ -146,7 +146,7 @@ class TopicsHandler(HubRequestHandler):
         self.finish(orjson.dumps(body))
 
 
-class StaticAssetHandler(HubRequestHandler):
+class StaticAssetHandler(HttpRouteHandler):
     """A file from ``static/`` (or plotly's bundle), read once and cached in memory."""
 
     _cache: dict[Path, bytes] = {}
@@ -197,7 +197,7 @@ class _NotFound(RtnbError):
     http_status = 404
 
 
-class NotFoundHandler(HubRequestHandler):
+class NotFoundHandler(HttpRouteHandler):
     """Any path no route matches: the ``Host`` check, then 404 with a JSON error."""
 
     async def prepare(self) -> None:

@@ -35,7 +35,7 @@ from ..core.errors import BadField, ConnectionClosed, Unauthorized
 from ..core.fanout import Batch
 from ..core.history import Gap, coalesce_gaps
 from ..core.message import Message
-from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
+from ._http import HttpRouteHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
 
 if TYPE_CHECKING:
     from ..core.origins import RequestGuard
@@ -123,7 +123,7 @@ class PollSink:
         return b'{"messages":[%s],"cursor":%s}' % (b",".join(parts), orjson.dumps(cursor))
 
 
-class PollHandler(HubRequestHandler):
+class PollHandler(HttpRouteHandler):
     """One long poll: subscribe with the cursor, wait for something or the timeout, answer."""
 
     def initialize(

@@ -19,7 +19,7 @@ import orjson
 from ..core.errors import BadField, BadJson, MessageTooBig
 from ..core.message import check_payload, decode_json
 from ..core.topics import validate_topic
-from ._http import HubRequestHandler
+from ._http import HttpRouteHandler
 
 __all__ = ["MAX_NDJSON_LINES", "PublishHandler"]
 
@@ -30,7 +30,7 @@ _NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/json
 _REFUSED_TYPES = ("multipart/form-data",)
 
 
-class PublishHandler(HubRequestHandler):
+class PublishHandler(HttpRouteHandler):
     """``POST /publish/<topic>`` with a JSON or ndjson body."""
 
     async def post(self, topic: str) -> None:

@@ -38,7 +38,7 @@ from ..core.fanout import Batch, Member, MemberState
 from ..core.history import Gap, GapList, coalesce_gaps
 from ..core.message import Message
 from ..core.protocol import PROTOCOL_VERSION
-from ._http import HubRequestHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
+from ._http import HttpRouteHandler, load_cursor, parse_cursor, parse_last, parse_patterns, resume_requests
 from .websocket import buffered_bytes
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _advance(position: dict[str, tuple[int, int]], items: Sequence[Message | Gap
     return removed
 
 
-class SSEHandler(HubRequestHandler):
+class SSEHandler(HttpRouteHandler):
     """One SSE stream. Implements :class:`~rtnb.server.hub.Sink`."""
 
     transport = "sse"

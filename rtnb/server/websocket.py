@@ -149,12 +149,12 @@ class HubWebSocket(WebSocketRequests):
             return None
         if not strict_framing_available():
             return super().get_websocket_protocol()
-        from ._wsprotocol import HubWebSocketProtocol
+        from ._wsprotocol import StrictWebSocketProtocol
 
         params = websocket_params(
             self.ping_interval, self.ping_timeout, self.max_message_size, self.get_compression_options()
         )
-        return HubWebSocketProtocol(self, params, self.hub.config.close_timeout)
+        return StrictWebSocketProtocol(self, params, self.hub.config.close_timeout)
 
     def on_protocol_failure(self, code: int, reason: str) -> None:
         """The frame reader is about to close with 1009 (too big) or 1007 (bad UTF-8):

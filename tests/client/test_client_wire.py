@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from rtnb.client._sse import EventStreamParser, ServerSentEvent
-from rtnb.client._wire import decode_gap, encode_request, split_frame, to_http_url, to_ws_url
+from rtnb.client._wire import decode_gap, encode_request, frame_items, to_http_url, to_ws_url
 from rtnb.core.errors import BadField, BadJson, MessageTooBig
 from rtnb.core.history import Gap
 
@@ -36,16 +36,16 @@ def test_unusable_urls_are_refused_with_a_typed_error(bad: str) -> None:
 def test_frames_with_several_objects_are_split_json_and_msgpack() -> None:
     objects = [{"op": "message", "topic": "t", "offset": n} for n in range(3)]
     text = "\n".join(orjson.dumps(item).decode() for item in objects)
-    assert split_frame(text) == objects
-    assert split_frame(orjson.dumps(objects[0]).decode()) == objects[:1]
-    assert split_frame(b"".join(msgpack.packb(item) for item in objects)) == objects
+    assert frame_items(text) == objects
+    assert frame_items(orjson.dumps(objects[0]).decode()) == objects[:1]
+    assert frame_items(b"".join(msgpack.packb(item) for item in objects)) == objects
 
 
 def test_garbage_frames_raise_bad_json() -> None:
     with pytest.raises(BadJson):
-        split_frame("{not json")
+        frame_items("{not json")
     with pytest.raises(BadJson):
-        split_frame(b"\xc1")  # a byte MessagePack never uses
+        frame_items(b"\xc1")  # a byte MessagePack never uses
 
 
 def test_requests_encode_as_text_or_binary() -> None:

@@ -48,11 +48,11 @@ from typing import Any
 
 from ._app import RtnbExtensionApp, load_jupyter_server_extension, start_jupyter_server_extension
 from ._handlers import jupyter_handler_class
-from ._hub import HubExtension
+from ._hub import MountedHub
 from ._settings import RtnbExtension, mqtt_options_from_settings
 
 __all__ = [
-    "HubExtension",
+    "MountedHub",
     "RtnbExtension",
     "RtnbExtensionApp",
     "jupyter_handler_class",

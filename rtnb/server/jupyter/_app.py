@@ -10,18 +10,18 @@ from jupyter_server.serverapp import ServerApp
 
 from ...core.hub_info import HUB_INFO_ENV
 from ._handlers import jupyter_handler_class
-from ._hub import HubExtension, Route
+from ._hub import MountedHub, Route
 from ._settings import MQTT_COMPONENT, RtnbExtension
 
 __all__ = ["SETTINGS_KEY", "RtnbExtensionApp", "load_jupyter_server_extension", "start_jupyter_server_extension"]
 
-#: key of the running :class:`HubExtension` in the Jupyter web app's settings
+#: key of the running :class:`MountedHub` in the Jupyter web app's settings
 SETTINGS_KEY = "rtnb_hub_extension"
 
 
-def load_jupyter_server_extension(serverapp: ServerApp) -> HubExtension:
+def load_jupyter_server_extension(serverapp: ServerApp) -> MountedHub:
     """Mount the hub's routes in ``serverapp`` (Jupyter's load step, via :class:`RtnbExtensionApp`)."""
-    extension = HubExtension(serverapp, RtnbExtension(config=serverapp.config))
+    extension = MountedHub(serverapp, RtnbExtension(config=serverapp.config))
     routes = [(path, jupyter_handler_class(handler, extension), kwargs) for path, handler, kwargs in extension.routes()]
     # jupyter_server's override (it checks the handlers' auth decorators) has no annotations
     add_handlers: Callable[[str, list[Route]], None] = serverapp.web_app.add_handlers
@@ -35,7 +35,7 @@ def load_jupyter_server_extension(serverapp: ServerApp) -> HubExtension:
 
 async def start_jupyter_server_extension(serverapp: ServerApp) -> None:
     """Start the hub on Jupyter's running loop and publish its address to kernels."""
-    extension: HubExtension = serverapp.web_app.settings[SETTINGS_KEY]
+    extension: MountedHub = serverapp.web_app.settings[SETTINGS_KEY]
     await extension.ensure_started()
     path = extension.write_runtime_file()
     if path is not None:
@@ -54,7 +54,7 @@ class RtnbExtensionApp(ExtensionApp):
 
     name = "rtnb"
 
-    hub_extension: HubExtension | None = None
+    hub_extension: MountedHub | None = None
 
     def initialize_settings(self) -> None:
         """Mount the hub's routes (Jupyter's load step; bad ``mqtt*`` settings raise here)."""

@@ -19,10 +19,10 @@ from jupyter_server.base.handlers import JupyterHandler
 
 from ...core.errors import Forbidden, RtnbError, Unauthorized
 from ...core.origins import RequestGuard
-from .._http import HubRequestHandler
+from .._http import HttpRouteHandler
 
 if TYPE_CHECKING:
-    from ._hub import HubExtension
+    from ._hub import MountedHub
 
     # For the type checker the mixins are Jupyter handlers, whose methods they call;
     # at run time they are plain mixins placed in front of the hub's handler.
@@ -39,10 +39,10 @@ AUTH_RESOURCE = "rtnb"
 class _JupyterAuthentication(_MixinBase):
     """Mixed in front of a hub handler: Jupyter's login, authorizer and origin rules."""
 
-    rtnb_extension: HubExtension
+    rtnb_extension: MountedHub
     rtnb_handler_class: type[tornado.web.RequestHandler]
     auth_resource = AUTH_RESOURCE
-    guard: RequestGuard  # set by the hub's handler (HubRequestHandler, the WebSocket handler)
+    guard: RequestGuard  # set by the hub's handler (HttpRouteHandler, the WebSocket handler)
 
     def _rtnb_action(self) -> str:
         websocket = isinstance(self, tornado.websocket.WebSocketHandler)
@@ -55,7 +55,7 @@ class _JupyterAuthentication(_MixinBase):
         ignored: devices and WebSockets need a plain 403, never a redirect to the login page.
         """
         # The hub's Host and Origin rules first (one guard for every route, built from
-        # Jupyter's settings by HubExtension.guard): a foreign Origin is refused even
+        # Jupyter's settings by MountedHub.guard): a foreign Origin is refused even
         # with a token, and a foreign Host (DNS rebinding) before anything else.
         headers = self.request.headers
         self.guard.check(headers.get("Host"), headers.get("Origin"))
@@ -86,8 +86,8 @@ class _JupyterAuthentication(_MixinBase):
         exc_info = kwargs.get("exc_info")
         if exc_info is not None and isinstance(exc_info[1], RtnbError):
             # refused by the hub's own rules (Host, Origin, bad input): its typed error as is
-            if isinstance(self, HubRequestHandler):
-                HubRequestHandler.write_error(self, status_code, **kwargs)
+            if isinstance(self, HttpRouteHandler):
+                HttpRouteHandler.write_error(self, status_code, **kwargs)
                 return
             refusal: RtnbError = exc_info[1]
             self.set_status(refusal.http_status)
@@ -114,7 +114,7 @@ class _JupyterWebSocketAuthentication(_JupyterAuthentication):
 
 
 def jupyter_handler_class(
-    handler: type[tornado.web.RequestHandler], extension: HubExtension
+    handler: type[tornado.web.RequestHandler], extension: MountedHub
 ) -> type[tornado.web.RequestHandler]:
     """``handler`` rebuilt to require Jupyter's authentication and origin rules."""
     websocket = issubclass(handler, tornado.websocket.WebSocketHandler)

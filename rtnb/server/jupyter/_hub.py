@@ -24,7 +24,7 @@ from ._settings import MQTT_COMPONENT, RtnbExtension, mqtt_options_from_settings
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
-__all__ = ["HubExtension", "Route"]
+__all__ = ["MountedHub", "Route"]
 
 log = logging.getLogger("rtnb.extension")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("rtnb.extension")
 Route = tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]
 
 
-class HubExtension:
+class MountedHub:
     """The hub of one Jupyter server, its routes and its runtime file.
 
     Args:
