@@ -15,7 +15,7 @@ import ssl
 from typing import Any
 
 from ..core.auth import DEFAULT_RATE_LIMIT, RateLimit
-from ..server.auth import Authenticator, is_loopback
+from ..server.auth import AccessControl, is_loopback
 
 __all__ = ["add_security_arguments", "authenticator_from_args", "binding_warning", "ssl_context_from_args"]
 
@@ -82,7 +82,7 @@ def _rate_limit(args: argparse.Namespace, protected: bool) -> RateLimit | None:
     return RateLimit.parse(text)
 
 
-def authenticator_from_args(args: argparse.Namespace) -> Authenticator:
+def authenticator_from_args(args: argparse.Namespace) -> AccessControl:
     """The authenticator the options describe.
 
     Raises:
@@ -101,7 +101,7 @@ def authenticator_from_args(args: argparse.Namespace) -> Authenticator:
     if not jwt_mode:
         if args.secret or args.public_key or args.jwks:
             raise ValueError("--secret, --public-key and --jwks need --auth jwt")
-        return Authenticator.open(**options)
+        return AccessControl.open(**options)
     secret = args.secret or os.environ.get(SECRET_ENVIRONMENT_VARIABLE)
     sources = [
         name
@@ -115,8 +115,8 @@ def authenticator_from_args(args: argparse.Namespace) -> Authenticator:
         )
     claims = {"audience": args.audience, "issuer": args.issuer}
     if secret:
-        return Authenticator.jwt(secret=secret, **claims, **options)
-    return Authenticator.jwt_from_files(public_key_file=args.public_key, jwks_file=args.jwks, **claims, **options)
+        return AccessControl.jwt(secret=secret, **claims, **options)
+    return AccessControl.jwt_from_files(public_key_file=args.public_key, jwks_file=args.jwks, **claims, **options)
 
 
 def ssl_context_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -142,7 +142,7 @@ def ssl_context_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-def binding_warning(host: str, authenticator: Authenticator) -> str | None:
+def binding_warning(host: str, authenticator: AccessControl) -> str | None:
     """The loud warning for a hub reachable from other machines without authentication."""
     if authenticator.required or is_loopback(host):
         return None

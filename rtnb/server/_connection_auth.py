@@ -5,7 +5,7 @@ do so within a deadline, may refresh its token, and is closed when the token
 expires. :class:`ConnectionSecurity` holds that lifecycle as explicit states
 (:class:`AuthState`) and the timers that go with it; the hub-wide parts (token
 verification, shared rate buckets, connection counts) are the
-:class:`~rtnb.server.auth.Authenticator`'s, which the transport passes in.
+:class:`~rtnb.server.auth.AccessControl`'s, which the transport passes in.
 
 WebSocket close codes used by authentication (4000-4999 are the
 application's range)::
@@ -31,7 +31,7 @@ from ..core.protocol import RequestId, SinceCursor
 from ..core.topics import Pattern
 
 if TYPE_CHECKING:
-    from .auth import Authenticator
+    from .auth import AccessControl
 
 __all__ = ["AuthState", "ConnectionSecurity"]
 
@@ -55,7 +55,7 @@ class ConnectionSecurity:
     """One long-lived connection's permissions, publish guard, deadline and expiry timer.
 
     The transport creates it when the connection opens (after
-    :attr:`Authenticator.connections <rtnb.server.auth.Authenticator.connections>` admitted the address), calls
+    :attr:`AccessControl.connections <rtnb.server.auth.AccessControl.connections>` admitted the address), calls
     :meth:`start` with the permissions of a token given at the handshake (or
     ``None``), asks :meth:`check_publish` / :meth:`check_subscribe` before each
     request, and calls :meth:`close` when the connection ends.
@@ -67,7 +67,7 @@ class ConnectionSecurity:
             missed (4001) or token expired (4004).
     """
 
-    def __init__(self, authenticator: Authenticator, address: str, on_close: Callable[[int, str], None]) -> None:
+    def __init__(self, authenticator: AccessControl, address: str, on_close: Callable[[int, str], None]) -> None:
         self.authenticator = authenticator
         self.address = address
         self.on_close = on_close

@@ -34,7 +34,7 @@ from ..core.history import Gap
 from ..core.origins import HostPolicy, RequestGuard
 from ..core.protocol import MAX_LAST, SinceCursor, Subscribe
 from ..core.topics import Pattern, validate_pattern
-from .auth import Authenticator
+from .auth import AccessControl
 from .hub import Hub
 
 __all__ = ["HttpRouteHandler", "load_cursor", "parse_cursor", "parse_last", "parse_patterns", "resume_requests"]
@@ -46,7 +46,7 @@ class HttpRouteHandler(tornado.web.RequestHandler):
     """Base of the hub's HTTP handlers: the hub passed in, errors as typed JSON."""
 
     def initialize(
-        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+        self, hub: Hub, authenticator: AccessControl | None = None, guard: RequestGuard | None = None
     ) -> None:
         self.hub = hub
         # None (pages, /topics, /healthz): Host check only, no origin or token check.

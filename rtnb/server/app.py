@@ -13,7 +13,7 @@ from typing import Any
 import tornado.web
 
 from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
-from .auth import Authenticator
+from .auth import AccessControl
 from .hub import Hub
 from .metrics import HealthHandler, MetricsHandler
 from .pages import NotFoundHandler, page_handlers
@@ -30,7 +30,7 @@ def make_handlers(
     prefix: str = "",
     *,
     allowed_origins: Sequence[str] = (),
-    authenticator: Authenticator | None = None,
+    authenticator: AccessControl | None = None,
     guard: RequestGuard | None = None,
     view_key: str | None = None,
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
@@ -57,7 +57,7 @@ def make_handlers(
     """
     prefix = prefix.rstrip("/")
     guard = guard or RequestGuard(HostPolicy.any_host(), OriginPolicy(allowed_origins))
-    security = {"guard": guard, "authenticator": authenticator or Authenticator.open()}
+    security = {"guard": guard, "authenticator": authenticator or AccessControl.open()}
     return [
         (f"{prefix}/ws", HubWebSocket, {"hub": hub, "view_key": view_key, **security}),
         (f"{prefix}/healthz", HealthHandler, {"hub": hub, "guard": guard}),

@@ -1,4 +1,4 @@
-"""Request authentication for every transport: one :class:`Authenticator` per hub.
+"""Request authentication for every transport: one :class:`AccessControl` per hub.
 
 :func:`~rtnb.server.app.make_handlers` passes the same authenticator to the
 WebSocket, SSE, long-polling and publish handlers, so a token means the same
@@ -12,7 +12,7 @@ in :mod:`rtnb.server._connection_auth`.
 Where a token comes from, in order: ``Authorization: Bearer TOKEN``, the
 ``?token=`` query argument (EventSource and browser WebSockets cannot set
 headers), or, on WebSocket only, a first ``{"op": "auth", "token": ...}``
-request within :attr:`Authenticator.auth_timeout` seconds.
+request within :attr:`AccessControl.auth_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ._connection_auth import AuthState, ConnectionSecurity
 
 __all__ = [
     "MIN_HS256_SECRET_BYTES",
+    "AccessControl",
     "AuthState",
     "Authenticator",
     "ConnectionSecurity",
@@ -60,7 +61,7 @@ def token_from_request(headers: Any, query_token: str | None) -> str | None:
     return query_token or None
 
 
-class Authenticator:
+class AccessControl:
     """Authentication, rate limits and connection limits shared by a hub's handlers.
 
     Build one with :meth:`open` (no authentication; the default) or
@@ -102,7 +103,7 @@ class Authenticator:
         self.subject_buckets = SubjectBuckets(rate_limit) if rate_limit is not None else None
 
     @classmethod
-    def open(cls, **options: Any) -> Authenticator:
+    def open(cls, **options: Any) -> AccessControl:
         """No authentication: every client may do everything (limits still apply if given)."""
         return cls(None, **options)
 
@@ -118,7 +119,7 @@ class Authenticator:
         leeway: float = 0.0,
         algorithms: Sequence[str] | None = None,
         **options: Any,
-    ) -> Authenticator:
+    ) -> AccessControl:
         """JWT authentication with one key source; see :class:`JwtVerifier`."""
         verifier = JwtVerifier(
             secret=secret,
@@ -134,7 +135,7 @@ class Authenticator:
     @classmethod
     def jwt_from_files(
         cls, *, public_key_file: str | Path | None = None, jwks_file: str | Path | None = None, **options: Any
-    ) -> Authenticator:
+    ) -> AccessControl:
         """:meth:`jwt` with the public key (PEM) or the JWKS document read from a file."""
         if public_key_file is not None:
             return cls.jwt(public_key=Path(public_key_file).read_bytes(), **options)
@@ -197,3 +198,8 @@ class Authenticator:
 def _bucket_key(permissions: Permissions, address: str) -> str:
     """Whose shared rate bucket a publish spends from: the token's subject, else the client's address."""
     return f"subject:{permissions.subject}" if permissions.subject else f"address:{address}"
+
+
+#: The name :class:`AccessControl` had in rtnb 0.1 (it decides more than who someone is:
+#: rate limits and connection counts too); kept so that existing scripts still import it.
+Authenticator = AccessControl

@@ -35,7 +35,7 @@ from ..core.errors import RtnbError
 from ..core.origins import RequestGuard
 from ..core.topics import Pattern
 from ._http import HttpRouteHandler
-from .auth import Authenticator
+from .auth import AccessControl
 from .hub import Hub
 
 __all__ = ["CLIENT_FILES", "STATIC_DIRECTORY", "TopicActivity", "page_handlers", "plotly_bundle_path"]
@@ -104,7 +104,7 @@ class TopicsHandler(HttpRouteHandler):
     def initialize(
         self,
         hub: Hub,
-        authenticator: Authenticator | None = None,
+        authenticator: AccessControl | None = None,
         guard: RequestGuard | None = None,
         *,
         activity: TopicActivity | None = None,
@@ -154,7 +154,7 @@ class StaticAssetHandler(HttpRouteHandler):
     def initialize(
         self,
         hub: Hub,
-        authenticator: Authenticator | None = None,
+        authenticator: AccessControl | None = None,
         guard: RequestGuard | None = None,
         *,
         path: Path | None = None,

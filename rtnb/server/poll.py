@@ -39,7 +39,7 @@ from ._http import HttpRouteHandler, load_cursor, parse_cursor, parse_last, pars
 
 if TYPE_CHECKING:
     from ..core.origins import RequestGuard
-    from .auth import Authenticator
+    from .auth import AccessControl
     from .hub import Hub
 
 __all__ = ["PollHandler", "PollSink", "parse_timeout"]
@@ -127,7 +127,7 @@ class PollHandler(HttpRouteHandler):
     """One long poll: subscribe with the cursor, wait for something or the timeout, answer."""
 
     def initialize(
-        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+        self, hub: Hub, authenticator: AccessControl | None = None, guard: RequestGuard | None = None
     ) -> None:
         super().initialize(hub, authenticator, guard)
         self._sink: PollSink | None = None

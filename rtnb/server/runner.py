@@ -22,7 +22,7 @@ from ..core.backplane import Backplane
 from ..core.origins import HostPolicy, OriginPolicy, RequestGuard
 from ._timeouts import GuardedHTTPServer
 from .app import make_app
-from .auth import Authenticator
+from .auth import AccessControl
 from .hub import Hub, HubConfig
 
 __all__ = ["HubServer", "ListenError", "serve"]
@@ -67,7 +67,7 @@ class HubServer:
         ssl_context: ssl.SSLContext | None = None,
         allowed_origins: Sequence[str] = (),
         allowed_hosts: Sequence[str] = (),
-        authenticator: Authenticator | None = None,
+        authenticator: AccessControl | None = None,
         view_key: str | None = None,
         **app_settings: Any,
     ) -> None:
@@ -85,7 +85,7 @@ class HubServer:
         self.ssl_context = ssl_context
         self.allowed_origins = tuple(allowed_origins)
         self.allowed_hosts = tuple(allowed_hosts)
-        self.authenticator = authenticator or Authenticator.open()
+        self.authenticator = authenticator or AccessControl.open()
         self.view_key = view_key
         self.app_settings = app_settings
         self.port: int | None = None

@@ -43,7 +43,7 @@ from .websocket import buffered_bytes
 
 if TYPE_CHECKING:
     from ..core.origins import RequestGuard
-    from .auth import Authenticator
+    from .auth import AccessControl
     from .hub import Hub
 
 __all__ = ["SSEHandler", "build_batch_events", "cursor_for", "format_event"]
@@ -120,7 +120,7 @@ class SSEHandler(HttpRouteHandler):
     transport = "sse"
 
     def initialize(
-        self, hub: Hub, authenticator: Authenticator | None = None, guard: RequestGuard | None = None
+        self, hub: Hub, authenticator: AccessControl | None = None, guard: RequestGuard | None = None
     ) -> None:
         super().initialize(hub, authenticator, guard)
         self._expiry: asyncio.TimerHandle | None = None

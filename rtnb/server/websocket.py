@@ -47,7 +47,7 @@ from ._tornado import (
 from ._wsmemory import _RELEASED_HEADERS, _prime_attribute_table
 from ._wsoutgoing import _BINARY, _TEXT, _batch_builder, buffered_bytes, frame_bytes, split_frames
 from ._wsrequests import WebSocketRequests
-from .auth import Authenticator, ConnectionSecurity
+from .auth import AccessControl, ConnectionSecurity
 from .hub import Hub
 
 __all__ = ["MAX_PUBLISHES_IN_FLIGHT", "HubWebSocket", "buffered_bytes", "frame_bytes", "split_frames"]
@@ -97,7 +97,7 @@ class HubWebSocket(WebSocketRequests):
     def initialize(
         self,
         hub: Hub,
-        authenticator: Authenticator | None = None,
+        authenticator: AccessControl | None = None,
         guard: RequestGuard | None = None,
         view_key: str | None = None,
     ) -> None:
@@ -105,7 +105,7 @@ class HubWebSocket(WebSocketRequests):
         #: the hub's Host and Origin rules, shared with every other route (rtnb.core.origins)
         self.guard = guard or RequestGuard(HostPolicy.any_host())
         self.view_key = view_key
-        self.authenticator = authenticator or Authenticator.open()
+        self.authenticator = authenticator or AccessControl.open()
         self.security: ConnectionSecurity | None = None
         self._handshake_permissions: Any = None
         self._admitted = False

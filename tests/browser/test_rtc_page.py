@@ -22,7 +22,7 @@ from chromium_helpers import WAIT_MS, WEBRTC_ARGUMENTS, chromium, open_page
 
 from rtnb.cli.token import mint_token
 from rtnb.core.topics import Pattern
-from rtnb.server.auth import Authenticator
+from rtnb.server.auth import AccessControl
 from rtnb.server.runner import HubServer
 from rtnb.testing import running_hub
 
@@ -32,7 +32,7 @@ SECRET = "a-test-secret-of-at-least-thirty-two-bytes"
 
 @pytest.fixture
 async def jwt_hub() -> AsyncIterator[HubServer]:
-    async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
+    async with running_hub(authenticator=AccessControl.jwt(secret=SECRET)) as server:
         yield server
 
 

@@ -17,7 +17,7 @@ from rtnb.cli.token import mint_token
 from rtnb.client import AsyncClient, connect
 from rtnb.core.message import Message
 from rtnb.record import Recorder, frame_from_messages, load, save
-from rtnb.server.auth import Authenticator
+from rtnb.server.auth import AccessControl
 from rtnb.testing import running_hub
 
 ThreadedHub = Any  # the fixture's type, defined in conftest.py
@@ -134,7 +134,7 @@ def recorder_token() -> str:
 async def test_record_and_replay_commands_with_a_token(tmp_path: Path) -> None:
     """--token for record, $RTNB_TOKEN for replay: both work against a hub that requires JWTs."""
     token = recorder_token()
-    async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
+    async with running_hub(authenticator=AccessControl.jwt(secret=SECRET)) as server:
         output = tmp_path / "secure.parquet"
         command = RunningCommand(
             "record", "secure/#", "-o", str(output), "--max-rows", "5", "--url", server.url, "--token", token
@@ -166,7 +166,7 @@ async def test_record_and_replay_commands_with_a_token(tmp_path: Path) -> None:
 async def test_record_and_replay_commands_without_a_token_fail_clearly(tmp_path: Path) -> None:
     messages = (Message("secure/a", index + 1, 1, 1_790_000_000 + index, {"i": index}) for index in range(3))
     path = save(frame_from_messages(messages), tmp_path / "session.parquet")
-    async with running_hub(authenticator=Authenticator.jwt(secret=SECRET)) as server:
+    async with running_hub(authenticator=AccessControl.jwt(secret=SECRET)) as server:
         command = RunningCommand("record", "secure/#", "-o", str(tmp_path / "out.parquet"), "--url", server.url)
         assert await asyncio.to_thread(command.finish) == 1
         line = await asyncio.to_thread(command.wait_for_line, "rtnb record:")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rtnb.cli.token import mint_token
 from rtnb.core.auth import RateLimit
-from rtnb.server.auth import Authenticator
+from rtnb.server.auth import AccessControl
 
 SECRET = "tests-secret-that-is-long-enough-for-hs256!"
 AUDIENCE = "rtnb-tests"
@@ -33,6 +33,6 @@ def expired_token() -> str:
     return make_token(ttl=60, now=time.time() - 3600)
 
 
-def jwt_authenticator(**options: Any) -> Authenticator:
+def jwt_authenticator(**options: Any) -> AccessControl:
     options.setdefault("rate_limit", RateLimit(1000, 2000))
-    return Authenticator.jwt(secret=SECRET, audience=AUDIENCE, **options)
+    return AccessControl.jwt(secret=SECRET, audience=AUDIENCE, **options)

@@ -25,7 +25,7 @@ from rtnb.cli._security import authenticator_from_args, binding_warning, ssl_con
 from rtnb.client import AsyncClient, connect
 from rtnb.core.auth import DEFAULT_RATE_LIMIT, RateLimit
 from rtnb.core.errors import Forbidden, Unauthorized
-from rtnb.server.auth import Authenticator
+from rtnb.server.auth import AccessControl
 from rtnb.testing import running_hub, wait_until
 
 # -- rtnb token ------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def test_token_verb_prints_a_verifiable_token_last(capsys: pytest.CaptureFixture
     )
     assert status == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    permissions = Authenticator.jwt(secret=SECRET, audience="rtnb-tests").verify(token)
+    permissions = AccessControl.jwt(secret=SECRET, audience="rtnb-tests").verify(token)
     assert permissions.subject == "device-7"
     assert [grant.text for grant in permissions.subscribe] == ["plant/7/cmd", "plant/+/status"]
     assert permissions.expires_at is not None
@@ -65,7 +65,7 @@ def test_token_verb_reads_the_secret_from_the_environment(
     monkeypatch.setenv("RTNB_SECRET", SECRET)
     assert main(["token", "--sub", "x", "--ttl", "0"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert Authenticator.jwt(secret=SECRET).verify(token).expires_at is None
+    assert AccessControl.jwt(secret=SECRET).verify(token).expires_at is None
 
 
 def test_token_verb_refuses_bad_input(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,13 +88,13 @@ def test_token_verb_signs_with_a_private_key(tmp_path: Path, capsys: pytest.Capt
     )
     assert main(["token", "--private-key", str(tmp_path / "key.pem"), "--sub", "x", "--key-id", "k1"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert Authenticator.jwt_from_files(public_key_file=tmp_path / "key.pub").verify(token).subject == "x"
+    assert AccessControl.jwt_from_files(public_key_file=tmp_path / "key.pub").verify(token).subject == "x"
     # the same key published as a JWKS, picked by its kid
     import jwt
 
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     (tmp_path / "keys.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
-    assert Authenticator.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(token).subject == "x"
+    assert AccessControl.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(token).subject == "x"
     other = make_token(
         secret=key.private_bytes(  # type: ignore[arg-type]
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -104,7 +104,7 @@ def test_token_verb_signs_with_a_private_key(tmp_path: Path, capsys: pytest.Capt
         audience=None,
     )
     with pytest.raises(Unauthorized, match="key id"):
-        Authenticator.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(other)
+        AccessControl.jwt_from_files(jwks_file=tmp_path / "keys.json").verify(other)
 
 
 # -- rtnb serve options ------------------------------------------------------------------------

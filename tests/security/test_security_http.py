@@ -253,9 +253,9 @@ async def test_publish_rate_limit_per_subject() -> None:
 
 
 async def test_anonymous_publishers_are_limited_by_address() -> None:
-    from rtnb.server.auth import Authenticator
+    from rtnb.server.auth import AccessControl
 
-    async with running_hub(authenticator=Authenticator.open(rate_limit=RateLimit(1, 2))) as server:
+    async with running_hub(authenticator=AccessControl.open(rate_limit=RateLimit(1, 2))) as server:
         statuses = [(await request(server, "POST", "/publish/a", {}, b"1")).status for _ in range(3)]
         assert statuses == [200, 200, 429]
 

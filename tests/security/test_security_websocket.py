@@ -161,9 +161,9 @@ async def test_public_key_tokens(tmp_path: Any) -> None:
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    from rtnb.server.auth import Authenticator
+    from rtnb.server.auth import AccessControl
 
-    authenticator = Authenticator.jwt_from_files(public_key_file=tmp_path / "hub.pub")
+    authenticator = AccessControl.jwt_from_files(public_key_file=tmp_path / "hub.pub")
     async with running_hub(authenticator=authenticator) as server:
         good = make_token(secret=private_pem, algorithm="ES256", audience=None)  # type: ignore[arg-type]
         async with WirePeer(server.ws_url, **bearer(good)) as peer:
