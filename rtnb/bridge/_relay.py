@@ -117,7 +117,7 @@ class Relay:
         assert hub is not None and outbound is not None and topic_map is not None
         outbound.closed = False
         member = self._member = hub.connect(outbound, member_id=self._member_id)
-        since: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in outbound.positions.items()}
+        since: SinceCursor = dict(outbound.positions)
         for mqtt_filter in self.options.outbound:
             pattern = topic_map.hub_pattern(mqtt_filter)
             cursor: SinceCursor = {topic: position for topic, position in since.items() if pattern.matches(topic)}

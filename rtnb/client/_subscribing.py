@@ -167,7 +167,7 @@ class Subscribing(PatternRouting):
         if since is not None:
             cursor = parse_since(dict(since))
             wire_since = {}
-            for topic, (offset, epoch) in cursor.items():
+            for topic, (epoch, offset) in cursor.items():
                 wire_since[topic] = {"offset": offset} if epoch is None else {"offset": offset, "epoch": epoch}
                 self._tracker.seed(topic, epoch, offset)
         if self._state in (ClientState.CLOSING, ClientState.CLOSED):

@@ -60,7 +60,7 @@ class ResumePoint:
     """A cursor as read from a request.
 
     Attributes:
-        positions: topic -> (last offset, epoch), as a ``since`` request takes them.
+        positions: topic -> (epoch, last offset), as a ``since`` request takes them.
         patterns: the patterns the cursor covered, ``None`` when it does not say
             (older cursors): every topic it does not list is then taken as new.
         stored_id: for a stored cursor, its id (``positions`` is then empty until
@@ -97,7 +97,7 @@ def encode_cursor(positions: Mapping[str, tuple[int, int]], patterns: Collection
 
 
 def decode_cursor(text: str) -> SinceCursor:
-    """Read an inline cursor into a ``since`` request: topic -> (last offset, epoch).
+    """Read an inline cursor into a ``since`` request: topic -> (epoch, last offset).
 
     Args:
         text: a cursor as given by :func:`encode_cursor` (padding optional).
@@ -157,5 +157,5 @@ def read_cursor(text: str) -> ResumePoint:
         ):
             raise BadCursor(f"The cursor's position for {topic!r} must be [epoch, offset] of non-negative integers.")
         epoch, offset = position
-        since[topic] = (offset, epoch)
+        since[topic] = (epoch, offset)
     return ResumePoint(since, patterns)

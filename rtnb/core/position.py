@@ -20,8 +20,8 @@ encoders do, never the ``Position`` itself.
 
 The wire keeps its own shapes: a ``since`` field is ``{topic: offset}`` or
 ``{topic: {"offset": N, "epoch": E}}``, which :func:`rtnb.core.protocol.parse_since`
-reads into ``{topic: (offset, epoch or None)}`` (its ``SinceCursor``, whose epoch
-may be unknown); a browser's relay request says ``{topic: [epoch, offset]}``.
+reads into ``{topic: (epoch or None, offset)}`` (its ``SinceCursor``, in the same order,
+whose epoch may be unknown); a browser's relay request says ``{topic: [epoch, offset]}``.
 """
 
 from __future__ import annotations

@@ -45,7 +45,9 @@ SUBPROTOCOL_JSON = "rtnb.json"
 RequestId = str | int
 
 #: topic -> (last seen offset, epoch or None when the client does not know it)
-SinceCursor = dict[str, tuple[int, int | None]]
+#: topic -> (epoch, last offset): a stream position as everywhere in rtnb, the epoch ``None``
+#: where a hand-written ``since`` gives only offsets (the hub then takes the topic's current one)
+SinceCursor = dict[str, tuple[int | None, int]]
 
 
 # -- client -> hub requests ------------------------------------------------------------
@@ -164,7 +166,7 @@ def parse_since(value: object, limits: Limits | None = None) -> SinceCursor:
                 raise BadCursor(f"since[{topic!r}].epoch must be an integer.")
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise BadCursor(f"since[{topic!r}] must be a non-negative integer offset.")
-        cursor[topic] = (position, epoch)
+        cursor[topic] = (epoch, position)
     return cursor
 
 

@@ -230,7 +230,7 @@ async def load_cursor(hub: Hub, point: ResumePoint | None) -> tuple[ResumePoint 
     head = await hub.cursors.load(point.stored_id)
     if head is None:
         return replace(point, expired=True), None
-    positions: SinceCursor = {topic: (offset, epoch) for topic, (epoch, offset) in head.positions.items()}
+    positions: SinceCursor = dict(head.positions)
     return ResumePoint(positions, head.patterns, point.stored_id), head
 
 
@@ -262,10 +262,10 @@ async def resume_requests(
             if point.expired:
                 if position.last_offset and topic not in wanted:
                     gaps.append(Gap(topic, 1, position.last_offset, "cursor_expired", position.epoch))
-                wanted.setdefault(topic, (position.last_offset, position.epoch))
+                wanted.setdefault(topic, (position.epoch, position.last_offset))
             elif topic not in wanted:
                 start = 0 if covered or last is None else max(0, position.first_offset - 1, position.last_offset - last)
-                wanted[topic] = (start, position.epoch)
+                wanted[topic] = (position.epoch, start)
         if covered and not point.expired:
             gaps += await hub.lost_epochs(pattern, point.positions)
         requests.append(Subscribe(pattern, since=wanted))

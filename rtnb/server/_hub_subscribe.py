@@ -75,7 +75,7 @@ class HubSubscriptions(HubDelivery, HubPresence):
             # connection already receives through another (or the same) pattern: the
             # requested range is sent again (clients drop what they already had).
             if request.since is not None and topic in request.since:
-                offset, epoch = request.since[topic]
+                epoch, offset = request.since[topic]
                 start[topic] = (position.epoch if epoch is None else epoch, offset)
             elif request.last is not None:
                 start[topic] = (position.epoch, max(position.first_offset - 1, position.last_offset - request.last))
@@ -89,7 +89,7 @@ class HubSubscriptions(HubDelivery, HubPresence):
             else:
                 start[topic] = (position.epoch, position.last_offset)
         if request.since is not None:
-            for topic, (offset, _epoch) in request.since.items():
+            for topic, (_epoch, offset) in request.since.items():
                 if offset and topic not in positions and pattern.matches(topic):
                     lost.append(Gap(topic, offset + 1, None, "epoch_changed"))
             lost += lost_epochs
@@ -149,7 +149,7 @@ class HubSubscriptions(HubDelivery, HubPresence):
                     "The hub no longer holds this stored cursor; subscribe again with the full 'since' map.",
                     request_id=request.id,
                 )
-            positions = {topic: (offset, epoch) for topic, (epoch, offset) in head.positions.items()}
+            positions = dict(head.positions)
         pattern = request.pattern
         since: SinceCursor = {topic: place for topic, place in positions.items() if pattern.matches(topic)}
         since.update(request.since or {})

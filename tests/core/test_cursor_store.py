@@ -22,7 +22,7 @@ def test_small_cursors_stay_inline_and_name_their_patterns() -> None:
     issuer = CursorIssuer()
     text = issuer.issue({"a/b": (5, 3)}, ["a/#"], issuer="stream")
     point = read_cursor(text)
-    assert point.positions == {"a/b": (3, 5)} and point.patterns == frozenset({"a/#"})
+    assert point.positions == {"a/b": (5, 3)} and point.patterns == frozenset({"a/#"})
     assert len(issuer.store) == 0
 
 

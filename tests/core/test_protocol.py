@@ -29,7 +29,7 @@ def test_subscribe_with_last_and_since() -> None:
     assert isinstance(request, Subscribe) and request.last == 5 and request.pattern.text == "a/+"
     request = parse_request({"op": "subscribe", "topic": "a/+", "since": {"a/b": 3, "a/c": {"offset": 4, "epoch": 9}}})
     assert isinstance(request, Subscribe)
-    assert request.since == {"a/b": (3, None), "a/c": (4, 9)}
+    assert request.since == {"a/b": (None, 3), "a/c": (9, 4)}
 
 
 def test_other_ops() -> None:
@@ -108,7 +108,7 @@ def test_since_as_a_cursor_text_with_a_delta() -> None:
     )
     assert isinstance(request, Subscribe)
     assert request.cursor is not None and request.cursor.stored_id == "abcdefgh12"
-    assert request.since == {"w/1": (3, 9)}
+    assert request.since == {"w/1": (9, 3)}
     bare = parse_request({"op": "subscribe", "topic": "w/#", "since": "~abcdefgh12"})
     assert isinstance(bare, Subscribe) and bare.since == {} and bare.cursor is not None
 

@@ -60,7 +60,7 @@ async def test_poll_waits_and_wakes_on_publish(hub_server: HubServer, http: Asyn
     assert response.headers["Content-Type"] == "application/json"
     assert [item["data"] for item in body["messages"]] == [{"value": 70}]
     assert body["messages"][0]["op"] == "message"
-    assert decode_cursor(body["cursor"]) == {"plant/boiler/temp": (1, body["messages"][0]["epoch"])}
+    assert decode_cursor(body["cursor"]) == {"plant/boiler/temp": (body["messages"][0]["epoch"], 1)}
     await wait_until(lambda: hub.connection_count == 0)
 
 
@@ -75,7 +75,7 @@ async def test_poll_times_out_empty_with_a_cursor_for_known_topics(
     assert body["messages"] == []
     assert 0.15 <= elapsed < 2.0
     # The empty answer still fixes the position, so the next poll misses nothing.
-    assert decode_cursor(body["cursor"]) == {"plant/pump/temp": (1, message.epoch)}
+    assert decode_cursor(body["cursor"]) == {"plant/pump/temp": (message.epoch, 1)}
 
 
 async def test_default_timeout_and_cap_come_from_the_config(hub_server: HubServer, http: AsyncHTTPClient) -> None:

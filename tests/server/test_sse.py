@@ -197,11 +197,11 @@ async def test_messages_are_envelopes_with_a_cursor_id_on_the_last_event(fast_hu
         assert events[0].id is None
         assert events[1].id is not None
         since = decode_cursor(events[1].id)
-        assert {topic: offset for topic, (offset, _epoch) in since.items()} == {
+        assert {topic: offset for topic, (_epoch, offset) in since.items()} == {
             "plant/boiler/temp": 1,
             "alarms/boiler": 1,
         }
-        assert since["plant/boiler/temp"][1] == envelopes[0]["epoch"]
+        assert since["plant/boiler/temp"][0] == envelopes[0]["epoch"]
     finally:
         await stream.close()
 
@@ -217,7 +217,7 @@ async def test_last_replays_history_per_topic(fast_hub: HubServer) -> None:
         seen = sorted((event.json["topic"], event.json["offset"]) for event in events)
         assert seen == [("plant/a/temp", 4), ("plant/a/temp", 5), ("plant/b/temp", 4), ("plant/b/temp", 5)]
         ready = await stream.until("ready")
-        assert {topic: offset for topic, (offset, _) in decode_cursor(ready.id or "").items()} == {
+        assert {topic: offset for topic, (_, offset) in decode_cursor(ready.id or "").items()} == {
             "plant/a/temp": 5,
             "plant/b/temp": 5,
         }
@@ -279,7 +279,7 @@ async def test_resume_reports_trimmed_history_as_a_gap() -> None:
             assert gap.json == expected
             assert [event.json["offset"] for event in messages] == [16, 17, 18, 19, 20]
             # The cursor on the catch-up events already includes the gap and the messages.
-            assert decode_cursor(messages[-1].id or "") == {"sensor/x": (20, first.epoch)}
+            assert decode_cursor(messages[-1].id or "") == {"sensor/x": (first.epoch, 20)}
         finally:
             await stream.close()
 
