@@ -11,8 +11,6 @@ listeners alike, is necessarily TLS. Skipped, with the reason, where
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import uuid
@@ -22,41 +20,12 @@ from typing import Any
 
 import pytest
 from redis_helpers import collect, eventually, free_port, redis_hub
+from tls_support import self_signed_certificate
 
 from rtnb.backplane.redis import BackplaneState, RedisBackplane
 from rtnb.testing import WirePeer, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A key and a certificate for 127.0.0.1, valid for a day; returns (certificate, key) paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_path, key_path = directory / "redis.crt", directory / "redis.key"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certificate_path, key_path
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import signal
@@ -19,6 +17,7 @@ import orjson
 import pytest
 import websockets
 from security_helpers import SECRET, expired_token, jwt_authenticator, make_token
+from tls_support import self_signed_certificate
 
 from rtnb.cli import build_parser, main
 from rtnb.cli._security import authenticator_from_args, binding_warning, ssl_context_from_args
@@ -168,34 +167,6 @@ def test_serve_exits_2_on_bad_security_options(
 
 
 # -- TLS ------------------------------------------------------------------------------------------
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certfile, keyfile
 
 
 async def test_rtnb_serve_with_tls_and_jwt(tmp_path: Path) -> None:
