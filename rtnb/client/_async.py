@@ -213,7 +213,9 @@ class AsyncClient(Subscribing, CheckpointRequests, Outbox, WebSocketOpening, Rec
             "reconnects": self.reconnects,
             "pending": self.pending,
             "subscriptions": sorted(self._patterns),
-            "refused_subscriptions": sorted(text for text, state in self._patterns.items() if state.refused),
+            "refused_subscriptions": sorted(
+                text for text, state in self._patterns.items() if state.refused or state.retrying
+            ),
             "positions": self.positions,
             "checkpoint": self._tracker.checkpoint,
             "moved_since_checkpoint": self._tracker.moved_since_checkpoint,

@@ -34,6 +34,8 @@ class _PatternState:
     established: bool = False
     #: the hub answered ``unavailable`` (its backplane is down): retried with backoff
     refused: bool = False
+    #: sent again after a refusal, the hub's answer not in yet (still counts as refused in ``status``)
+    retrying: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -67,6 +67,8 @@ class Subscribing(PatternRouting):
                         continue
                     log.error("the hub refused the subscription %r: %s", state.compiled.text, error.message)
                     self._drop_pattern(state, error)
+                else:
+                    state.retrying = False
 
     def _refused(self, connection: Any, state: _PatternState, error: RtnbError) -> None:
         """The hub cannot take the subscription now (e.g. Redis is down): keep it and retry.
@@ -76,7 +78,7 @@ class Subscribing(PatternRouting):
         positions, so nothing is lost (or the hub says what is, with gaps).
         """
         state.sent_on = None
-        state.refused = True
+        state.refused, state.retrying = True, False
         for subscription in state.subscriptions:
             subscription.active = False
         log.warning("the hub cannot take the subscription %r now (%s); retrying", state.compiled.text, error.message)
@@ -94,7 +96,8 @@ class Subscribing(PatternRouting):
             if self._connection is not connection:
                 return
             for state in self._patterns.values():
-                state.refused = False
+                if state.refused:
+                    state.refused, state.retrying = False, True
             try:
                 await self._resubscribe(connection)
             except (_ConnectionLost, ConnectionClosed):
