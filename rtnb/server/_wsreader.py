@@ -13,6 +13,7 @@ decides when the next frame is read.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import sys
@@ -140,9 +141,9 @@ class CallbackFrameReader(WebSocketProtocol13):
             self._abort()
         self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
+    @abc.abstractmethod
     async def _frame(self, header: bytes) -> None:
-        """One frame, after its first two bytes; the subclass's job."""
-        raise NotImplementedError
+        """One frame, after its first two bytes: what the strict protocol (``_wsprotocol.py``) reads and acts on."""
 
     def _take_buffered_message(self) -> Any:
         """Handle the next message at once if it is small and already buffered whole (the subclass's fast path).
