@@ -349,7 +349,7 @@ async def test_a_window_larger_than_the_hubs_history_says_it_came_back_partly(
         await view_page.wait_points(selectors[1], 1000)
         await view_page.wait_points(selectors[2], 200)
         note = "(s) => document.querySelector(s + ' .rtnb-note').textContent"
-        expected = "vb-history/a: the hub's history held only part of the window (from offset 501;"
+        expected = "the hub's history held only part of the window for vb-history/a (from offset 501)"
         for selector in selectors[:2]:  # direct and relay alike
             await view_page.wait_for(f"(s) => ({note})(s).includes({expected!r})", selector)
         assert await view_page.page.evaluate(note, selectors[2]) == ""  # its window is whole: nothing to say

@@ -195,13 +195,14 @@ class ChartStore {
   notes() {
     const notes = [];
     if (this.refused.size) notes.push(`${this.refused.size} more topic(s) not drawn (max_traces=${this.config.max_traces})`);
-    for (const [topic, series] of this.series) {
-      if (this.partial(series)) {
-        notes.push(
-          `${topic}: the hub's history held only part of the window (from offset ${series.firstOffset.toLocaleString()}; ` +
-            "it keeps at most its --history messages per topic); new points fill it",
-        );
-      }
+    // one sentence for every topic rebuilt short, not one per topic
+    const partial = [...this.series].filter(([, series]) => this.partial(series));
+    if (partial.length) {
+      const where = partial.map(([topic, series]) => `${topic} (from offset ${series.firstOffset.toLocaleString()})`);
+      notes.push(
+        `the hub's history held only part of the window for ${where.join(", ")}; ` +
+          "it keeps at most its --history messages per topic, and new points fill it",
+      );
     }
     const seconds = this.config.window_seconds;
     if (seconds) {
